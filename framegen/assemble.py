@@ -1,0 +1,79 @@
+"""Files on disk: every output is written to a temporary name and renamed into place,
+so an interrupted render leaves the earlier output whole."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from .errors import RenderFailure
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix); rename it over `path` on
+    success, delete it on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private (0600)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_png(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_mp4(images: list[Image.Image], holds: list[int], path: Path, fps: float, crf: int = 18) -> int:
+    """Encode H.264 / yuv420p at the images' exact size; image i is shown holds[i]
+    times. Returns the number of video frames written."""
+    import imageio_ffmpeg
+
+    width, height = images[0].size
+    if width % 2 or height % 2:
+        raise RenderFailure(f"H.264 yuv420p needs even sides, got {width}x{height}")
+    count = 0
+    with atomic_path(path) as temporary:
+        writer = imageio_ffmpeg.write_frames(
+            str(temporary),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,  # the default (16) silently rescales other sizes
+            output_params=["-crf", str(crf)],
+            ffmpeg_log_level="error",
+        )
+        try:
+            writer.send(None)
+            for image, hold in zip(images, holds):
+                data = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+                for _ in range(hold):
+                    writer.send(data)
+                    count += 1
+        except (OSError, RuntimeError) as error:
+            raise RenderFailure(f"video encoding failed: {str(error).splitlines()[0]}") from None
+        finally:
+            writer.close()
+    return count

@@ -1,0 +1,39 @@
+"""Errors that reach the user as one line and an exit code (see README, "Exit codes")."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_INVALID_INPUT = 2
+EXIT_RUNTIME = 3
+
+
+class FramegenError(Exception):
+    """A failure the user can act on; `str(error)` is the whole message."""
+
+    exit_code = EXIT_RUNTIME
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+class InvalidInput(FramegenError):
+    """Bad storyboard or arguments. Holds every problem found, one line each, already
+    prefixed with `file:line:col: where:` when a place is known."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+    @property
+    def lines(self) -> list[str]:
+        return self.problems
+
+
+class RenderFailure(FramegenError):
+    """Model not found, out of memory, encoder failure: the render could not finish."""
+
+    exit_code = EXIT_RUNTIME

@@ -1,0 +1,140 @@
+"""Capture and swap U-Net activations with plain PyTorch forward hooks.
+
+`record(...)` caches the anchor's outputs of the needed (layer, step) pairs;
+`swapping(...)` replaces a frame's outputs by the rules. Both attach their hooks for
+one pipeline call and remove them on exit, also when the call fails.
+
+Which step a U-Net call belongs to is read from its `timestep` argument in a forward
+pre-hook, not from a call counter: the position in the scheduler's timestep schedule
+keys the cache, and the denoising step (1-based, as diffusers' progress bar counts it)
+selects the rules. A scheduler that calls the U-Net twice per step (Heun, PNDM's
+warm-up) thus keeps one cache entry per call and one step number per step.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+from .swap import SwapRule, choose, needed_pairs
+
+OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
+
+
+class StepClock:
+    """U-Net forward pre-hook: which call of the schedule is running now."""
+
+    def __init__(self, scheduler, num_steps: int):
+        self.scheduler = scheduler
+        self.num_steps = num_steps
+        self.position = -1  # index into scheduler.timesteps
+        self.step = 0  # 1-based denoising step
+        self._schedule: tuple[list[float], list[int]] | None = None
+        self._schedule_of = None
+
+    def _steps_of_positions(self, timesteps) -> tuple[list[float], list[int]]:
+        values = [float(t) for t in timesteps]
+        order = getattr(self.scheduler, "order", 1)
+        warmup = len(values) - self.num_steps * order
+        steps, done = [], 0
+        for i in range(len(values)):  # the pipeline's own rule for a finished step
+            steps.append(min(done + 1, self.num_steps))
+            if i == len(values) - 1 or (i + 1 > warmup and (i + 1) % order == 0):
+                done += 1
+        return values, steps
+
+    def __call__(self, module, args, kwargs) -> None:
+        timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
+        timesteps = self.scheduler.timesteps
+        if self._schedule_of is not timesteps:
+            self._schedule = self._steps_of_positions(timesteps)
+            self._schedule_of = timesteps
+        values, steps = self._schedule
+        t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+        matches = [i for i, v in enumerate(values) if v == t]
+        if not matches:
+            raise RuntimeError(f"the U-Net was called at timestep {t}, which is not in the scheduler's schedule")
+        # a repeated timestep (Heun, PNDM) is the next occurrence after the last call
+        later = [i for i in matches if i > self.position]
+        self.position = later[0] if later else matches[0]
+        self.step = steps[self.position]
+
+
+def _output_hook(path: str, clock: StepClock, on_output: OnOutput):
+    def hook(module, args, output):
+        tensor = output[0] if isinstance(output, tuple) else output
+        if not torch.is_tensor(tensor):
+            raise TypeError(f"cannot swap '{path}': its output is a {type(output).__name__}, not a tensor")
+        replaced = on_output(path, clock, tensor)
+        if replaced is None:
+            return None
+        return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
+
+    return hook
+
+
+@contextmanager
+def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Iterator[StepClock]:
+    """Attach the step clock and an output hook on each layer (module path)."""
+    clock = StepClock(pipe.scheduler, num_steps)
+    handles = [pipe.unet.register_forward_pre_hook(clock, with_kwargs=True)]
+    try:
+        for path in sorted(layers):
+            module = pipe.unet.get_submodule(path)
+            handles.append(module.register_forward_hook(_output_hook(path, clock, on_output)))
+        yield clock
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class AnchorCache:
+    """The anchor's activations, keyed by (layer, position in the schedule)."""
+
+    def __init__(self, needed: set[tuple[str, int]], offload: bool = False):
+        self.needed = needed
+        self.offload = offload  # keep tensors in host memory instead of on the device
+        self.tensors: dict[tuple[str, int], torch.Tensor] = {}
+
+    @property
+    def layers(self) -> set[str]:
+        return {layer for layer, _ in self.needed}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+        if (path, clock.step) in self.needed:
+            kept = tensor.detach().to("cpu", copy=True) if self.offload else tensor.detach().clone()
+            self.tensors[(path, clock.position)] = kept
+
+    def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
+        return self.tensors[(path, position)].to(device, non_blocking=True)
+
+
+@contextmanager
+def record(pipe, num_steps: int, cache: AnchorCache) -> Iterator[AnchorCache]:
+    """Run the anchor inside this block; `cache` fills with the needed activations."""
+    with hooked(pipe, num_steps, cache.layers, cache.store):
+        yield cache
+
+
+@contextmanager
+def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule]) -> Iterator[None]:
+    """Run a frame inside this block; its activations are swapped by `rules`."""
+    missing = needed_pairs(rules) - cache.needed
+    if missing:
+        raise ValueError(f"the anchor cache lacks {len(missing)} (layer, step) pairs, e.g. {sorted(missing)[0]}")
+
+    def swap_output(path: str, clock: StepClock, tensor: torch.Tensor):
+        rule = choose(rules, clock.step, path)
+        if rule is None:
+            return None
+        return rule(cache.get(path, clock.position, tensor.device), tensor)
+
+    layers = {layer for rule in rules for layer in rule.layers}
+    with hooked(pipe, num_steps, layers, swap_output):
+        yield

@@ -1,0 +1,133 @@
+"""Loading a pipeline from a storyboard's `model:` block.
+
+`id` is `tiny-random` (built here), `demo` (bundled weights), a single `.safetensors`
+checkpoint, a local diffusers folder, or a hub id. Weights load with safetensors only
+and remote code is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import RenderFailure
+from .storyboard import ModelSpec
+
+SCHEDULER_CLASSES = {
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lms": ("LMSDiscreteScheduler", {}),
+}
+
+
+def resolve_device_dtype(spec: ModelSpec):
+    """`auto`: CUDA in float16, else MPS in float16, else CPU in float32."""
+    import torch
+
+    device = spec.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if spec.dtype == "auto":
+        dtype = torch.float32 if device == "cpu" else torch.float16
+    else:
+        dtype = getattr(torch, spec.dtype)
+    return torch.device(device), dtype
+
+
+def configs_offline(model_id: str) -> tuple[dict, int] | None:
+    """(U-Net config, VAE scale factor) when they can be read without weights or network."""
+    if model_id == "tiny-random":
+        from .tiny import SD1_UNET, VAE_SCALE
+
+        return dict(SD1_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), VAE_SCALE
+    if model_id == "demo":
+        from .demo import WEIGHTS_DIR
+
+        folder = WEIGHTS_DIR
+    else:
+        folder = Path(model_id).expanduser()
+    unet, vae = folder / "unet" / "config.json", folder / "vae" / "config.json"
+    if not unet.is_file():
+        return None
+    scale = 8
+    if vae.is_file():
+        scale = 2 ** (len(json.loads(vae.read_text())["block_out_channels"]) - 1)
+    return json.loads(unet.read_text()), scale
+
+
+def configs_online(model_id: str) -> tuple[dict, int]:
+    """The same from the hub (config files only, no weights)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    try:
+        unet = UNet2DConditionModel.load_config(model_id, subfolder="unet")
+        vae = AutoencoderKL.load_config(model_id, subfolder="vae")
+    except (OSError, ValueError) as error:
+        raise RenderFailure(f"cannot read the configs of '{model_id}': {str(error).strip().splitlines()[0]}") from None
+    return unet, 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def _single_file_is_sdxl(path: Path) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as checkpoint:
+        return any(key.startswith("conditioner.embedders.1") for key in checkpoint.keys())
+
+
+def load_pipeline(spec: ModelSpec):
+    """The diffusers pipeline for `spec`, on its resolved device and dtype."""
+    device, dtype = resolve_device_dtype(spec)
+    try:
+        pipe = _load(spec, dtype)
+    except FileNotFoundError as error:
+        raise RenderFailure(f"model '{spec.id}' not found: {error}") from None
+    except OSError as error:  # diffusers/hub: missing files, no network, bad repo id
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RenderFailure(f"model '{spec.id}' could not be loaded: {first_line}") from None
+    if spec.scheduler:
+        set_scheduler(pipe, spec.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        return pipe.to(device)
+    except (RuntimeError, AssertionError) as error:
+        raise RenderFailure(f"cannot move model '{spec.id}' to {device}: {str(error).splitlines()[0]}") from None
+
+
+def _load(spec: ModelSpec, dtype):
+    import diffusers
+    import torch
+
+    if spec.id == "tiny-random":
+        from .tiny import tiny_pipeline
+
+        pipe = tiny_pipeline()
+        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+    if spec.id == "demo":
+        from .demo import load_pipeline as load_demo
+
+        return load_demo(torch_dtype=dtype)
+    options = dict(torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    path = Path(spec.id).expanduser()
+    if spec.id.endswith(".safetensors"):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file '{path}'")
+        cls = diffusers.StableDiffusionXLPipeline if _single_file_is_sdxl(path) else diffusers.StableDiffusionPipeline
+        options.pop("use_safetensors")
+        if cls is diffusers.StableDiffusionXLPipeline:
+            options.pop("safety_checker"), options.pop("requires_safety_checker")
+        return cls.from_single_file(str(path), **options)
+    if spec.id.startswith((".", "/", "~")) and not path.is_dir():
+        raise FileNotFoundError(f"no such folder '{path}'")
+    return diffusers.AutoPipelineForText2Image.from_pretrained(
+        str(path) if path.is_dir() else spec.id, revision=spec.revision, **options
+    )
+
+
+def set_scheduler(pipe, name: str) -> None:
+    import diffusers
+
+    class_name, overrides = SCHEDULER_CLASSES[name]
+    pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)

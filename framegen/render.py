@@ -1,0 +1,159 @@
+"""Render: the anchor with its activations cached, then every frame with swaps.
+
+    board = load_storyboard("storyboards/demo.yaml")
+    renderer = Renderer(board)            # loads the model, resolves layers and rules
+    anchor = renderer.anchor()            # fills the cache with the needed pairs only
+    image = renderer.frame(board.frames[0])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import RenderFailure
+from .hooks import AnchorCache, record, swapping
+from .layers import LayerMap
+from .models import load_pipeline, resolve_device_dtype
+from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard
+from .swap import SwapRule, needed_pairs
+
+OnStep = Callable[[int], None]  # called with the 1-based step just finished
+
+
+def mask_tensor(spec: MaskSpec, width: int, height: int, folder) -> torch.Tensor:
+    """A rule's mask as an (h, w) bool tensor at its own resolution (True = keep anchor)."""
+    if spec.grid is not None:
+        return torch.tensor([[c == "1" for c in row] for row in spec.grid])
+    if spec.image is not None:
+        image = Image.open(folder / spec.image).convert("L")
+        return torch.from_numpy(np.asarray(image) > 127)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for x0, y0, x1, y1 in spec.boxes:
+        mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return mask
+
+
+def compact_steps(steps) -> str:
+    """(1, 2, 3, 7, 9, 10) -> '1-3,7,9-10'."""
+    runs: list[list[int]] = []
+    for step in sorted(steps):
+        if runs and step == runs[-1][1] + 1:
+            runs[-1][1] = step
+        else:
+            runs.append([step, step])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+
+
+@dataclass
+class FrameImage:
+    plan: FramePlan
+    image: Image.Image
+    seconds: float
+
+
+class Renderer:
+    def __init__(self, board: Storyboard, pipe=None):
+        self.board = board
+        spec = board.spec
+        self.pipe = pipe if pipe is not None else load_pipeline(spec.model)
+        self.device, self.dtype = (self.pipe.device, self.pipe.unet.dtype) if pipe is not None else resolve_device_dtype(spec.model)
+        self.layers = LayerMap.of(self.pipe.unet)
+        board.check_layers(self.layers.known_names(), self.layers.listing())
+
+        native = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        native = native if isinstance(native, int) else native[0]
+        self.width = spec.render.width or native
+        self.height = spec.render.height or native
+        self.steps = spec.render.steps
+
+        self.rules = {plan.index: [self._swap_rule(rule) for rule in plan.rules] for plan in board.frames}
+        needed = set().union(*(needed_pairs(rules) for rules in self.rules.values()))
+        self.cache = AnchorCache(needed, offload=spec.render.cache == "cpu")
+
+    def _swap_rule(self, rule: RulePlan) -> SwapRule:
+        mask = None
+        if rule.mode == "mask":
+            mask = mask_tensor(rule.mask, self.width, self.height, self.board.path.parent)
+        return SwapRule(
+            mode=rule.mode,
+            layers=frozenset(self.layers.module_path(name) for name in rule.layers),
+            steps=frozenset(rule.steps),
+            mask=mask,
+            threshold=rule.threshold or 0.0,
+            reduce=rule.reduce,
+        )
+
+    def describe_rules(self, plan: FramePlan) -> list[dict]:
+        """The frame's rules as resolved: module paths and step ranges, for the report."""
+        described = []
+        for rule, swap_rule in zip(plan.rules, self.rules[plan.index]):
+            entry = {
+                "mode": rule.mode,
+                "layers": list(rule.layers),
+                "modules": sorted(swap_rule.layers),
+                "steps": compact_steps(rule.steps),
+            }
+            if rule.mode == "threshold":
+                entry.update(threshold=rule.threshold, reduce=rule.reduce)
+            if rule.mode == "mask":
+                entry["mask"] = rule.mask.model_dump(exclude_none=True)
+            described.append(entry)
+        return described
+
+    def generate(self, prompt: str, on_step: OnStep | None = None) -> Image.Image:
+        """One image with the storyboard's seed and settings (hooks are the caller's)."""
+        render = self.board.spec.render
+
+        def step_done(pipe, i, t, callback_kwargs):
+            if on_step is not None:
+                on_step(min(i + 1, self.steps))
+            return callback_kwargs
+
+        try:
+            return self.pipe(
+                prompt=prompt,
+                negative_prompt=render.negative_prompt or None,
+                width=self.width,
+                height=self.height,
+                num_inference_steps=self.steps,
+                guidance_scale=render.guidance,
+                generator=torch.Generator("cpu").manual_seed(render.seed),
+                callback_on_step_end=step_done,
+            ).images[0]
+        except torch.OutOfMemoryError:
+            raise RenderFailure(
+                f"out of memory on {self.device} at {self.width}x{self.height}; "
+                "try `render: {cache: cpu}`, fewer swapped layers/steps, or a smaller size"
+            ) from None
+
+    def anchor(self, on_step: OnStep | None = None) -> Image.Image:
+        """The anchor image; fills `self.cache` with exactly the pairs the frames need."""
+        self.cache.tensors.clear()
+        with record(self.pipe, self.steps, self.cache):
+            return self.generate(self.board.spec.anchor.prompt, on_step)
+
+    def frame(self, plan: FramePlan, on_step: OnStep | None = None) -> FrameImage:
+        if self.cache.needed and not self.cache.tensors:
+            raise RuntimeError("render the anchor first: the frames swap in its activations")
+        start = time.perf_counter()
+        with swapping(self.pipe, self.steps, self.cache, self.rules[plan.index]):
+            image = self.generate(plan.prompt, on_step)
+        return FrameImage(plan, image, time.perf_counter() - start)
+
+
+def check_known_layers(board: Storyboard, config) -> None:
+    """Validate layer names before loading weights, when the U-Net config is known."""
+    layers = LayerMap(config, modules=None)
+    known = layers.known_names()
+    deep = {n for rules in board.frames for r in rules.rules for n in r.layers if "." in n}
+    # raw paths below a layer (e.g. ...attentions.0.transformer_blocks.0) are checked
+    # after loading, against the U-Net's real modules
+    known |= {n for n in deep if n.split(".")[0] in {"down_blocks", "up_blocks", "mid_block", "conv_in"}}
+    board.check_layers(known, layers.listing())
+

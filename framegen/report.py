@@ -1,0 +1,173 @@
+"""Consistency report: background MSE of each frame against the anchor, and checks.
+
+Background is what the segmenter does not call the person. `background_mse` is the
+mean squared error over RGB on the 0-255 scale over pixels that are background in
+both the anchor and the frame (the paper's metric); `foreground_mse` is the same over
+the other pixels, which shows that the edit happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+from PIL import Image
+
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure
+from .storyboard import Background
+
+CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
+
+
+class NoSegmenter:
+    """`segmenter: none`: the whole image is background."""
+
+    name = "none"
+
+    def person(self, image: Image.Image) -> np.ndarray:
+        return np.zeros((image.height, image.width), dtype=bool)
+
+
+@contextmanager
+def _rembg_home(folder: Path):
+    # rembg only opens custom models that lie inside its home folder
+    previous = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("U2NET_HOME", None)
+        else:
+            os.environ["U2NET_HOME"] = previous
+
+
+class RembgSegmenter:
+    """A rembg session: a model by name (u2net, isnet-general-use, ...) or a local
+    ONNX file with u2net's input/output contract (`model_path`, works offline)."""
+
+    def __init__(self, model: str = "u2net", model_path: Path | None = None):
+        from rembg import new_session
+
+        self.name = f"rembg:{model_path or model}"
+        try:
+            if model_path is not None:
+                model_path = Path(model_path).resolve()
+                if not model_path.is_file():
+                    raise RenderFailure(f"segmenter model not found: {model_path}")
+                with _rembg_home(model_path.parent):
+                    self.session = new_session("u2net_custom", model_path=str(model_path))
+            else:
+                self.session = new_session(model)
+        except (ValueError, OSError) as error:  # unknown name, download impossible offline
+            raise RenderFailure(f"rembg model '{model_path or model}' unavailable: {str(error).splitlines()[0]}") from None
+
+    def person(self, image: Image.Image) -> np.ndarray:
+        mask = self.session.predict(image.convert("RGB"))[0]
+        return np.asarray(mask.convert("L")) > 127
+
+
+def segmenter_for(background: Background, model_id: str, folder: Path):
+    if background.segmenter == "none":
+        return NoSegmenter()
+    model = background.model or ("demo" if model_id == "demo" else "u2net")
+    if background.model_path:
+        return RembgSegmenter(model, folder / background.model_path)
+    if model == "demo":
+        from .demo import segmenter_path
+
+        return RembgSegmenter("demo", segmenter_path())
+    return RembgSegmenter(model)
+
+
+def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
+    if not where.any():
+        return None
+    difference = a[where].astype(np.float64) - b[where].astype(np.float64)
+    return float(np.mean(difference**2))
+
+
+def compare(anchor: Image.Image, frame: Image.Image, anchor_person: np.ndarray, frame_person: np.ndarray) -> dict:
+    a = np.asarray(anchor.convert("RGB"))
+    b = np.asarray(frame.convert("RGB"))
+    background = ~anchor_person & ~frame_person
+    return {
+        "background_mse": _mse(a, b, background),
+        "foreground_mse": _mse(a, b, ~background),
+        "background_fraction": float(background.mean()),
+    }
+
+
+def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dict]:
+    """Each limit as {name, limit, passed, failing_frames}. A frame with no shared
+    background (background_mse null) cannot show consistency, so it fails."""
+    if max_background_mse is None:
+        return []
+    failing = [
+        f["name"] for f in frames if f["background_mse"] is None or f["background_mse"] > max_background_mse
+    ]
+    return [{"name": "max_background_mse", "limit": max_background_mse, "passed": not failing, "failing_frames": failing}]
+
+
+def failure_lines(report: dict) -> list[str]:
+    by_name = {f["name"]: f for f in report["frames"]}
+    lines = []
+    for check in report["checks"]:
+        for name in check["failing_frames"]:
+            mse = by_name[name]["background_mse"]
+            shown = "no shared background" if mse is None else f"background MSE {mse:.2f}"
+            lines.append(f"check failed: frame '{name}': {shown} > {check['name']} {check['limit']}")
+    return lines
+
+
+def report_csv(report: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for frame in report["frames"]:
+        writer.writerow(frame)
+    return buffer.getvalue()
+
+
+def junit_xml(report: dict) -> str:
+    """One test case per (check, frame), for CI systems that read JUnit XML."""
+    by_name = {f["name"]: f for f in report["frames"]}
+    cases, failures = [], 0
+    for check in report["checks"]:
+        for frame in report["frames"]:
+            name = frame["name"]
+            case = f'    <testcase classname={quoteattr("framegen." + check["name"])} name={quoteattr(name)}'
+            if name in check["failing_frames"]:
+                failures += 1
+                mse = by_name[name]["background_mse"]
+                message = f"background MSE {mse if mse is None else round(mse, 3)} > {check['limit']}"
+                cases.append(f"{case}>\n      <failure message={quoteattr(message)}/>\n    </testcase>")
+            else:
+                cases.append(f"{case}/>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<testsuite name="framegen" tests="{len(cases)}" failures="{failures}">\n'
+        + "".join(c + "\n" for c in cases)
+        + "</testsuite>\n"
+    )
+
+
+def read_report(path: Path) -> dict:
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        report["frames"]  # noqa: B018 - the one field every check needs
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise InvalidInput(f"{path}: not a framegen report ({type(error).__name__}: {error})") from None
+    return report
+
+
+def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
+    """The report with its checks recomputed at a new limit, and the exit code."""
+    checked = dict(report, checks=run_checks(report["frames"], max_background_mse))
+    return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED

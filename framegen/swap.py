@@ -1,0 +1,73 @@
+"""Swap rules: what a frame takes from the anchor at one (step, layer).
+
+A rule is a small frozen object; `swap(rules, anchor, current, step, layer)` is a pure
+function of its inputs, so every case can be tested on plain tensors:
+
+- full:      the anchor's tensor replaces the current one;
+- mask:      the anchor's values where the mask is 1 (1 = keep the anchor);
+- threshold: the anchor's values where |anchor - current| < threshold, per element,
+             or per spatial position on the channel mean of |anchor - current|.
+
+`torch.where` picks values bit for bit, so an all-ones mask or an infinite threshold
+gives exactly the anchor, and an all-zeros mask or a zero threshold exactly `current`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class SwapRule:
+    mode: str  # full | mask | threshold
+    layers: frozenset[str]  # module paths
+    steps: frozenset[int]  # 1-based denoising steps
+    mask: torch.Tensor | None = None  # (h, w) bool, any size; resized to each layer
+    threshold: float = 0.0
+    reduce: str = "element"  # element | position
+    _resized: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def applies(self, step: int, layer: str) -> bool:
+        return step in self.steps and layer in self.layers
+
+    def __call__(self, anchor: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        if self.mode == "full":
+            return anchor
+        if self.mode == "mask":
+            keep = self.mask_for(current)
+        else:
+            difference = (anchor - current).abs()
+            if self.reduce == "position":
+                difference = difference.mean(dim=1, keepdim=True)
+            keep = difference < self.threshold
+        return torch.where(keep, anchor, current)
+
+    def mask_for(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mask at the tensor's grid, shaped (1, 1, H, W) to broadcast."""
+        key = (tuple(tensor.shape[-2:]), tensor.device)
+        if key not in self._resized:
+            grid = self.mask[None, None].float()
+            resized = F.interpolate(grid, size=key[0], mode="nearest-exact")
+            self._resized[key] = resized.to(tensor.device) > 0.5
+        return self._resized[key]
+
+
+def choose(rules: list[SwapRule], step: int, layer: str) -> SwapRule | None:
+    """The rule for (step, layer): the last one in the list that covers it."""
+    for rule in reversed(rules):
+        if rule.applies(step, layer):
+            return rule
+    return None
+
+
+def swap(rules: list[SwapRule], anchor: torch.Tensor, current: torch.Tensor, step: int, layer: str) -> torch.Tensor:
+    rule = choose(rules, step, layer)
+    return current if rule is None else rule(anchor, current)
+
+
+def needed_pairs(rules: list[SwapRule]) -> set[tuple[str, int]]:
+    """The (layer, step) pairs whose anchor activations these rules read."""
+    return {(layer, step) for rule in rules for layer in rule.layers for step in rule.steps}

@@ -1,0 +1,131 @@
+"""`tiny-random`: an SD1.x-shaped pipeline with small random weights, built offline.
+
+Every LDM layer name (IN0..IN11, MID, OUT0..OUT11) exists and sits where it sits on
+SD1.5, so the swap machinery can be tested exactly without downloading anything. The
+weights come from a fixed seed, so two builds are bit-identical on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+SEED = 0
+NATIVE_SIZE = (128, 128)  # width, height
+TEXT_LENGTH = 77  # as SD's CLIP; the byte-level tokenizer spends one token per character
+VAE_SCALE = 8  # four VAE blocks: three halvings
+
+# SD1.x structure at a fraction of the width; sdxl=True gives the SDXL layout
+# (no attention in the first down block, 3 levels) for layer-map tests.
+SD1_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(32, 32, 64, 64),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=32,
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+SDXL_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 2),
+    cross_attention_dim=32,
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+
+
+def byte_level_tokenizer_files(folder: Path) -> Path:
+    """Write a CLIP tokenizer whose vocabulary is the 256 byte symbols (plain and
+    word-final) and no merges: any text tokenizes, one token per character."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": TEXT_LENGTH, "tokenizer_class": "CLIPTokenizer"})
+    )
+    return folder
+
+
+@lru_cache(maxsize=1)
+def _tokenizer_dir() -> Path:
+    return byte_level_tokenizer_files(Path(tempfile.mkdtemp(prefix="framegen-tiny-tok-")))
+
+
+def tiny_unet(sdxl: bool = False):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(SEED)
+    return UNet2DConditionModel(**(SDXL_UNET if sdxl else SD1_UNET))
+
+
+def tiny_pipeline():
+    """The `tiny-random` StableDiffusionPipeline (CPU, float32)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    unet = tiny_unet()
+    torch.manual_seed(SEED + 1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=NATIVE_SIZE[0],
+    )
+    torch.manual_seed(SEED + 2)
+    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir())
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=TEXT_LENGTH,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
