@@ -298,17 +298,20 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
 
 
 def _data_path(loc: tuple, data: Any) -> tuple:
-    """Map a pydantic error location onto the data, dropping union tags it inserts."""
-    path, node = [], data
+    """Map a pydantic error location onto the data, dropping the union tag it inserts
+    after a rule's index (`('swap', 0, 'mask', 'grid')` -> `('swap', 0, 'grid')`)."""
+    path, node, tag_dropped = [], data, False
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if isinstance(node, dict) and part == node.get("mode") and not tag_dropped:
+            tag_dropped = True
+        elif isinstance(node, dict) and part in node:
             node = node[part]
             path.append(part)
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
             path.append(part)
-        elif isinstance(node, dict) and isinstance(part, str) and part not in ("full", "mask", "threshold"):
-            path.append(part)  # a missing key: point at its parent, name the key
+        else:  # a missing key: name it, and point at its parent
+            path.append(part)
             break
     return tuple(path)
 
@@ -355,6 +358,8 @@ def _pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
         return path + ("mode",), f"unknown mode '{error['ctx']['tag']}' (known: full, mask, threshold)"
     if kind == "union_tag_not_found":
         return path, "a rule needs 'mode' (full, mask or threshold)"
+    if kind == "too_short" and path == ("frames",):
+        return path, "a storyboard needs at least one frame"
     if kind == "literal_error":
         return path, f"'{error['input']}' is not one of {error['ctx']['expected']}"
     return path, message.removeprefix("Value error, ")
@@ -487,6 +492,7 @@ def load_storyboard(path: str | Path) -> Storyboard:
         if name in names:
             problems.append(board.problem(at + ("name",), f"duplicate frame name '{name}' (also frames[{names[name]}])"))
         names.setdefault(name, i)
+        rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
         prompt = frame.prompt
         if prompt is None:
             try:
@@ -496,7 +502,6 @@ def load_storyboard(path: str | Path) -> Storyboard:
                 kind = "replace" if word in frame.replace else "remove"
                 problems.append(board.problem(at + (kind,), f"'{word}' is not in the anchor prompt"))
                 continue
-        rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
         board.frames.append(FramePlan(index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold))
     if problems:
         raise InvalidInput(problems)

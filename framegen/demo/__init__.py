@@ -1,0 +1,65 @@
+"""The bundled `demo` model: a tiny SD1.x-shaped pipeline trained from scratch on
+procedural scenes (see README.md in this folder), plus an ONNX person segmenter with
+rembg's u2net contract. Loads fully offline from package data.
+
+    from framegen import demo
+    pipe = demo.load_pipeline()
+    image = pipe("girl, blonde hair, red shirt, blue skirt, grass, day, house",
+                 width=64, height=64, num_inference_steps=25, guidance_scale=3).images[0]
+
+Importing this module is cheap: torch and diffusers are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
+NATIVE_SIZE = (64, 64)  # width, height
+TEXT_LENGTH = 32  # tokens, including <|startoftext|> and <|endoftext|>
+
+
+def load_pipeline(torch_dtype=None):
+    """The demo StableDiffusionPipeline (U-Net, VAE, CLIP text encoder and tokenizer,
+    DDIM-compatible scheduler config), loaded offline from safetensors in WEIGHTS_DIR."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    if not (WEIGHTS_DIR / "model_index.json").is_file():
+        raise FileNotFoundError(f"demo weights missing in {WEIGHTS_DIR}; train them with `python -m framegen.demo.train`")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        WEIGHTS_DIR,
+        torch_dtype=torch_dtype or torch.float32,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        use_safetensors=True,
+        local_files_only=True,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def segmenter_path() -> Path:
+    """The ONNX person segmenter (rembg u2net contract: [1,3,320,320] in, [1,1,320,320] out).
+    Use it through rembg with U2NET_HOME pointing at its folder, see `new_rembg_session`."""
+    return WEIGHTS_DIR / "segmenter.onnx"
+
+
+def new_rembg_session():
+    """A rembg `u2net_custom` session over the demo segmenter. rembg only accepts model
+    paths inside its home folder, so U2NET_HOME is pointed at WEIGHTS_DIR meanwhile."""
+    import os
+
+    from rembg import new_session
+
+    path = segmenter_path()
+    old = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = str(path.parent)
+    try:
+        return new_session("u2net_custom", model_path=str(path))
+    finally:
+        if old is None:
+            os.environ.pop("U2NET_HOME", None)
+        else:
+            os.environ["U2NET_HOME"] = old

@@ -1,0 +1,422 @@
+"""Trains the bundled `demo` model from scratch on procedural scenes (CPU, one thread).
+
+    OMP_NUM_THREADS=1 python -m framegen.demo.train --out runs/demo --minutes 74 --seed 0
+
+The minutes are split across three phases: VAE (20%), U-Net + text encoder (70%) and the
+person segmenter (10%); scene generation, latent encoding and sample grids come on top.
+Writes DIR/train.log, DIR/samples_*.png, DIR/metrics.json and the finished model in
+DIR/weights (a diffusers StableDiffusionPipeline folder plus segmenter.onnx). `--install`
+also copies DIR/weights into framegen/demo/weights.
+
+Training scenes use seeds 0..N-1 (< 1_000_000); held-out evaluation uses seeds >= 10_000_000.
+Everything random (init, batches, noise) follows --seed; the number of steps follows the
+time budget and is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from .scenes import make_scene
+from .tokenizer import build_tokenizer
+
+NATIVE_SIZE = (64, 64)
+TEXT_LENGTH = 32
+HELD_OUT_SEED = 10_000_000
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+UNET_CONFIG = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(32, 64, 64, 64),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=32,
+    attention_head_dim=2,  # SD1.x-legacy meaning: 2 heads (2x faster on CPU than 8)
+    norm_num_groups=32,
+)
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=16,
+    sample_size=64,
+)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+)
+SAMPLE_PROMPTS = [
+    "girl, blonde hair, red shirt, blue skirt, grass, day, house, tree",
+    "girl, black hair, yellow shirt, purple pants, snow, night, moon",
+    "boy, brown hair, green shirt, black shorts, sand, sunset, sun",
+    "boy, red hair, blue shirt, white pants, grass, day, clouds, rocks",
+    "girl, white hair, pink shirt, green skirt, sand, day, tree",
+    "boy, black hair, orange shirt, gray pants, snow, sunset, house",
+    "girl, red hair, white shirt, red shorts, grass, night",
+    "boy, blonde hair, purple shirt, yellow pants, sand, day, sun, clouds",
+]
+
+
+class Log:
+    def __init__(self, path: Path):
+        self.file = open(path, "a", buffering=1)
+
+    def __call__(self, *parts):
+        line = " ".join(str(p) for p in parts)
+        print(line, flush=True)
+        self.file.write(line + "\n")
+
+
+def lr_at(progress: float, step: int, warmup: int, base: float) -> float:
+    """Linear warmup, then cosine to 10% over the time budget."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def save_grid(images: np.ndarray, path: Path, cols: int):
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / cols)
+    grid = Image.new("RGB", (cols * w, rows * h))
+    for i, im in enumerate(images):
+        grid.paste(Image.fromarray(im), ((i % cols) * w, (i // cols) * h))
+    grid.resize((cols * w * 3, rows * h * 3), Image.Resampling.NEAREST).save(path)
+
+
+# ----------------------------------------------------------------------------- segmenter
+
+
+class TinySegmenter(nn.Module):
+    """A 3-level U-Net at 64x64; ~60 k parameters. Input: rembg-normalised RGB."""
+
+    def __init__(self, c=(12, 24, 32, 48)):
+        super().__init__()
+
+        def block(i, o):
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+
+        self.enc = nn.ModuleList([block(3, c[0]), block(c[0], c[1]), block(c[1], c[2]), block(c[2], c[3])])
+        self.dec = nn.ModuleList([block(c[3] + c[2], c[2]), block(c[2] + c[1], c[1]), block(c[1] + c[0], c[0])])
+        self.head = nn.Conv2d(c[0], 1, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, enc in enumerate(self.enc):
+            x = enc(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for dec, skip in zip(self.dec, reversed(skips[:-1])):
+            x = dec(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
+        return self.head(x)  # logits
+
+
+class RembgSegmenter(nn.Module):
+    """rembg's u2net contract: [1,3,320,320] normalised input -> [1,1,320,320] probability."""
+
+    def __init__(self, net: TinySegmenter):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        x = F.avg_pool2d(x, 5)  # 320 -> 64
+        p = torch.sigmoid(self.net(x))
+        return F.interpolate(p, size=(320, 320), mode="bilinear", align_corners=False)
+
+
+def rembg_normalise(x: torch.Tensor) -> torch.Tensor:
+    """[-1,1] images -> rembg's BaseSession.normalize (divide by max, ImageNet mean/std)."""
+    x = (x + 1) / 2
+    x = x / x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    return (x - MEAN) / STD
+
+
+def segmenter_iou(onnx_path: Path, seeds) -> float:
+    """Mean IoU of the rembg `u2net_custom` path against the generator's person masks."""
+    from rembg import new_session
+
+    old = os.environ.get("U2NET_HOME")
+    os.environ["U2NET_HOME"] = str(Path(onnx_path).parent.resolve())
+    try:
+        session = new_session("u2net_custom", model_path=str(Path(onnx_path).resolve()))
+    finally:
+        if old is None:
+            os.environ.pop("U2NET_HOME")
+        else:
+            os.environ["U2NET_HOME"] = old
+    ious = []
+    for seed in seeds:
+        scene = make_scene(seed, NATIVE_SIZE)
+        mask = np.asarray(session.predict(scene.image)[0]) > 127
+        inter = (mask & scene.person_mask).sum()
+        union = (mask | scene.person_mask).sum()
+        ious.append(inter / max(union, 1))
+    return float(np.mean(ious))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=74.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenes", type=int, default=20000, help="training scenes (seeds 0..N-1)")
+    parser.add_argument("--install", action="store_true", help="also copy the weights into framegen/demo/weights")
+    args = parser.parse_args(argv)
+
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Log(args.out / "train.log")
+    log(f"== framegen demo training: {vars(args)} threads={torch.get_num_threads()}")
+    budget = {"vae": 0.2 * args.minutes * 60, "unet": 0.7 * args.minutes * 60, "segmenter": 0.1 * args.minutes * 60}
+    metrics: dict = {"command": "python -m framegen.demo.train " + " ".join(argv or os.sys.argv[1:]), "threads": 1}
+    wall: dict = {}
+
+    # -- data
+    t0 = time.time()
+    assert args.scenes < 1_000_000
+    scenes = [make_scene(i, NATIVE_SIZE) for i in range(args.scenes)]
+    images = np.stack([np.asarray(s.image) for s in scenes])
+    person = np.stack([s.person_mask for s in scenes])
+    captions = [s.caption for s in scenes]
+    del scenes
+    wall["data"] = time.time() - t0
+    log(f"data: {len(images)} scenes in {wall['data']:.0f}s")
+
+    # -- phase 1: VAE
+    t0 = time.time()
+    vae = AutoencoderKL(**VAE_CONFIG)
+    metrics["params_vae"] = sum(p.numel() for p in vae.parameters())
+    log(f"vae params {metrics['params_vae']:,}")
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    step, batch = 0, 16
+    while time.time() - t0 < budget["vae"]:
+        progress = (time.time() - t0) / budget["vae"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress, step, 100, 1e-3)
+        idx = rng.integers(0, len(images), batch)
+        x = to_tensor(images[idx])
+        weight = 1 + 4 * torch.from_numpy(person[idx]).float()[:, None]  # the figure matters most
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        rec = (weight * (recon - x).abs()).mean() + (weight * (recon - x) ** 2).mean()
+        kl = posterior.kl().mean()
+        loss = rec + 1e-6 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            mse = F.mse_loss(recon, x).item()
+            log(f"vae step {step} loss {loss.item():.4f} psnr {10 * math.log10(4 / max(mse, 1e-10)):.2f} kl {kl.item():.1f} lr {opt.param_groups[0]['lr']:.2e}")
+        step += 1
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        x = to_tensor(images[-512:])
+        recon = torch.cat([vae.decode(vae.encode(c).latent_dist.mode()).sample for c in x.split(128)])
+        metrics["vae_psnr"] = 10 * math.log10(4 / F.mse_loss(recon, x).item())
+        save_grid(np.concatenate([to_uint8(x[:16]), to_uint8(recon[:16])]), args.out / "samples_vae.png", 16)
+    wall["vae"] = time.time() - t0
+    metrics["vae_steps"] = step
+    log(f"vae done: {step} steps, psnr {metrics['vae_psnr']:.2f} dB, {wall['vae'] / 60:.1f} min")
+
+    # -- latents
+    t0 = time.time()
+    means, stds = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 256):
+            dist = vae.encode(to_tensor(images[i : i + 256])).latent_dist
+            means.append(dist.mean)
+            stds.append(dist.std)
+    lat_mean, lat_std = torch.cat(means), torch.cat(stds)
+    scaling = 1.0 / lat_mean.std().item()
+    vae.register_to_config(scaling_factor=scaling)
+    metrics["vae_scaling_factor"] = scaling
+    wall["latents"] = time.time() - t0
+    log(f"latents {tuple(lat_mean.shape)} scaling_factor {scaling:.4f} in {wall['latents']:.0f}s")
+
+    # -- phase 2: U-Net + text encoder
+    t0 = time.time()
+    tokenizer = build_tokenizer(args.out / "tokenizer_src", TEXT_LENGTH)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=TEXT_LENGTH, projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    metrics["params_unet"] = sum(p.numel() for p in unet.parameters())
+    metrics["params_text_encoder"] = sum(p.numel() for p in text_encoder.parameters())
+    log(f"unet params {metrics['params_unet']:,} text params {metrics['params_text_encoder']:,} vocab {len(tokenizer)}")
+    ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    alphas = noise_scheduler.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=1e-2)
+    step, batch = 0, 32
+    losses = []
+    unet.train()
+    text_encoder.train()
+    while time.time() - t0 < budget["unet"]:
+        progress = (time.time() - t0) / budget["unet"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress, step, 200, 6e-4)
+        idx = torch.from_numpy(rng.integers(0, len(images), batch))
+        latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
+        tokens = ids[idx].clone()
+        tokens[torch.rand(batch) < 0.1] = empty[0]  # caption dropout for classifier-free guidance
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, 1000, (batch,))
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        hidden = text_encoder(tokens)[0]
+        pred = unet(noisy, t, hidden).sample
+        weight = (snr[t].clamp(max=5.0) / snr[t]).view(-1, 1, 1, 1)  # min-SNR-5
+        loss = (weight * (pred - noise) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.998, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        if step % 50 == 0:
+            log(f"unet step {step} loss {np.mean(losses[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
+        step += 1
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            p.copy_(e)
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    wall["unet"] = time.time() - t0
+    metrics["unet_steps"] = step
+    metrics["unet_final_loss"] = float(np.mean(losses[-200:]))
+    log(f"unet done: {step} steps, loss (last 200) {metrics['unet_final_loss']:.4f}, {wall['unet'] / 60:.1f} min")
+
+    # -- pipeline + samples
+    t0 = time.time()
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    weights = args.out / "weights"
+    if weights.exists():
+        shutil.rmtree(weights)
+    pipe.save_pretrained(weights, safe_serialization=True)
+    (args.out / "prompts.txt").write_text("\n".join(SAMPLE_PROMPTS) + "\n")
+    for guidance in (3.0, 7.5):
+        rows = []
+        for seed in range(3):
+            g = torch.Generator().manual_seed(seed)
+            out = pipe(SAMPLE_PROMPTS, height=64, width=64, num_inference_steps=25, guidance_scale=guidance, generator=g, output_type="np").images
+            rows.append((out * 255).round().astype(np.uint8))
+        save_grid(np.concatenate(rows), args.out / f"samples_unet_cfg{guidance:g}.png", len(SAMPLE_PROMPTS))
+    wall["samples"] = time.time() - t0
+    log(f"samples written in {wall['samples']:.0f}s (columns = prompts.txt, rows = seeds 0..2)")
+
+    # -- phase 3: segmenter, on clean scenes and on VAE reconstructions (blurry like generated images)
+    t0 = time.time()
+    n_recon = 1024
+    with torch.no_grad():
+        recon = torch.cat([vae.decode(vae.encode(c).latent_dist.mode()).sample for c in to_tensor(images[:n_recon]).split(128)])
+    recon_images = to_uint8(recon)
+    log(f"segmenter: {n_recon} VAE reconstructions in {time.time() - t0:.0f}s")
+    seg = TinySegmenter()
+    metrics["params_segmenter"] = sum(p.numel() for p in seg.parameters())
+    log(f"segmenter params {metrics['params_segmenter']:,}")
+    opt = torch.optim.AdamW(seg.parameters(), lr=3e-3, weight_decay=1e-4)
+    step, batch = 0, 32
+    seg_losses = []
+    seg.train()
+    while time.time() - t0 < budget["segmenter"]:
+        progress = (time.time() - t0) / budget["segmenter"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress, step, 50, 3e-3)
+        idx = rng.integers(0, len(images), batch)
+        use_recon = (idx < n_recon) & (rng.random(batch) < 0.5)
+        x = np.where(use_recon[:, None, None, None], recon_images[np.minimum(idx, n_recon - 1)], images[idx])
+        x = to_tensor(x)
+        y = torch.from_numpy(person[idx]).float()[:, None]
+        if rng.random() < 0.5:
+            x, y = x.flip(3), y.flip(3)
+        logits = seg(rembg_normalise(x))
+        p = torch.sigmoid(logits)
+        dice = 1 - (2 * (p * y).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seg_losses.append(loss.item())
+        if step % 50 == 0:
+            log(f"segmenter step {step} loss {np.mean(seg_losses[-50:]):.4f}")
+        step += 1
+    seg.eval()
+    metrics["segmenter_steps"] = step
+    metrics["segmenter_final_loss"] = float(np.mean(seg_losses[-100:]))
+    onnx_path = weights / "segmenter.onnx"
+    torch.onnx.export(
+        RembgSegmenter(seg), torch.zeros(1, 3, 320, 320), str(onnx_path), dynamo=False, opset_version=17,
+        input_names=["input"], output_names=["mask"],
+    )
+    wall["segmenter"] = time.time() - t0
+    metrics["segmenter_iou_heldout"] = segmenter_iou(onnx_path, range(HELD_OUT_SEED, HELD_OUT_SEED + 64))
+    log(f"segmenter done: {step} steps, loss {metrics['segmenter_final_loss']:.4f}, held-out IoU (64 scenes, rembg path) {metrics['segmenter_iou_heldout']:.3f}")
+
+    # -- wrap up
+    shutil.rmtree(args.out / "tokenizer_src", ignore_errors=True)
+    metrics["wall_minutes"] = {k: round(v / 60, 2) for k, v in wall.items()}
+    metrics["weights_mb"] = round(sum(f.stat().st_size for f in weights.rglob("*") if f.is_file()) / 2**20, 2)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(json.dumps(metrics, indent=2))
+    if args.install:
+        target = Path(__file__).parent / "weights"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(weights, target)
+        log(f"installed into {target}")
+
+
+if __name__ == "__main__":
+    main()
