@@ -34,6 +34,8 @@ class RichProgress:
         self.started = 0
 
     def image(self, name: str, total_steps: int) -> None:
+        if not self.started:  # shown from the first image on, after validation and loading
+            self.bar.start()
         self.bar.update(self.images, completed=self.started)
         self.bar.reset(self.steps, total=total_steps, description=name[:16])
         self.started += 1
@@ -44,11 +46,11 @@ class RichProgress:
             self.bar.update(self.images, completed=self.started)
 
     def __enter__(self):
-        self.bar.start()
         return self
 
     def __exit__(self, *exc):
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
 
 
 def cmd_render(args) -> int:
