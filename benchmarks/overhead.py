@@ -1,0 +1,118 @@
+"""Overhead of framegen's hooks against a plain diffusers pipeline, in one run.
+
+    python benchmarks/overhead.py [--repeats 7] [--size 128] [--steps 50]
+
+Prints the median per-image time of: the plain pipeline, the anchor with caching, and a
+frame for each rule kind (the paper's two-phase settings), as ratios to plain; then the
+cache's bytes against the minimum, the sum of the needed tensors computed from the
+layer table. Target (issue #2): every ratio <= 1.05 on CPU. Runs are interleaved so
+machine drift hits every variant alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from framegen.render import Renderer
+from framegen.storyboard import load_storyboard
+from framegen.tiny import tiny_pipeline
+
+BOARD = """
+version: 1
+model: {{id: tiny-random, scheduler: ddim}}
+render: {{width: {size}, height: {size}, steps: {steps}, guidance: 7.5, seed: 1111}}
+anchor: {{prompt: "girl, white hair, school uniform, blue skirt, outdoor"}}
+frames:
+  - name: full
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap: [{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}]
+  - name: mask
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{grid: ["1111", "1001", "1001", "1111"]}}}}
+  - name: threshold
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: 0.13}}
+  - name: threshold-position
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: threshold, reduce: position, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: 0.13}}
+"""
+
+
+def minimum_bytes(renderer: Renderer, element_size: int, batch: int) -> int:
+    latent_w, latent_h = renderer.width // renderer.pipe.vae_scale_factor, renderer.height // renderer.pipe.vae_scale_factor
+    by_module = renderer.layers.by_module
+    total = 0
+    for module, _step in renderer.cache.needed:
+        w, h = by_module[module].grid(latent_w, latent_h)
+        total += batch * by_module[module].channels * h * w * element_size
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50)
+    args = parser.parse_args()
+
+    phase = round(args.steps * 0.4)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "overhead.yaml"
+        path.write_text(BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1))
+        board = load_storyboard(path)
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    renderer = Renderer(board, pipe)
+    render = board.spec.render
+
+    def plain():
+        pipe(
+            board.spec.anchor.prompt, width=renderer.width, height=renderer.height,
+            num_inference_steps=render.steps, guidance_scale=render.guidance,
+            generator=torch.Generator("cpu").manual_seed(render.seed),
+        )  # fmt: skip
+
+    variants = {"plain diffusers": plain, "anchor + caching": renderer.anchor}
+    for plan in board.frames:
+        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(plan)
+
+    renderer.anchor()  # warm-up: first calls allocate
+    plain()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+
+    base = statistics.median(times["plain diffusers"])
+    print(f"tiny-random, {args.size}x{args.size}, {args.steps} steps, DDIM, CPU, torch threads {torch.get_num_threads()}, "
+          f"median of {args.repeats} interleaved runs; rules: full OUT3+OUT4 steps 1-{phase}, then mask/threshold "
+          f"on OUT3,4,5,6,10 steps {phase + 1}-{args.steps}")  # fmt: skip
+    print(f"{'variant':<28}{'median s':>10}{'ratio':>8}")
+    worst = 0.0
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        ratio = median / base
+        worst = max(worst, ratio if name != "plain diffusers" else 0)
+        print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
+    minimum = minimum_bytes(renderer, element_size=4, batch=2)
+    print(f"cache bytes {renderer.cache.nbytes:,} vs minimum {minimum:,} (ratio {renderer.cache.nbytes / minimum:.3f}); "
+          f"{len(renderer.cache.tensors)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
+    print(f"worst ratio {worst:.3f}: {'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target")
+
+
+if __name__ == "__main__":
+    main()
