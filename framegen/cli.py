@@ -77,8 +77,9 @@ def cmd_validate(args) -> int:
     from .storyboard import load_storyboard
 
     board = load_storyboard(args.storyboard)
-    validate_before_loading(board)
-    print(f"{args.storyboard}: ok ({len(board.frames)} frames)")
+    layers_checked = validate_before_loading(board, online=False)
+    note = "" if layers_checked else "; layer names are checked when the model loads"
+    print(f"{args.storyboard}: ok ({len(board.frames)} frames{note})")
     return EXIT_OK
 
 
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     # transformers/diffusers chatter (torchvision absent, dtype notes) is not ours to show
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .assemble import write_mp4, write_png, write_text
 from .errors import EXIT_CHECK_FAILED, EXIT_OK
-from .models import configs_offline
+from .models import configs_offline, configs_online, is_hub_id
 from .render import Renderer, check_known_layers
 from .report import compare, report_csv, run_checks, segmenter_for
 from .storyboard import Storyboard
@@ -27,11 +27,17 @@ class Quiet:
     def step(self, step: int) -> None: ...
 
 
-def validate_before_loading(board: Storyboard) -> None:
-    """Check layer names against the U-Net config when it is known without weights."""
-    configs = configs_offline(board.spec.model.id)
+def validate_before_loading(board: Storyboard, online: bool = True) -> bool:
+    """Check layer names against the U-Net config, read without weights: bundled or
+    local configs, else (`online`) the hub's config file. A single-file checkpoint is
+    checked once loaded. Returns whether the layers were checked."""
+    model = board.spec.model
+    configs = configs_offline(model.id)
+    if configs is None and online and is_hub_id(model.id):
+        configs = configs_online(model.id, model.revision)
     if configs is not None:
         check_known_layers(board, configs[0])
+    return configs is not None
 
 
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict, int]:

@@ -58,15 +58,25 @@ def configs_offline(model_id: str) -> tuple[dict, int] | None:
     return json.loads(unet.read_text()), scale
 
 
-def configs_online(model_id: str) -> tuple[dict, int]:
+def is_hub_id(model_id: str) -> bool:
+    return not (
+        model_id in ("tiny-random", "demo")
+        or model_id.endswith(".safetensors")
+        or model_id.startswith((".", "/", "~"))
+        or Path(model_id).exists()
+    )
+
+
+def configs_online(model_id: str, revision: str | None = None) -> tuple[dict, int]:
     """The same from the hub (config files only, no weights)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     try:
-        unet = UNet2DConditionModel.load_config(model_id, subfolder="unet")
-        vae = AutoencoderKL.load_config(model_id, subfolder="vae")
+        unet = UNet2DConditionModel.load_config(model_id, subfolder="unet", revision=revision)
+        vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
     except (OSError, ValueError) as error:
-        raise RenderFailure(f"cannot read the configs of '{model_id}': {str(error).strip().splitlines()[0]}") from None
+        reason = str(error).strip().splitlines()[0]
+        raise RenderFailure(f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}") from None
     return unet, 2 ** (len(vae["block_out_channels"]) - 1)
 
 
@@ -119,7 +129,7 @@ def _load(spec: ModelSpec, dtype):
         if cls is diffusers.StableDiffusionXLPipeline:
             options.pop("safety_checker"), options.pop("requires_safety_checker")
         return cls.from_single_file(str(path), **options)
-    if spec.id.startswith((".", "/", "~")) and not path.is_dir():
+    if not is_hub_id(spec.id) and not path.is_dir():
         raise FileNotFoundError(f"no such folder '{path}'")
     return diffusers.AutoPipelineForText2Image.from_pretrained(
         str(path) if path.is_dir() else spec.id, revision=spec.revision, **options

@@ -151,3 +151,11 @@ def test_validate_command(tmp_path, capsys):
     board.write_text(TINY_BOARD.lstrip())
     code, out, _ = run(capsys, "validate", board)
     assert code == 0 and "ok (3 frames)" in out
+
+
+def test_validate_hub_model_offline_defers_layer_check(capsys):
+    from pathlib import Path
+
+    paper = Path(__file__).resolve().parents[1] / "storyboards" / "paper.yaml"
+    code, out, _ = run(capsys, "validate", paper)
+    assert code == 0 and "layer names are checked when the model loads" in out
