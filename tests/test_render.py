@@ -1,0 +1,65 @@
+"""Renderer on tiny-random: mask sources agree, rules resolve, cache modes agree."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from framegen.render import Renderer, compact_steps, mask_tensor
+from framegen.storyboard import MaskSpec, load_storyboard
+
+BOARD = """
+version: 1
+model: {{id: tiny-random}}
+render: {{width: 64, height: 64, steps: 6, seed: 3, cache: {cache}}}
+anchor: {{prompt: "girl, white hair, blue skirt"}}
+swap: [{{mode: mask, layers: [OUT3, OUT6, OUT10, MID], steps: all, mask: {mask}}}]
+frames:
+  - {{name: edit, replace: {{"blue skirt": "red pants"}}}}
+"""
+
+
+def test_mask_sources_build_the_same_region(tmp_path):
+    picture = np.zeros((64, 64), np.uint8)
+    picture[:32, :32] = 255
+    picture[32:, 32:] = 255
+    Image.fromarray(picture).save(tmp_path / "mask.png")
+    grid = mask_tensor(MaskSpec(grid=["10", "01"]), 64, 64, tmp_path)
+    image = mask_tensor(MaskSpec(image="mask.png"), 64, 64, tmp_path)
+    boxes = mask_tensor(MaskSpec(boxes=[(0, 0, 32, 32), (32, 32, 64, 64)]), 64, 64, tmp_path)
+    assert grid.tolist() == [[True, False], [False, True]]
+    assert torch.equal(image, boxes) and image.shape == (64, 64) and image.sum() == 2 * 32 * 32
+
+
+def render_frame(tmp_path, tiny_pipe, mask, cache="device"):
+    path = tmp_path / "board.yaml"
+    path.write_text(BOARD.format(mask=mask, cache=cache))
+    renderer = Renderer(load_storyboard(path), pipe=tiny_pipe)
+    anchor = renderer.anchor()
+    return np.asarray(anchor), np.asarray(renderer.frame(renderer.board.frames[0]).image), renderer
+
+
+def test_grid_image_and_boxes_masks_give_the_same_frame(tmp_path, tiny_pipe):
+    picture = np.zeros((64, 64), np.uint8)
+    picture[:32, :32] = 255
+    picture[32:, 32:] = 255
+    Image.fromarray(picture).save(tmp_path / "mask.png")
+    _, by_grid, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
+    _, by_image, _ = render_frame(tmp_path, tiny_pipe, "{image: mask.png}")
+    _, by_boxes, renderer = render_frame(tmp_path, tiny_pipe, "{boxes: [[0, 0, 32, 32], [32, 32, 64, 64]]}")
+    assert np.array_equal(by_grid, by_image) and np.array_equal(by_grid, by_boxes)
+    _, nothing_kept, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["00", "00"]}')
+    _, everything_kept, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["11", "11"]}')
+    assert not np.array_equal(by_grid, nothing_kept) and not np.array_equal(by_grid, everything_kept)
+    (rules,) = renderer.rules.values()
+    assert rules[0].layers == {"up_blocks.1.attentions.0", "up_blocks.2.attentions.0", "up_blocks.3.attentions.1", "mid_block"}
+
+
+def test_host_cache_renders_the_same_frame(tmp_path, tiny_pipe):
+    _, on_device, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
+    _, on_host, renderer = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}', cache="cpu")
+    assert np.array_equal(on_device, on_host) and renderer.cache.offload
+
+
+def test_compact_steps():
+    assert compact_steps((1, 2, 3, 7, 9, 10)) == "1-3,7,9-10"
+    assert compact_steps(range(1, 51)) == "1-50"
