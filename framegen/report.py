@@ -53,8 +53,19 @@ class RembgSegmenter:
     ONNX file with u2net's input/output contract (`model_path`, works offline)."""
 
     def __init__(self, model: str = "u2net", model_path: Path | None = None):
-        from rembg import new_session
+        import onnxruntime
+        import torch
 
+        threads = torch.get_num_threads()
+        from rembg import new_session  # its pymatting import resets torch's thread count
+
+        torch.set_num_threads(threads)
+
+        # onnxruntime's idle threads spin by default; the U-Net runs between two
+        # segmentations and should not compete with them
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.name = f"rembg:{model_path or model}"
         try:
             if model_path is not None:
@@ -62,9 +73,9 @@ class RembgSegmenter:
                 if not model_path.is_file():
                     raise RenderFailure(f"segmenter model not found: {model_path}")
                 with _rembg_home(model_path.parent):
-                    self.session = new_session("u2net_custom", model_path=str(model_path))
+                    self.session = new_session("u2net_custom", model_path=str(model_path), sess_opts=options)
             else:
-                self.session = new_session(model)
+                self.session = new_session(model, sess_opts=options)
         except (ValueError, OSError) as error:  # unknown name, download impossible offline
             raise RenderFailure(f"rembg model '{model_path or model}' unavailable: {str(error).splitlines()[0]}") from None
 

@@ -66,13 +66,19 @@ def brightness_segmenter_onnx(path):
 
 
 def test_rembg_session_with_a_local_onnx_model(tmp_path):
+    import torch
+
     model = brightness_segmenter_onnx(tmp_path / "seg.onnx")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # importing rembg (pymatting) resets this; the segmenter restores it
     image = np.full((64, 64, 3), 20, np.uint8)
     image[16:48, 24:40] = 230  # a bright 'person'
     before = os.environ.get("U2NET_HOME")
     segmenter = segmenter_for(Background(segmenter="rembg", model_path="seg.onnx"), "tiny-random", tmp_path)
     assert isinstance(segmenter, RembgSegmenter) and segmenter.name.endswith("seg.onnx")
     assert os.environ.get("U2NET_HOME") == before  # rembg's home is only borrowed
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(threads)
     person = segmenter.person(Image.fromarray(image))
     truth = np.zeros((64, 64), bool)
     truth[16:48, 24:40] = True
