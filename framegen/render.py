@@ -19,7 +19,7 @@ from PIL import Image
 from .errors import RenderFailure
 from .hooks import AnchorCache, record, swapping
 from .layers import LayerMap
-from .models import load_pipeline, resolve_device_dtype
+from .models import load_pipeline
 from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard
 from .swap import SwapRule, needed_pairs
 
@@ -62,7 +62,7 @@ class Renderer:
         self.board = board
         spec = board.spec
         self.pipe = pipe if pipe is not None else load_pipeline(spec.model)
-        self.device, self.dtype = (self.pipe.device, self.pipe.unet.dtype) if pipe is not None else resolve_device_dtype(spec.model)
+        self.device, self.dtype = self.pipe.device, self.pipe.unet.dtype
         self.layers = LayerMap.of(self.pipe.unet)
         board.check_layers(self.layers.known_names(), self.layers.listing())
 

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -203,7 +203,6 @@ class Storyboard:
     path: Path
     spec: StoryboardSpec
     frames: list[FramePlan]
-    raw: dict
     marks: dict[tuple, tuple[int, int]] = field(repr=False)
 
     @property
@@ -330,8 +329,6 @@ def _model_at(path: tuple):
 
 
 def _classes(annotation) -> list[type]:
-    from typing import get_args
-
     found, stack = [], [annotation]
     while stack:
         a = stack.pop()
@@ -347,9 +344,9 @@ def _pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
     if kind == "extra_forbidden":
         parent = path[:-1]
         model = _model_at(parent)
-        if isinstance(data_at(data, parent), dict) and "mode" in data_at(data, parent):
-            mode = data_at(data, parent)["mode"]
-            model = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule}.get(mode, model)
+        mapping = data_at(data, parent)
+        if isinstance(mapping, dict) and "mode" in mapping:  # a rule: its mode's fields
+            model = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule}.get(mapping["mode"], model)
         known = ", ".join(model.model_fields) if model else ""
         return path + ("<key>",), f"unknown key '{path[-1]}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
@@ -456,7 +453,7 @@ def load_storyboard(path: str | Path) -> Storyboard:
             problems.append(f"{loc}: {dotted(shown) or 'storyboard'}: {message}")
         raise InvalidInput(list(dict.fromkeys(problems))) from None
 
-    board = Storyboard(path=path, spec=spec, frames=[], raw=data, marks=marks)
+    board = Storyboard(path=path, spec=spec, frames=[], marks=marks)
     problems: list[str] = []
 
     def rules_for(rules: list, at: tuple) -> tuple[RulePlan, ...]:
