@@ -70,6 +70,11 @@ class _RuleBase(_Strict):
     layers: list[str] = Field(min_length=1)
     steps: Steps = "all"
 
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
+
 
 class FullRule(_RuleBase):
     mode: Literal["full"]

@@ -116,6 +116,11 @@ def test_yaml_errors(write_board):
     assert "cannot read storyboard" in problems(Path("/nonexistent/board.yaml"))[0]
 
 
+def test_layers_may_be_a_comma_separated_string(write_board):
+    board = load_storyboard(write_board(TINY_BOARD.replace("[OUT3, OUT4]", '"OUT3, OUT4"')))
+    assert board.frames[0].rules[0].layers == ("OUT3", "OUT4")
+
+
 def test_layer_names_follow_the_model_structure(write_board):
     board = load_storyboard(write_board(TINY_BOARD.replace("[OUT3, OUT4]", "[OUT3, IN11]")))
     check_known_layers(board, dict(SD1_UNET))
