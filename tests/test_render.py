@@ -63,3 +63,18 @@ def test_host_cache_renders_the_same_frame(tmp_path, tiny_pipe):
 def test_compact_steps():
     assert compact_steps((1, 2, 3, 7, 9, 10)) == "1-3,7,9-10"
     assert compact_steps(range(1, 51)) == "1-50"
+
+
+def test_local_diffusers_folder_loads_through_the_real_path(tmp_path, tiny_pipe):
+    """`model.id` as a folder goes through diffusers' from_pretrained (safetensors only)
+    and renders what the in-memory pipeline renders."""
+    from framegen.models import load_pipeline
+    from framegen.storyboard import ModelSpec
+
+    tiny_pipe.save_pretrained(tmp_path / "model", safe_serialization=True)
+    assert not list((tmp_path / "model").rglob("*.bin"))
+    loaded = load_pipeline(ModelSpec(id=str(tmp_path / "model"), scheduler="euler"))
+    assert type(loaded.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert list(loaded.unet.config.block_out_channels) == list(tiny_pipe.unet.config.block_out_channels)
+    for name, tensor in tiny_pipe.unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[name], tensor), name
