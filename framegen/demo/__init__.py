@@ -42,24 +42,5 @@ def load_pipeline(torch_dtype=None):
 
 def segmenter_path() -> Path:
     """The ONNX person segmenter (rembg u2net contract: [1,3,320,320] in, [1,1,320,320] out).
-    Use it through rembg with U2NET_HOME pointing at its folder, see `new_rembg_session`."""
+    framegen uses it through rembg's `u2net_custom` session (framegen.report.RembgSegmenter)."""
     return WEIGHTS_DIR / "segmenter.onnx"
-
-
-def new_rembg_session():
-    """A rembg `u2net_custom` session over the demo segmenter. rembg only accepts model
-    paths inside its home folder, so U2NET_HOME is pointed at WEIGHTS_DIR meanwhile."""
-    import os
-
-    from rembg import new_session
-
-    path = segmenter_path()
-    old = os.environ.get("U2NET_HOME")
-    os.environ["U2NET_HOME"] = str(path.parent)
-    try:
-        return new_session("u2net_custom", model_path=str(path))
-    finally:
-        if old is None:
-            os.environ.pop("U2NET_HOME", None)
-        else:
-            os.environ["U2NET_HOME"] = old

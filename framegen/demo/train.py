@@ -1,6 +1,6 @@
 """Trains the bundled `demo` model from scratch on procedural scenes (CPU, one thread).
 
-    OMP_NUM_THREADS=1 python -m framegen.demo.train --out runs/demo --minutes 74 --seed 0
+    OMP_NUM_THREADS=1 python -m framegen.demo.train --out demo-train --minutes 71 --seed 0 --install
 
 The minutes are split across three phases: VAE (20%), U-Net + text encoder (70%) and the
 person segmenter (10%); scene generation, latent encoding and sample grids come on top.
@@ -189,7 +189,7 @@ def segmenter_iou(onnx_path: Path, seeds) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=74.0)
+    parser.add_argument("--minutes", type=float, default=71.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=20000, help="training scenes (seeds 0..N-1)")
     parser.add_argument("--install", action="store_true", help="also copy the weights into framegen/demo/weights")

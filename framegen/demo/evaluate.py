@@ -1,0 +1,153 @@
+"""Consistency of the demo model under framegen's swap settings.
+
+For a (seed, edit) pair drawn from the scene grammar, the anchor prompt is the caption
+of `sample_attributes(seed)` and the frame changes the shirt or the bottom colour. Every
+setting renders the same pair through framegen's own storyboard path, and each frame is
+scored like `framegen render` scores it (background / foreground MSE with the demo
+segmenter), plus **edit success**: the frame's person, found by the segmenter, has the
+requested colour in the band of rows where the scene generator draws that garment.
+
+Used by `benchmarks/consistency.py` (the table) and the regression test.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..render import Renderer
+from ..report import RembgSegmenter, compare
+from ..storyboard import load_storyboard
+from . import segmenter_path
+from .scenes import COLOURS, RGB, caption, sample_attributes
+
+# Rows of the garment bands as fractions of the person's height (see scenes._draw_person:
+# the shirt spans 0.24-0.57 of the height from the head's top, every bottom 0.57-0.74).
+BANDS = {"top_colour": (0.30, 0.50), "bottom_colour": (0.60, 0.72)}
+
+
+@dataclass(frozen=True)
+class Edit:
+    seed: int
+    attribute: str  # top_colour | bottom_colour
+    colour: str
+
+    @property
+    def anchor_prompt(self) -> str:
+        return caption(sample_attributes(self.seed))
+
+    @property
+    def frame_prompt(self) -> str:
+        return caption({**sample_attributes(self.seed), self.attribute: self.colour})
+
+
+def edits(count: int, first_seed: int = 20_000_000) -> list[Edit]:
+    """`count` (seed, edit) pairs, alternating shirt and bottom edits, each to a colour
+    the anchor does not already have. Seeds are outside the training range."""
+    chosen = []
+    for i in range(count):
+        seed = first_seed + i
+        attribute = ("top_colour", "bottom_colour")[i % 2]
+        current = sample_attributes(seed)[attribute]
+        colour = random.Random(seed).choice([c for c in COLOURS if c != current])
+        chosen.append(Edit(seed, attribute, colour))
+    return chosen
+
+
+def garment_colour(image: Image.Image, person: np.ndarray, attribute: str) -> str | None:
+    """The palette colour nearest to the median of the person's pixels in the garment's
+    band of rows, or None when no person was found."""
+    rows = np.flatnonzero(person.any(axis=1))
+    if rows.size < 4:
+        return None
+    top, height = rows[0], rows[-1] - rows[0] + 1
+    low, high = BANDS[attribute]
+    band = np.zeros_like(person)
+    band[top + int(low * height) : top + int(np.ceil(high * height))] = True
+    pixels = np.asarray(image.convert("RGB"))[person & band]
+    if len(pixels) == 0:
+        return None
+    median = np.median(pixels, axis=0)
+    return min(COLOURS, key=lambda c: float(np.sum((np.array(RGB[c]) - median) ** 2)))
+
+
+SETTINGS = {
+    # name -> the frame's swap rules; {phase} = last step of the whole-tensor phase
+    "no swap": "[]",
+    "whole OUT3+OUT4": '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}]',
+    "whole IN8+OUT3-6": '[{{mode: full, layers: [IN8, OUT3, OUT4, OUT5, OUT6], steps: "1-{phase}"}}]',
+    "whole + threshold": (
+        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
+        ' {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: {threshold}}}]'
+    ),
+    "whole + mask": (
+        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{image: mask.png}}}}]'
+    ),
+}
+
+BOARD = """
+version: 1
+model: {{id: demo, scheduler: ddim}}
+render: {{steps: {steps}, guidance: {guidance}, seed: {seed}}}
+anchor: {{prompt: "{anchor}"}}
+frames:
+{frames}
+report: {{background: {{segmenter: none}}}}
+"""
+
+
+class Evaluator:
+    """Renders (seed, edit) pairs under every setting with one pipeline and segmenter."""
+
+    def __init__(self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, settings=None):
+        self.pipe = pipe
+        self.steps, self.guidance, self.threshold = steps, guidance, threshold
+        self.phase = round(0.4 * steps)
+        self.settings = settings or list(SETTINGS)
+        self.segmenter = RembgSegmenter("demo", segmenter_path())
+
+    def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
+        frames = "\n".join(
+            f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
+            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold)
+            + "}"
+            for name in settings
+        )
+        path = folder / f"{edit.seed}-{len(settings)}.yaml"
+        path.write_text(
+            BOARD.format(steps=self.steps, guidance=self.guidance, seed=edit.seed, anchor=edit.anchor_prompt, frames=frames)
+        )
+        return Renderer(load_storyboard(path), pipe=self.pipe)
+
+    def score(self, edit: Edit) -> dict[str, dict]:
+        """{setting: {background_mse, foreground_mse, background_fraction, edited, image}}."""
+        results = {}
+        with tempfile.TemporaryDirectory() as folder:
+            folder = Path(folder)
+            first = [s for s in self.settings if s != "whole + mask"]
+            renderer = self._renderer(folder, edit, first)
+            anchor = renderer.anchor()
+            anchor_person = self.segmenter.person(anchor)
+            frames = {plan.name: renderer.frame(plan).image for plan in renderer.board.frames}
+            if "whole + mask" in self.settings:
+                # the hand-drawn region's stand-in: keep the anchor where it has no person
+                Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / "mask.png")
+                masked = self._renderer(folder, edit, ["whole + mask"])
+                masked.anchor()
+                frames["whole + mask"] = masked.frame(masked.board.frames[0]).image
+        for name in self.settings:
+            image = frames[name]
+            person = self.segmenter.person(image)
+            results[name] = {
+                **compare(anchor, image, anchor_person, person),
+                "edited": garment_colour(image, person, edit.attribute) == edit.colour,
+                "image": image,
+            }
+        results["anchor"] = {"image": anchor}
+        return results
