@@ -53,10 +53,24 @@ class RichProgress:
             self.bar.stop()
 
 
+def _quiet_libraries() -> None:
+    """framegen shows its own progress; the libraries' loading bars and notices go."""
+    import warnings
+
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def cmd_render(args) -> int:
     from .job import render_storyboard
     from .report import failure_lines
     from .storyboard import load_storyboard
+
+    _quiet_libraries()
 
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
