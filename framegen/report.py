@@ -77,7 +77,11 @@ class RembgSegmenter:
             else:
                 self.session = new_session(model, sess_opts=options)
         except (ValueError, OSError) as error:  # unknown name, download impossible offline
-            raise RenderFailure(f"rembg model '{model_path or model}' unavailable: {str(error).splitlines()[0]}") from None
+            raise RenderFailure(
+                f"rembg model '{model_path or model}' unavailable ({str(error).splitlines()[0][:120]}); "
+                "rembg downloads named models on first use: offline, give `model_path` to a local ONNX file "
+                "or use `segmenter: none`"
+            ) from None
 
     def person(self, image: Image.Image) -> np.ndarray:
         mask = self.session.predict(image.convert("RGB"))[0]
@@ -85,7 +89,9 @@ class RembgSegmenter:
 
 
 def segmenter_for(background: Background, model_id: str, folder: Path):
-    if background.segmenter == "none":
+    """The storyboard's segmenter. Unset, it is the demo model's own segmenter for
+    `demo`, none for `tiny-random` (random images hold no person), else rembg's u2net."""
+    if background.segmenter == "none" or (model_id == "tiny-random" and "segmenter" not in background.model_fields_set):
         return NoSegmenter()
     model = background.model or ("demo" if model_id == "demo" else "u2net")
     if background.model_path:

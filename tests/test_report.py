@@ -88,7 +88,9 @@ def test_rembg_session_with_a_local_onnx_model(tmp_path):
 
 def test_segmenter_none_and_missing_model(tmp_path):
     from framegen.errors import RenderFailure
+    from framegen.report import NoSegmenter
 
     assert not segmenter_for(Background(segmenter="none"), "x", tmp_path).person(Image.new("RGB", (8, 4))).any()
+    assert isinstance(segmenter_for(Background(), "tiny-random", tmp_path), NoSegmenter)  # the default there
     with pytest.raises(RenderFailure, match="segmenter model not found"):
         segmenter_for(Background(model_path="missing.onnx"), "x", tmp_path)
