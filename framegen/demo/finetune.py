@@ -1,0 +1,115 @@
+"""Fine-tune the demo model's U-Net and text encoder at a larger size.
+
+    python -m framegen.demo.finetune --out DIR --size 128 --minutes 35 --seed 0
+
+At 64x64 the VAE's 16x16 latent puts OUT3/OUT4 on a 4x4 grid, too coarse for the
+paper's whole-tensor swap to hold a layout (docs/demo-model.md). This continues
+training from the bundled weights on scenes drawn at `--size` (the VAE is convolutional
+and is kept), so OUT3/OUT4 see size/16 cells. Writes DIR/weights (diffusers folder plus
+the unchanged segmenter), DIR/train.log and a sample grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import WEIGHTS_DIR, load_pipeline
+from .scenes import make_scene
+from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, lr_at, save_grid, to_tensor
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--minutes", type=float, default=35.0)
+    parser.add_argument("--scenes", type=int, default=8000, help="training scenes (seeds 0..N-1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    args = parser.parse_args(argv)
+
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Log(args.out / "train.log")
+    log(f"== framegen demo fine-tune: {vars(args)} threads={torch.get_num_threads()}")
+    pipe = load_pipeline()
+    vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
+
+    t0 = time.time()
+    size = (args.size, args.size)
+    scenes = [make_scene(i, size) for i in range(args.scenes)]
+    captions = [s.caption for s in scenes]
+    images = np.stack([np.asarray(s.image) for s in scenes])
+    del scenes
+    with torch.no_grad():
+        dists = [vae.encode(to_tensor(images[i : i + 128])).latent_dist for i in range(0, len(images), 128)]
+    lat_mean, lat_std = torch.cat([d.mean for d in dists]), torch.cat([d.std for d in dists])
+    scaling = vae.config.scaling_factor
+    log(f"data: {len(images)} scenes at {size}, latents {tuple(lat_mean.shape)} in {time.time() - t0:.0f}s")
+
+    ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    unet.train()
+    text_encoder.train()
+    t0, step, batch, losses = time.time(), 0, 16, []
+    budget = args.minutes * 60
+    while time.time() - t0 < budget:
+        for g in opt.param_groups:
+            g["lr"] = lr_at((time.time() - t0) / budget, step, 50, args.lr)
+        idx = torch.from_numpy(rng.integers(0, len(images), batch))
+        latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
+        tokens = ids[idx].clone()
+        tokens[torch.rand(batch) < 0.1] = empty[0]  # caption dropout for classifier-free guidance
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, 1000, (batch,))
+        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, text_encoder(tokens)[0]).sample
+        weight = (snr[t].clamp(max=5.0) / snr[t]).view(-1, 1, 1, 1)  # min-SNR-5, as in train.py
+        loss = (weight * (pred - noise) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p, 1 - min(0.995, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        if step % 25 == 0:
+            log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
+        step += 1
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            p.copy_(e)
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    unet.register_to_config(sample_size=args.size // pipe.vae_scale_factor)
+    vae.register_to_config(sample_size=args.size)
+    log(f"done: {step} steps at batch {batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, {(time.time() - t0) / 60:.1f} min")
+
+    weights = args.out / "weights"
+    shutil.rmtree(weights, ignore_errors=True)
+    pipe.save_pretrained(weights, safe_serialization=True)
+    shutil.copy(WEIGHTS_DIR / "segmenter.onnx", weights / "segmenter.onnx")
+    g = torch.Generator().manual_seed(0)
+    out = pipe(SAMPLE_PROMPTS, width=args.size, height=args.size, num_inference_steps=25, guidance_scale=3.0, generator=g, output_type="np").images
+    save_grid((out * 255).round().astype(np.uint8), args.out / "samples.png", len(SAMPLE_PROMPTS))
+    log(f"wrote {weights}")
+
+
+if __name__ == "__main__":
+    main()
