@@ -30,10 +30,17 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--threshold", type=float, default=0.13)
     parser.add_argument("--sheet", help="write a contact sheet (anchor + one column per setting) here")
+    parser.add_argument("--weights", help="a demo-shaped diffusers folder to measure instead of the bundled one")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    evaluator = Evaluator(load_pipeline(), steps=args.steps, guidance=args.guidance, threshold=args.threshold)
+    if args.weights:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(args.weights, use_safetensors=True, local_files_only=True)
+    else:
+        pipe = load_pipeline()
+    evaluator = Evaluator(pipe, steps=args.steps, guidance=args.guidance, threshold=args.threshold)
     rows = {name: [] for name in SETTINGS}
     sheet_rows = []
     for edit in edits(args.pairs):
@@ -47,7 +54,7 @@ def main() -> None:
         return statistics.fmean(values) if values else float("nan")
 
     print(
-        f"demo model, {args.pairs} (seed, edit) pairs, seeds 20000000+, {args.steps} DDIM steps, guidance {args.guidance}, "
+        f"{args.weights or 'demo model'}, {evaluator.size}, {args.pairs} (seed, edit) pairs, seeds 20000000+, {args.steps} DDIM steps, guidance {args.guidance}, "
         f"whole-tensor phase steps 1-{evaluator.phase}, threshold {args.threshold}"
     )
     print(f"| setting | background MSE | foreground MSE | background fraction | edit success |")

@@ -111,6 +111,8 @@ class Evaluator:
         self.phase = round(0.4 * steps)
         self.settings = settings or list(SETTINGS)
         self.segmenter = RembgSegmenter("demo", segmenter_path())
+        side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        self.size = f"{side}x{side}"
 
     def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
         frames = "\n".join(
