@@ -21,7 +21,7 @@ import torch
 
 from . import WEIGHTS_DIR, load_pipeline
 from .scenes import make_scene
-from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, lr_at, save_grid, to_tensor
+from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, denoiser_step, lr_at, save_grid, to_tensor
 
 
 def main(argv=None):
@@ -59,7 +59,6 @@ def main(argv=None):
     ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -74,21 +73,8 @@ def main(argv=None):
             g["lr"] = lr_at((time.time() - t0) / budget, step, 50, args.lr)
         idx = torch.from_numpy(rng.integers(0, len(images), batch))
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
-        tokens = ids[idx].clone()
-        tokens[torch.rand(batch) < 0.1] = empty[0]  # caption dropout for classifier-free guidance
-        noise = torch.randn_like(latents)
-        t = torch.randint(0, 1000, (batch,))
-        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, text_encoder(tokens)[0]).sample
-        weight = (snr[t].clamp(max=5.0) / snr[t]).view(-1, 1, 1, 1)  # min-SNR-5, as in train.py
-        loss = (weight * (pred - noise) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - min(0.995, (1 + step) / (10 + step)))
-        losses.append(loss.item())
+        loss = denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, ids[idx], empty, min(0.995, (1 + step) / (10 + step)))
+        losses.append(loss)
         if step % 25 == 0:
             log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
         step += 1

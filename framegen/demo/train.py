@@ -186,6 +186,26 @@ def segmenter_iou(onnx_path: Path, seeds) -> float:
 # ----------------------------------------------------------------------------- main
 
 
+def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, tokens, empty, decay) -> float:
+    """One U-Net + text-encoder step: 10% caption dropout (for classifier-free guidance),
+    epsilon loss with min-SNR-5 weighting, gradient clipping, then EMA of `params`."""
+    tokens = tokens.clone()
+    tokens[torch.rand(len(tokens)) < 0.1] = empty[0]
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, 1000, (len(latents),))
+    pred = unet(noise_scheduler.add_noise(latents, noise, t), t, text_encoder(tokens)[0]).sample
+    snr = noise_scheduler.alphas_cumprod[t] / (1 - noise_scheduler.alphas_cumprod[t])
+    loss = ((snr.clamp(max=5.0) / snr).view(-1, 1, 1, 1) * (pred - noise) ** 2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            e.lerp_(p, 1 - decay)
+    return loss.item()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -287,8 +307,6 @@ def main(argv=None):
     ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    alphas = noise_scheduler.alphas_cumprod
-    snr = alphas / (1 - alphas)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=1e-2)
@@ -302,24 +320,8 @@ def main(argv=None):
             g["lr"] = lr_at(progress, step, 200, 6e-4)
         idx = torch.from_numpy(rng.integers(0, len(images), batch))
         latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
-        tokens = ids[idx].clone()
-        tokens[torch.rand(batch) < 0.1] = empty[0]  # caption dropout for classifier-free guidance
-        noise = torch.randn_like(latents)
-        t = torch.randint(0, 1000, (batch,))
-        noisy = noise_scheduler.add_noise(latents, noise, t)
-        hidden = text_encoder(tokens)[0]
-        pred = unet(noisy, t, hidden).sample
-        weight = (snr[t].clamp(max=5.0) / snr[t]).view(-1, 1, 1, 1)  # min-SNR-5
-        loss = (weight * (pred - noise) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - decay)
-        losses.append(loss.item())
+        loss = denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, ids[idx], empty, min(0.998, (1 + step) / (10 + step)))
+        losses.append(loss)
         if step % 50 == 0:
             log(f"unet step {step} loss {np.mean(losses[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
         step += 1
