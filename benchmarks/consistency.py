@@ -17,8 +17,7 @@ import argparse
 import statistics
 import time
 
-from PIL import Image, ImageDraw
-
+from framegen.assemble import contact_sheet
 from framegen.demo import load_pipeline
 from framegen.demo.evaluate import SETTINGS, Evaluator, edits
 
@@ -70,17 +69,9 @@ def main() -> None:
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
     if args.sheet:
-        size = sheet_rows[0][0].size
         columns = ["anchor", *SETTINGS]
-        sheet = Image.new("RGB", (size[0] * len(columns), 12 + size[1] * len(sheet_rows)), "white")
-        draw = ImageDraw.Draw(sheet)
-        for c, label in enumerate(columns):
-            draw.text((c * size[0] + 2, 0), label[:12], fill="black")
-        for r, images in enumerate(sheet_rows):
-            for c, image in enumerate(images):
-                sheet.paste(image, (c * size[0], 12 + r * size[1]))
-        sheet.save(args.sheet)
-
+        tiles = [(f"{columns[c][:22]}" if r == 0 else "", image) for r, images in enumerate(sheet_rows) for c, image in enumerate(images)]
+        contact_sheet(tiles, len(columns), tile_width=64).save(args.sheet)
 
 if __name__ == "__main__":
     main()

@@ -110,7 +110,7 @@ def main() -> None:
         print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
     minimum = minimum_bytes(renderer, element_size=4, batch=2)
     print(f"cache bytes {renderer.cache.nbytes:,} vs minimum {minimum:,} (ratio {renderer.cache.nbytes / minimum:.3f}); "
-          f"{len(renderer.cache.tensors)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
+          f"{len(renderer.cache)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
     print(f"worst ratio {worst:.3f}: {'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target")
 
 

@@ -19,7 +19,7 @@ renderer = Renderer(board)  # loads the model, resolves layer names and rules
 print("layers:", {rule.mode: sorted(r.layers) for rule, r in zip(board.frames[0].rules, renderer.rules[1])})
 
 anchor = renderer.anchor()  # caches only the (layer, step) pairs the frames need
-print(f"anchor cached {len(renderer.cache.tensors)} tensors, {renderer.cache.nbytes:,} bytes")
+print(f"anchor cached {len(renderer.cache)} tensors, {renderer.cache.nbytes:,} bytes")
 
 frame = renderer.frame(board.frames[0])
 print(f"frame '{frame.plan.name}' ({frame.plan.prompt!r}) in {frame.seconds:.2f} s")

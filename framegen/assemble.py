@@ -77,3 +77,22 @@ def write_mp4(images: list[Image.Image], holds: list[int], path: Path, fps: floa
         finally:
             writer.close()
     return count
+
+
+def contact_sheet(tiles: list[tuple[str, Image.Image]], columns: int, tile_width: int = 160) -> Image.Image:
+    """Labelled tiles in a grid: each image scaled to `tile_width` (never up), its label
+    (one or two short lines) above it."""
+    from PIL import ImageDraw
+
+    first = tiles[0][1]
+    width = min(tile_width, first.width)
+    height = round(first.height * width / first.width)
+    label_height = 24
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * width, rows * (height + label_height)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, image) in enumerate(tiles):
+        x, y = (i % columns) * width, (i // columns) * (height + label_height)
+        draw.multiline_text((x + 2, y + 1), label, fill="black", spacing=1)
+        sheet.paste(image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS), (x, y + label_height))
+    return sheet

@@ -86,6 +86,41 @@ def cmd_render(args) -> int:
     return code
 
 
+def cmd_sweep(args) -> int:
+    import shlex
+    import time
+
+    from .storyboard import load_storyboard
+    from .sweep import Sweep, layer_map, pick_frame, plan_from_args, write_summary
+
+    _quiet_libraries()
+    board = load_storyboard(args.storyboard)
+    frame = pick_frame(board, args.frame)
+    layers, pipe = layer_map(board)
+    runs = plan_from_args(args, board, frame, layers)
+    out = Path(args.output) if args.output else board.output_dir / "sweep"
+    sweep = Sweep(board, frame, runs, out, cache=args.cache, pipe=pipe)
+    start = time.perf_counter()
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if args.quiet:
+        rows = sweep.run(log=say)
+    else:
+        with RichProgress(len(runs) + 1) as progress:
+            rows = sweep.run(progress, log=say)
+    spec = board.spec
+    header = (
+        f"# framegen sweep: {spec.model.id}, frame '{frame.name}'\n\n"
+        f"`framegen sweep {shlex.join(args.argv)}`\n\n"
+        f"Anchor: `{spec.anchor.prompt}`; frame: `{frame.prompt}`. {spec.render.steps} steps, guidance "
+        f"{spec.render.guidance:g}, seed {spec.render.seed}; {len(runs)} runs."
+    )
+    best, min_foreground = write_summary(sweep, rows, args.min_foreground_mse, header)
+    seconds = time.perf_counter() - start
+    chosen = "none kept the edit" if best is None else f"{rows[best.key]['rules']} (background MSE {float(rows[best.key]['background_mse']):.2f})"
+    print(f"wrote {out}/ (sweep.csv, sweep.md, best.yaml, sheets) in {seconds:.0f} s; best: {chosen}")
+    return EXIT_OK
+
+
 def cmd_validate(args) -> int:
     from .job import validate_before_loading
     from .storyboard import load_storyboard
@@ -160,10 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
     layers.set_defaults(run=cmd_layers)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="search what to swap: probe layers, subsets x step ranges, mask / threshold phases",
+        description="The paper's experiments on any model, from one anchor pass. Writes sweep.csv, sweep.md, "
+        "contact sheets and best.yaml into -o (default: sweep/ in the storyboard's output folder); "
+        "an interrupted sweep resumes.",
+    )
+    sweep.add_argument("storyboard")
+    sweep.add_argument("--frame", metavar="NAME", help="the frame whose prompt is the edit (default: the first)")
+    sweep.add_argument("--probe", action="store_true", help="swap each layer alone at every step (default layers: every cross-attention layer)")
+    sweep.add_argument("--layers", metavar="L,L", help="layers of the whole-tensor phase (or the probe's candidates)")
+    sweep.add_argument("--subsets", action="store_true", help="every non-empty subset of the searched layers (--then-layers when --then is given)")
+    sweep.add_argument("--steps", metavar="RANGES", help="whole-tensor step ranges, e.g. 1-15,1-20,1-25 (default: the first 40%%)")
+    sweep.add_argument("--then", choices=["mask", "threshold"], help="a second phase on the steps after each range")
+    sweep.add_argument("--then-layers", metavar="L,L", help="the second phase's layers (default: --layers)")
+    sweep.add_argument("--thresholds", metavar="A:B:S", help="thresholds for --then threshold: start:stop:step or a list (default 0.01:0.20:0.01)")
+    sweep.add_argument("--reduce", choices=["element", "position"], default="element", help="threshold per element (default) or per position")
+    sweep.add_argument("--mask", metavar="FILE", help="region for --then mask, white = keep the anchor (default: the frame's mask rule)")
+    sweep.add_argument("--min-foreground-mse", type=float, metavar="X", help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)")
+    sweep.add_argument("--cache", choices=["auto", "device", "cpu", "disk"], default="auto", help="where the anchor cache lives (auto: device, else host memory, else disk)")
+    sweep.add_argument("-o", "--output", help="output folder")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(run=cmd_sweep)
+
     validate = commands.add_parser("validate", help="check a storyboard without rendering")
     validate.add_argument("storyboard")
     validate.set_defaults(run=cmd_validate)
-    for sub in (render, check, layers, validate):
+    for sub in (render, check, layers, sweep, validate):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -178,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        given = list(sys.argv[1:] if argv is None else argv)
+        args.argv = given[given.index(args.command) + 1 :]  # for the record in sweep.md
     except SystemExit as exit:  # argparse: usage errors exit 2, --help exits 0
         return int(exit.code or 0)
     try:

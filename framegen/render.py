@@ -58,6 +58,10 @@ class FrameImage:
 
 
 class Renderer:
+    """The anchor cache holds exactly the pairs the storyboard's frames need, where its
+    `render.cache` says; a caller may replace `renderer.cache` before `anchor()`
+    (the sweep caches the union of its runs' pairs, possibly on disk)."""
+
     def __init__(self, board: Storyboard, pipe=None):
         self.board = board
         spec = board.spec
@@ -72,11 +76,14 @@ class Renderer:
         self.height = spec.render.height or native
         self.steps = spec.render.steps
 
-        self.rules = {plan.index: [self._swap_rule(rule) for rule in plan.rules] for plan in board.frames}
+        self.rules = {plan.index: self.swap_rules(plan.rules) for plan in board.frames}
         needed = set().union(*(needed_pairs(rules) for rules in self.rules.values()))
         self.cache = AnchorCache(needed, offload=spec.render.cache == "cpu")
 
-    def _swap_rule(self, rule: RulePlan) -> SwapRule:
+    def swap_rules(self, rules) -> list[SwapRule]:
+        return [self.swap_rule(rule) for rule in rules]
+
+    def swap_rule(self, rule: RulePlan) -> SwapRule:
         mask = None
         if rule.mode == "mask":
             mask = mask_tensor(rule.mask, self.width, self.height, self.board.path.parent)
@@ -134,15 +141,16 @@ class Renderer:
 
     def anchor(self, on_step: OnStep | None = None) -> Image.Image:
         """The anchor image; fills `self.cache` with exactly the pairs the frames need."""
-        self.cache.tensors.clear()
+        self.cache.clear()
         with record(self.pipe, self.steps, self.cache):
             return self.generate(self.board.spec.anchor.prompt, on_step)
 
-    def frame(self, plan: FramePlan, on_step: OnStep | None = None) -> FrameImage:
-        if self.cache.needed and not self.cache.tensors:
+    def frame(self, plan: FramePlan, on_step: OnStep | None = None, rules: list[SwapRule] | None = None) -> FrameImage:
+        """The frame, swapped by its own rules or by `rules` (e.g. one sweep run's)."""
+        if self.cache.needed and not len(self.cache):
             raise RuntimeError("render the anchor first: the frames swap in its activations")
         start = time.perf_counter()
-        with swapping(self.pipe, self.steps, self.cache, self.rules[plan.index]):
+        with swapping(self.pipe, self.steps, self.cache, self.rules[plan.index] if rules is None else rules):
             image = self.generate(plan.prompt, on_step)
         return FrameImage(plan, image, time.perf_counter() - start)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from framegen.hooks import AnchorCache, record, swapping
+from framegen.hooks import AnchorCache, DiskCache, record, swapping
 from framegen.layers import LayerMap
 from framegen.models import set_scheduler
 from framegen.swap import SwapRule, needed_pairs
@@ -38,8 +38,8 @@ def rules_of(pipe, mode, names, steps=range(1, STEPS + 1), **kw):
     return [SwapRule(mode=mode, layers=modules(pipe, names), steps=frozenset(steps), **kw)]
 
 
-def anchor_and_frame(pipe, rules, prompt=OTHER, steps=STEPS, offload=False):
-    cache = AnchorCache(needed_pairs(rules), offload=offload)
+def anchor_and_frame(pipe, rules, prompt=OTHER, steps=STEPS, offload=False, cache=None):
+    cache = cache if cache is not None else AnchorCache(needed_pairs(rules), offload=offload)
     with record(pipe, steps, cache):
         anchor = generate(pipe, ANCHOR, steps)
     with swapping(pipe, steps, cache, rules):
@@ -122,6 +122,19 @@ def test_host_memory_cache_gives_the_same_frame(tiny_pipe):
     _, offloaded, cache = anchor_and_frame(tiny_pipe, rules, offload=True)
     assert np.array_equal(on_device, offloaded)
     assert all(t.device.type == "cpu" for t in cache.tensors.values())
+
+
+def test_disk_cache_gives_the_same_frame(tiny_pipe, tmp_path):
+    rules = rules_of(tiny_pipe, "full", ["OUT3", "OUT4"], steps={1, 2, 3, 4}) + rules_of(tiny_pipe, "mask", ["OUT10"], steps={6}, mask=torch.eye(4, dtype=torch.bool))
+    _, in_memory, memory_cache = anchor_and_frame(tiny_pipe, rules)
+    disk = DiskCache(needed_pairs(rules), tmp_path / "cache")
+    _, from_disk, _ = anchor_and_frame(tiny_pipe, rules, cache=disk)
+    assert np.array_equal(in_memory, from_disk)
+    # one file per schedule position that holds a needed pair, nothing else in memory
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"position-{i:04d}.safetensors" for i in (0, 1, 2, 3, 5)]
+    assert len(disk) == len(memory_cache) == 2 * 4 + 1 and disk.nbytes == memory_cache.nbytes
+    disk.clear()
+    assert not list((tmp_path / "cache").iterdir())
 
 
 def test_hooks_are_removed_on_exit_and_on_error(tiny_pipe):

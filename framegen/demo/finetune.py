@@ -21,7 +21,7 @@ import torch
 
 from . import WEIGHTS_DIR, load_pipeline
 from .scenes import make_scene
-from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, denoiser_step, lr_at, save_grid, to_tensor
+from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, denoiser_step, lr_at, save_grid, scheduler_config, to_tensor
 
 
 def main(argv=None):
@@ -32,9 +32,11 @@ def main(argv=None):
     parser.add_argument("--scenes", type=int, default=8000, help="training scenes (seeds 0..N-1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--shift", type=float, help="retrain for a cosine noise schedule shifted by this SNR factor")
     args = parser.parse_args(argv)
 
-    from diffusers import DDPMScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -58,7 +60,9 @@ def main(argv=None):
 
     ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
-    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    if args.shift is not None:
+        pipe.scheduler = DDIMScheduler(**scheduler_config(args.shift))
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -66,7 +70,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     unet.train()
     text_encoder.train()
-    t0, step, batch, losses = time.time(), 0, 16, []
+    t0, step, batch, losses = time.time(), 0, args.batch, []
     budget = args.minutes * 60
     while time.time() - t0 < budget:
         for g in opt.param_groups:
