@@ -94,6 +94,7 @@ class Renderer:
             mask=mask,
             threshold=rule.threshold or 0.0,
             reduce=rule.reduce,
+            relative=rule.relative,
         )
 
     def describe_rules(self, plan: FramePlan) -> list[dict]:
@@ -107,7 +108,7 @@ class Renderer:
                 "steps": compact_steps(rule.steps),
             }
             if rule.mode == "threshold":
-                entry.update(threshold=rule.threshold, reduce=rule.reduce)
+                entry.update(threshold=rule.threshold, reduce=rule.reduce, relative=rule.relative)
             if rule.mode == "mask":
                 entry["mask"] = rule.mask.model_dump(exclude_none=True)
             described.append(entry)

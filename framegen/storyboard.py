@@ -121,6 +121,7 @@ class ThresholdRule(_RuleBase):
     mode: Literal["threshold"]
     threshold: float = Field(ge=0)
     reduce: Literal["element", "position"] = "element"
+    relative: bool = False  # threshold x the anchor tensor's mean |value| at that layer and step
 
 
 Rule = Annotated[Union[FullRule, MaskRule, ThresholdRule], Field(discriminator="mode")]
@@ -191,6 +192,7 @@ class RulePlan:
     where: str
     threshold: float | None = None
     reduce: str = "element"
+    relative: bool = False
     mask: MaskSpec | None = None
 
 
@@ -481,6 +483,7 @@ def load_storyboard(path: str | Path) -> Storyboard:
                     where=dotted(at + (i,)),
                     threshold=getattr(rule, "threshold", None),
                     reduce=getattr(rule, "reduce", "element"),
+                    relative=getattr(rule, "relative", False),
                     mask=getattr(rule, "mask", None),
                 )
             )

@@ -6,7 +6,9 @@ function of its inputs, so every case can be tested on plain tensors:
 - full:      the anchor's tensor replaces the current one;
 - mask:      the anchor's values where the mask is 1 (1 = keep the anchor);
 - threshold: the anchor's values where |anchor - current| < threshold, per element,
-             or per spatial position on the channel mean of |anchor - current|.
+             or per spatial position on the channel mean of |anchor - current|;
+             `relative` thresholds are a fraction of the anchor tensor's mean absolute
+             value at that layer and step, so one number carries across layers and models.
 
 `torch.where` picks values bit for bit, so an all-ones mask or an infinite threshold
 gives exactly the anchor, and an all-zeros mask or a zero threshold exactly `current`.
@@ -28,6 +30,7 @@ class SwapRule:
     mask: torch.Tensor | None = None  # (h, w) bool, any size; resized to each layer
     threshold: float = 0.0
     reduce: str = "element"  # element | position
+    relative: bool = False
     _resized: dict = field(default_factory=dict, compare=False, repr=False)
 
     def applies(self, step: int, layer: str) -> bool:
@@ -42,7 +45,8 @@ class SwapRule:
             difference = (anchor - current).abs()
             if self.reduce == "position":
                 difference = difference.mean(dim=1, keepdim=True)
-            keep = difference < self.threshold
+            limit = self.threshold * anchor.abs().mean() if self.relative else self.threshold
+            keep = difference < limit
         return torch.where(keep, anchor, current)
 
     def mask_for(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,7 @@ def plan_runs(
     then_layers: list[str] | None = None,
     thresholds: list[float] = (),
     reduce: str = "element",
+    relative: bool = False,
     mask: dict | None = None,
 ) -> list[Run]:
     """The no-swap baseline, then the runs of one protocol:
@@ -163,6 +164,8 @@ def plan_runs(
                     rule = {"mode": "threshold", **second, "threshold": threshold}
                     if reduce != "element":
                         rule["reduce"] = reduce
+                    if relative:
+                        rule["relative"] = True
                     rules = (_full(layers, first, last),) + ((rule,) if chosen else ())
                     table = f"threshold {bits}" if bits else "threshold"
                     runs.append(Run(rules, table, f"{threshold:g}", col))
@@ -180,6 +183,7 @@ def rule_plans(run: Run, total_steps: int) -> list[RulePlan]:
                 where=f"sweep.run.swap[{i}]",
                 threshold=rule.get("threshold"),
                 reduce=rule.get("reduce", "element"),
+                relative=rule.get("relative", False),
                 mask=MaskSpec(**rule["mask"]) if rule["mode"] == "mask" else None,
             )
         )
@@ -332,7 +336,7 @@ class Sweep:
             progress.image("anchor", total)
         try:
             anchor = renderer.anchor(progress.step if progress is not None else None)
-            log(f"anchor cache: {renderer.cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {renderer.cache.where}")
+            log(f"anchor cache: {renderer.cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {renderer.cache.where} ({renderer.device})")
             write_png(anchor, self.out / "runs" / "anchor.png")
             anchor_person = segmenter.person(anchor)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:
@@ -364,7 +368,7 @@ def describe(run: Run) -> str:
     for rule in run.rules:
         text = f"{rule['mode']} {'+'.join(rule['layers'])} {rule['steps']}"
         if rule["mode"] == "threshold":
-            text += f" < {rule['threshold']:g}" + (f" ({rule['reduce']})" if "reduce" in rule else "")
+            text += f" < {rule['threshold']:g}" + (" relative" if rule.get("relative") else "") + (f" ({rule['reduce']})" if "reduce" in rule else "")
         parts.append(text)
     return "; ".join(parts) or "no swap"
 
@@ -534,8 +538,8 @@ def frame_mask(board: Storyboard, frame: FramePlan, mask_file: str | None) -> di
 
 def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) -> list[Run]:
     total = board.spec.render.steps
-    if args.then is None and (args.then_layers or args.thresholds or args.mask):
-        raise InvalidInput("--then-layers, --thresholds and --mask belong to a second phase: add --then mask or --then threshold")
+    if args.then is None and (args.then_layers or args.thresholds or args.mask or args.relative):
+        raise InvalidInput("--then-layers, --thresholds, --relative and --mask belong to a second phase: add --then mask or --then threshold")
     if args.probe:
         if args.then or args.subsets or args.steps:
             raise InvalidInput("--probe swaps each layer alone at every step: drop --steps, --subsets and --then")
@@ -561,5 +565,5 @@ def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) 
     thresholds = parse_thresholds(args.thresholds or "0.01:0.20:0.01") if args.then == "threshold" else []
     return plan_runs(
         total_steps=total, layers=names, ranges=ranges, use_subsets=args.subsets, then=args.then,
-        then_layers=then_layers, thresholds=thresholds, reduce=args.reduce, mask=mask,
+        then_layers=then_layers, thresholds=thresholds, reduce=args.reduce, relative=args.relative, mask=mask,
     )  # fmt: skip

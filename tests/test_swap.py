@@ -68,3 +68,14 @@ def test_later_rule_wins():
 def test_needed_pairs_is_the_union_of_rule_coverage():
     rules = [rule("full", layers={"a", "b"}, steps={1, 2}), rule("full", layers={"b"}, steps={5})]
     assert needed_pairs(rules) == {("a", 1), ("a", 2), ("b", 1), ("b", 2), ("b", 5)}
+
+
+def test_relative_threshold_scales_with_the_anchor_tensor():
+    anchor = torch.tensor([[[[1.0, -3.0], [2.0, -2.0]]]])  # mean |value| = 2
+    current = anchor + torch.tensor([[[[0.5, 1.5], [0.9, 1.1]]]])
+    relative = SwapRule("threshold", frozenset({"x"}), frozenset({1}), threshold=0.5, relative=True)  # 0.5 x 2 = 1.0
+    absolute = SwapRule("threshold", frozenset({"x"}), frozenset({1}), threshold=1.0)
+    assert torch.equal(relative(anchor, current), absolute(anchor, current))
+    assert torch.equal(relative(anchor, current), torch.tensor([[[[1.0, -1.5], [2.0, -0.9]]]]))
+    # scaling both tensors scales the limit with them: the same elements are swapped
+    assert torch.equal(relative(10 * anchor, 10 * current), 10 * relative(anchor, current))
