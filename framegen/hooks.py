@@ -186,15 +186,15 @@ class DiskCache(AnchorCache):
 
 
 @contextmanager
-def record(pipe, num_steps: int, cache: AnchorCache) -> Iterator[AnchorCache]:
+def record(pipe, num_steps: int, cache: AnchorCache) -> Iterator[StepClock]:
     """Run the anchor inside this block; `cache` fills with the needed activations."""
-    with hooked(pipe, num_steps, cache.layers, cache.store):
-        yield cache
+    with hooked(pipe, num_steps, cache.layers, cache.store) as clock:
+        yield clock
     cache.finish()
 
 
 @contextmanager
-def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule]) -> Iterator[None]:
+def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule]) -> Iterator[StepClock]:
     """Run a frame inside this block; its activations are swapped by `rules`."""
     missing = needed_pairs(rules) - cache.needed
     if missing:
@@ -207,5 +207,5 @@ def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule]) ->
         return rule(cache.get(path, clock.position, tensor.device), tensor)
 
     layers = {layer for rule in rules for layer in rule.layers}
-    with hooked(pipe, num_steps, layers, swap_output):
-        yield
+    with hooked(pipe, num_steps, layers, swap_output) as clock:
+        yield clock

@@ -10,6 +10,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from . import __version__
 from .assemble import write_mp4, write_png, write_text
 from .errors import EXIT_CHECK_FAILED, EXIT_OK
@@ -40,6 +43,12 @@ def validate_before_loading(board: Storyboard, online: bool = True) -> bool:
     return configs is not None
 
 
+def mask_image(mask, size: tuple[int, int]) -> Image.Image:
+    """A keep-the-anchor mask at image size: white = kept from the anchor."""
+    grid = Image.fromarray((mask.cpu().numpy() * 255).astype(np.uint8))
+    return grid.resize(size, Image.Resampling.NEAREST)
+
+
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict, int]:
     """Render every frame, write the output folder, and return (report, exit code)."""
     progress = progress or Quiet()
@@ -63,6 +72,11 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
         image_path = f"frames/{plan.index:04d}.png"
         write_png(result.image, out / image_path)
         images.append(result.image)
+        masks = []
+        for number, (kind, mask) in enumerate(result.masks, start=1):
+            mask_path = f"masks/{plan.index:04d}{'' if number == 1 else f'-{number}'}.png"
+            write_png(mask_image(mask, result.image.size), out / mask_path)
+            masks.append({"kind": kind, "image": mask_path})
         frames.append(
             {
                 "index": plan.index,
@@ -71,13 +85,14 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
                 "image": image_path,
                 "hold": plan.hold,
                 "rules": renderer.describe_rules(plan),
+                "masks": masks,
                 **compare(anchor, result.image, anchor_person, segmenter.person(result.image)),
                 "seconds": round(result.seconds, 3),
             }
         )
-    written = {f"{plan.index:04d}.png" for plan in board.frames}
-    for stale in (out / "frames").glob("*.png"):  # frames of an earlier, longer storyboard
-        if stale.name not in written:
+    written = {f["image"] for f in frames} | {m["image"] for f in frames for m in f["masks"]}
+    for stale in [*(out / "frames").glob("*.png"), *(out / "masks").glob("*.png")]:  # of an earlier storyboard
+        if f"{stale.parent.name}/{stale.name}" not in written:
             stale.unlink()
 
     frame_count = write_mp4([anchor, *images], [1, *(p.hold for p in board.frames)], out / "clip.mp4", spec.video.fps, spec.video.crf)

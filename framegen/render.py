@@ -16,12 +16,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import RenderFailure
+from .automask import (
+    ATTENTION_THRESHOLD, NOISE_THRESHOLD, AttentionMaps, AttentionMask, NoiseMask, attention_modules,
+    mid_resolution_layers, token_positions, watching,
+)  # fmt: skip
+from .errors import InvalidInput, RenderFailure
 from .hooks import AnchorCache, record, swapping
 from .layers import LayerMap
 from .models import load_pipeline
 from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard
-from .swap import SwapRule, needed_pairs
+from .swap import Mask, SwapRule, needed_pairs
 
 OnStep = Callable[[int], None]  # called with the 1-based step just finished
 
@@ -55,6 +59,7 @@ class FrameImage:
     plan: FramePlan
     image: Image.Image
     seconds: float
+    masks: list[tuple[str, torch.Tensor]]  # (kind, keep-the-anchor mask) of each mask rule
 
 
 class Renderer:
@@ -76,17 +81,21 @@ class Renderer:
         self.height = spec.render.height or native
         self.steps = spec.render.steps
 
-        self.rules = {plan.index: self.swap_rules(plan.rules) for plan in board.frames}
+        self.anchor_watch: list = []  # attention maps the anchor pass collects for auto masks
+        self.anchor_latents = None  # the anchor's final latents (noise masks start from them)
+        self.rules = {plan.index: self.swap_rules(plan.rules, plan) for plan in board.frames}
         needed = set().union(*(needed_pairs(rules) for rules in self.rules.values()))
         self.cache = AnchorCache(needed, offload=spec.render.cache == "cpu")
 
-    def swap_rules(self, rules) -> list[SwapRule]:
-        return [self.swap_rule(rule) for rule in rules]
+    def swap_rules(self, rules, plan: FramePlan) -> list[SwapRule]:
+        return [self.swap_rule(rule, plan) for rule in rules]
 
-    def swap_rule(self, rule: RulePlan) -> SwapRule:
+    def swap_rule(self, rule: RulePlan, plan: FramePlan) -> SwapRule:
         mask = None
-        if rule.mode == "mask":
-            mask = mask_tensor(rule.mask, self.width, self.height, self.board.path.parent)
+        if rule.mode == "mask" and rule.mask.auto is not None:
+            mask = self.auto_mask(rule, plan)
+        elif rule.mode == "mask":
+            mask = Mask(mask_tensor(rule.mask, self.width, self.height, self.board.path.parent), rule.mask.kind)
         return SwapRule(
             mode=rule.mode,
             layers=frozenset(self.layers.module_path(name) for name in rule.layers),
@@ -96,6 +105,30 @@ class Renderer:
             reduce=rule.reduce,
             relative=rule.relative,
         )
+
+    def auto_mask(self, rule: RulePlan, plan: FramePlan):
+        """An automatic mask for `plan` (see automask.py); attention masks register the
+        anchor maps they need, so build them before `anchor()`."""
+        spec = rule.mask
+        if spec.auto == "noise":
+            return NoiseMask(spec.threshold if spec.threshold is not None else NOISE_THRESHOLD, spec.dilate)
+        layers = mid_resolution_layers(self.layers)
+        if spec.layers:
+            layers = []
+            for name in spec.layers:
+                layer = self.layers.by_module.get(self.layers.module_path(name))
+                if layer is None or not layer.cross_attention:
+                    raise InvalidInput(f"{self.board.path}: {rule.where}.mask.layers: '{name}' has no cross-attention (attention masks read cross-attention maps)")
+                layers.append(layer)
+        grids = attention_modules(self.pipe, layers, (self.width // self.pipe.vae_scale_factor, self.height // self.pipe.vae_scale_factor))
+        anchor_words, frame_words = (spec.words, spec.words) if spec.words else (plan.anchor_words, plan.frame_words)
+        tokenizer, anchor_prompt = self.pipe.tokenizer, self.board.spec.anchor.prompt
+        anchor_positions = sorted({p for w in anchor_words for p in token_positions(tokenizer, anchor_prompt, w)})
+        frame_positions = sorted({p for w in frame_words for p in token_positions(tokenizer, plan.prompt, w)})
+        anchor_maps = AttentionMaps({"anchor": anchor_positions}, grids, set(range(1, self.steps + 1)))
+        self.anchor_watch.append(anchor_maps)
+        threshold = spec.threshold if spec.threshold is not None else ATTENTION_THRESHOLD
+        return AttentionMask(anchor_maps, frame_positions, min(rule.steps), threshold, spec.dilate)
 
     def describe_rules(self, plan: FramePlan) -> list[dict]:
         """The frame's rules as resolved: module paths and step ranges, for the report."""
@@ -110,7 +143,7 @@ class Renderer:
             if rule.mode == "threshold":
                 entry.update(threshold=rule.threshold, reduce=rule.reduce, relative=rule.relative)
             if rule.mode == "mask":
-                entry["mask"] = rule.mask.model_dump(exclude_none=True)
+                entry["mask"] = rule.mask.model_dump(exclude_unset=True)
             described.append(entry)
         return described
 
@@ -119,6 +152,7 @@ class Renderer:
         render = self.board.spec.render
 
         def step_done(pipe, i, t, callback_kwargs):
+            self.last_latents = callback_kwargs["latents"]
             if on_step is not None:
                 on_step(min(i + 1, self.steps))
             return callback_kwargs
@@ -143,17 +177,29 @@ class Renderer:
     def anchor(self, on_step: OnStep | None = None) -> Image.Image:
         """The anchor image; fills `self.cache` with exactly the pairs the frames need."""
         self.cache.clear()
-        with record(self.pipe, self.steps, self.cache):
-            return self.generate(self.board.spec.anchor.prompt, on_step)
+        for maps in self.anchor_watch:
+            maps.maps.clear()
+        with record(self.pipe, self.steps, self.cache) as clock, watching(self.pipe, clock, self.anchor_watch):
+            image = self.generate(self.board.spec.anchor.prompt, on_step)
+        self.anchor_latents = self.last_latents
+        return image
 
     def frame(self, plan: FramePlan, on_step: OnStep | None = None, rules: list[SwapRule] | None = None) -> FrameImage:
         """The frame, swapped by its own rules or by `rules` (e.g. one sweep run's)."""
         if self.cache.needed and not len(self.cache):
             raise RuntimeError("render the anchor first: the frames swap in its activations")
         start = time.perf_counter()
-        with swapping(self.pipe, self.steps, self.cache, self.rules[plan.index] if rules is None else rules):
+        rules = self.rules[plan.index] if rules is None else rules
+        watch = []
+        for rule in rules:
+            if isinstance(rule.mask, AttentionMask):
+                watch.append(rule.mask.start_frame())
+            elif isinstance(rule.mask, NoiseMask):
+                rule.mask.compute(self.pipe, self.anchor_latents, self.board.spec.anchor.prompt, plan.prompt, self.board.spec.render.seed)
+        with swapping(self.pipe, self.steps, self.cache, rules) as clock, watching(self.pipe, clock, watch):
             image = self.generate(plan.prompt, on_step)
-        return FrameImage(plan, image, time.perf_counter() - start)
+        masks = [(rule.mask.kind, rule.mask.current()) for rule in rules if rule.mode == "mask"]
+        return FrameImage(plan, image, time.perf_counter() - start, masks)
 
 
 def check_known_layers(board: Storyboard, config) -> None:

@@ -81,16 +81,44 @@ class FullRule(_RuleBase):
 
 
 class MaskSpec(_Strict):
+    """1 = keep the anchor. Drawn (`grid`, `image`, `boxes`) or found by the model (`auto`)."""
+
     grid: list[str] | None = None
     image: str | None = None
     boxes: list[tuple[int, int, int, int]] | None = None
+    auto: Literal["attention", "noise"] | None = None
+    # auto masks only: the delta's words unless given; attention layers (default: the
+    # model's mid-resolution cross-attention layers); relative threshold; dilation in cells
+    words: list[str] | None = None
+    layers: list[str] | None = None
+    threshold: float | None = Field(None, ge=0)
+    dilate: int = Field(1, ge=0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "MaskSpec":
-        given = [k for k in ("grid", "image", "boxes") if getattr(self, k) is not None]
+        given = [k for k in ("grid", "image", "boxes", "auto") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of grid, image or boxes")
+            raise ValueError("give exactly one of grid, image, boxes or auto")
+        tuning = [k for k in ("words", "layers", "threshold", "dilate") if k in self.model_fields_set]
+        if self.auto is None and tuning:
+            raise ValueError(f"{', '.join(tuning)} only apply to auto masks")
+        if self.auto == "noise" and self.layers is not None:
+            raise ValueError("layers only apply to auto: attention (noise masks come from the U-Net's output)")
         return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("grid", "image", "boxes") if getattr(self, k) is not None) if self.auto is None else self.auto
+
+    @field_validator("words", mode="before")
+    @classmethod
+    def _word_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_list(cls, value):
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
     @field_validator("grid")
     @classmethod
@@ -203,6 +231,10 @@ class FramePlan:
     prompt: str
     rules: tuple[RulePlan, ...]
     hold: int
+    # what the edit changes, for automatic masks: words of the anchor prompt that were
+    # replaced or removed, and words of the frame prompt that replace them or were added
+    anchor_words: tuple[str, ...] = ()
+    frame_words: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,12 +263,15 @@ class Storyboard:
         problems = []
         for frame_rules in self._rule_paths():
             for path, rule in frame_rules:
-                for i, name in enumerate(rule.layers):
-                    if name not in known:
-                        problems.append(
-                            f"{self.where(path + ('layers', i))}: {dotted(path + ('layers',))}: "
-                            f"unknown layer '{name}' (known: {listing})"
-                        )
+                named = [(path + ("layers",), rule.layers)]
+                if getattr(rule, "mask", None) is not None and rule.mask.layers:
+                    named.append((path + ("mask", "layers"), rule.mask.layers))
+                for at, names in named:
+                    for i, name in enumerate(names):
+                        if name not in known:
+                            problems.append(
+                                f"{self.where(at + (i,))}: {dotted(at)}: unknown layer '{name}' (known: {listing})"
+                            )
         if problems:
             raise InvalidInput(sorted(set(problems), key=problems.index))
 
@@ -507,7 +542,19 @@ def load_storyboard(path: str | Path) -> Storyboard:
                 kind = "replace" if word in frame.replace else "remove"
                 problems.append(board.problem(at + (kind,), f"'{word}' is not in the anchor prompt"))
                 continue
-        board.frames.append(FramePlan(index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold))
+            anchor_words = tuple(frame.replace) + tuple(_as_list(frame.remove))
+            frame_words = tuple(frame.replace.values()) + tuple(_as_list(frame.add))
+        else:  # a whole new prompt: the tags that differ
+            anchor_tags, frame_tags = split_tags(spec.anchor.prompt), split_tags(prompt)
+            anchor_words = tuple(t for t in anchor_tags if t not in frame_tags)
+            frame_words = tuple(t for t in frame_tags if t not in anchor_tags)
+        board.frames.append(
+            FramePlan(
+                index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold,
+                anchor_words=tuple(w.strip() for w in anchor_words if w.strip()),
+                frame_words=tuple(w.strip() for w in frame_words if w.strip()),
+            )
+        )  # fmt: skip
     if problems:
         raise InvalidInput(problems)
     return board

@@ -16,10 +16,33 @@ gives exactly the anchor, and an all-zeros mask or a zero threshold exactly `cur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+class Mask:
+    """An (h, w) bool mask at its own resolution (True = keep the anchor), resized with
+    nearest-neighbour to each layer's grid on first use there."""
+
+    kind = "drawn"
+
+    def __init__(self, tensor: torch.Tensor | None = None, kind: str | None = None):
+        self.tensor = tensor
+        self.kind = kind or self.kind
+        self._resized: dict = {}
+
+    def at(self, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """The mask at a grid of `size`, shaped (1, 1, h, w) to broadcast."""
+        key = (tuple(size), device)
+        if key not in self._resized:
+            grid = self.current()[None, None].float()
+            self._resized[key] = F.interpolate(grid, size=key[0], mode="nearest-exact").to(device) > 0.5
+        return self._resized[key]
+
+    def current(self) -> torch.Tensor:
+        return self.tensor
 
 
 @dataclass(frozen=True)
@@ -27,11 +50,14 @@ class SwapRule:
     mode: str  # full | mask | threshold
     layers: frozenset[str]  # module paths
     steps: frozenset[int]  # 1-based denoising steps
-    mask: torch.Tensor | None = None  # (h, w) bool, any size; resized to each layer
+    mask: Mask | torch.Tensor | None = None  # a tensor is wrapped in a Mask
     threshold: float = 0.0
     reduce: str = "element"  # element | position
     relative: bool = False
-    _resized: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if torch.is_tensor(self.mask):
+            object.__setattr__(self, "mask", Mask(self.mask))
 
     def applies(self, step: int, layer: str) -> bool:
         return step in self.steps and layer in self.layers
@@ -51,12 +77,7 @@ class SwapRule:
 
     def mask_for(self, tensor: torch.Tensor) -> torch.Tensor:
         """The mask at the tensor's grid, shaped (1, 1, H, W) to broadcast."""
-        key = (tuple(tensor.shape[-2:]), tensor.device)
-        if key not in self._resized:
-            grid = self.mask[None, None].float()
-            resized = F.interpolate(grid, size=key[0], mode="nearest-exact")
-            self._resized[key] = resized.to(tensor.device) > 0.5
-        return self._resized[key]
+        return self.mask.at(tensor.shape[-2:], tensor.device)
 
 
 def choose(rules: list[SwapRule], step: int, layer: str) -> SwapRule | None:

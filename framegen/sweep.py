@@ -327,7 +327,7 @@ class Sweep:
             return rows
         renderer = Renderer(self.board, self.pipe)
         total = renderer.steps
-        rules = {run.key: renderer.swap_rules(rule_plans(run, total)) for run in todo}
+        rules = {run.key: renderer.swap_rules(rule_plans(run, total), self.frame) for run in todo}
         needed = set().union(*({(layer, step) for r in rs for layer in r.layers for step in r.steps} for rs in rules.values()))
         renderer.cache = choose_cache(renderer, needed, self.cache_mode, self.out / "anchor-cache")
         segmenter = segmenter_for(self.board.spec.report.background, self.board.spec.model.id, self.board.path.parent)
@@ -532,7 +532,7 @@ def frame_mask(board: Storyboard, frame: FramePlan, mask_file: str | None) -> di
         return {"image": os.path.relpath(path.resolve(), board.path.parent.resolve())}
     for rule in frame.rules:
         if rule.mode == "mask":
-            return rule.mask.model_dump(exclude_none=True)
+            return rule.mask.model_dump(exclude_unset=True)
     return None
 
 

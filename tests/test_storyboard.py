@@ -82,7 +82,7 @@ ERRORS = [
     ("swap: [{mode: threshold, layers: [OUT3]}]", "swap[0].threshold: required"),
     ("swap: [{mode: mask, layers: [OUT3], mask: {grid: ['10', '1']}}]", "swap[0].mask.grid: grid rows must all have the same length"),
     ("swap: [{mode: mask, layers: [OUT3], mask: {image: none.png}}]", "swap[0].mask.image: no such file"),
-    ("swap: [{mode: mask, layers: [OUT3], mask: {}}]", "swap[0].mask: give exactly one of grid, image or boxes"),
+    ("swap: [{mode: mask, layers: [OUT3], mask: {}}]", "swap[0].mask: give exactly one of grid, image, boxes or auto"),
 ]
 
 

@@ -1,0 +1,214 @@
+"""Automatic masks: the region a frame's edit may change, found from the model itself.
+
+- `auto: attention` (prompt-to-prompt's local blending): where the words the delta
+  replaces or removes attend during the anchor pass, and where the words it adds attend
+  during the frame's own pass. Cross-attention probabilities are recomputed from each
+  `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
+  U-Net pass), for the conditional half of the batch, averaged over heads and layers,
+  summed over the steps before the mask is first used, normalised to a maximum of 1,
+  thresholded (default 0.3) and dilated by `dilate` grid cells.
+- `auto: noise` (DiffEdit): the anchor's final latents are noised half-way, a few times,
+  and the U-Net predicts the noise under the anchor's and the frame's prompt;
+  |difference| averaged over channels and draws, above `threshold` (default 1.5) times its
+  mean, dilated, is the region. Costs 2 x NOISE_DRAWS U-Net evaluations per frame.
+
+Both give an (h, w) bool mask, True = keep the anchor, which a `mask` rule uses like a
+drawn one.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .layers import Layer, LayerMap
+from .swap import Mask
+
+ATTENTION_THRESHOLD = 0.3  # of the map's maximum
+NOISE_THRESHOLD = 1.5  # times the mean difference
+NOISE_DRAWS = 4
+NOISE_STRENGTH = 0.5  # how far into the schedule the anchor is noised
+
+
+# ------------------------------------------------------------------------------ words
+
+
+def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
+    """Positions in the encoded prompt (0 = the start token) of every token of every
+    occurrence of `word`. Tokenising the text before and through each occurrence
+    counts its tokens, so words that split into several tokens map to all of them."""
+    limit = tokenizer.model_max_length - 1  # the last position holds the end token
+    positions = []
+    for match in re.finditer(rf"(?<![\w]){re.escape(word.strip())}(?![\w])", prompt, flags=re.IGNORECASE):
+        before = len(tokenizer.tokenize(prompt[: match.start()]))
+        through = len(tokenizer.tokenize(prompt[: match.end()]))
+        positions += [1 + p for p in range(before, through) if 1 + p < limit]
+    return positions
+
+
+def mid_resolution_layers(layers: LayerMap) -> list[Layer]:
+    """The cross-attention layers (MID excluded) at the middle of their resolution
+    levels, rounding toward coarser: level 1 of SD1.x/2.x (32x32 at 512), level 2 of
+    SDXL (32x32 at 1024)."""
+    attention = [layer for layer in layers.cross_attention_layers() if layer.name != "MID"]
+    levels = sorted({layer.level for layer in attention})
+    middle = levels[len(levels) // 2]
+    return [layer for layer in attention if layer.level == middle]
+
+
+# ------------------------------------------------------------------- attention maps
+
+
+class AttentionMaps:
+    """Per step, the summed attention map of chosen token positions, averaged over heads
+    and layers, at the finest grid of the watched layers."""
+
+    def __init__(self, positions: dict[str, list[int]], grids: dict[str, tuple[int, int]], steps: set[int]):
+        self.positions = positions  # key (a word group) -> token positions
+        self.grids = grids  # attn2 module path -> (w, h) of its layer
+        self.steps = steps
+        self.size = max(grids.values(), key=lambda wh: wh[0] * wh[1])[::-1]  # (h, w)
+        self.maps: dict[tuple[str, int], torch.Tensor] = {}  # (key, step) -> (h, w) sum over layers
+
+    def add(self, module, path: str, step: int, hidden: torch.Tensor, context: torch.Tensor) -> None:
+        if step not in self.steps or not any(self.positions.values()):
+            return
+        half = hidden.shape[0] // 2 if hidden.shape[0] > 1 else 0  # [uncond, cond] -> cond
+        query = module.head_to_batch_dim(module.to_q(hidden[half:]))
+        key = module.head_to_batch_dim(module.to_k(context[half:]))
+        probs = module.get_attention_scores(query, key, None)  # (batch*heads, hw, tokens)
+        probs = probs.reshape(-1, module.heads, *probs.shape[1:]).mean(dim=(0, 1)).float()  # (hw, tokens)
+        w, h = self.grids[path]
+        for group, positions in self.positions.items():
+            if not positions:
+                continue
+            grid = probs[:, positions].sum(dim=1).reshape(1, 1, h, w)
+            if (h, w) != self.size:
+                grid = F.interpolate(grid, size=self.size, mode="bilinear", align_corners=False)
+            # summed over layers: the normalisation in `region` makes it an average
+            self.maps[(group, step)] = self.maps.get((group, step), 0) + grid[0, 0].cpu()
+
+    def region(self, group: str, before_step: int) -> torch.Tensor | None:
+        """The group's map over the steps before `before_step`, normalised to max 1."""
+        total = None
+        for (key, step), grid in self.maps.items():
+            if key == group and step < before_step:
+                total = grid.clone() if total is None else total + grid
+        if total is None or total.max() <= 0:
+            return None
+        return total / total.max()
+
+
+def attention_modules(pipe, layers: list[Layer], latent_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """attn2 module path -> the (w, h) grid of the layer holding it."""
+    found = {}
+    for layer in layers:
+        for name, _ in pipe.unet.get_submodule(layer.module).named_modules():
+            if name.endswith("attn2"):
+                found[f"{layer.module}.{name}"] = layer.grid(*latent_size)
+    return found
+
+
+@contextmanager
+def watching(pipe, clock, watched: list[AttentionMaps]) -> Iterator[None]:
+    """Fill each of `watched` during one pipeline call; `clock` is the call's StepClock."""
+
+    def hook_for(maps: AttentionMaps, path: str):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+            with torch.no_grad():
+                maps.add(module, path, clock.step, hidden, context)
+
+        return hook
+
+    handles = []
+    try:
+        for maps in watched:
+            for path in maps.grids:
+                module = pipe.unet.get_submodule(path)
+                handles.append(module.register_forward_pre_hook(hook_for(maps, path), with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def keep_mask(region: torch.Tensor | None, size: tuple[int, int], threshold: float, dilate: int) -> torch.Tensor:
+    """The keep-the-anchor mask of a region map: free where region > threshold, grown
+    by `dilate` cells; all kept when there is no region (no word found)."""
+    if region is None:
+        return torch.ones(size, dtype=torch.bool)
+    free = (region > threshold).float()[None, None]
+    if dilate:
+        free = F.max_pool2d(free, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
+    return free[0, 0] < 0.5
+
+
+class AttentionMask(Mask):
+    """A frame's attention mask, computed when its rule first needs it: the anchor's
+    region of the replaced words (all anchor steps) joined with the frame's region of
+    the new words (the frame's steps before the rule's first step)."""
+
+    kind = "attention"
+
+    def __init__(self, anchor_maps: AttentionMaps, frame_positions: list[int], first_step: int, threshold: float, dilate: int):
+        super().__init__()
+        self.anchor_maps, self.frame_positions, self.first_step = anchor_maps, frame_positions, first_step
+        self.threshold, self.dilate = threshold, dilate
+        self.frame_maps: AttentionMaps | None = None
+
+    def start_frame(self) -> AttentionMaps:
+        """Fresh maps to watch during the frame's pass."""
+        self.tensor, self._resized = None, {}
+        self.frame_maps = AttentionMaps({"frame": self.frame_positions}, self.anchor_maps.grids, set(range(1, self.first_step)))
+        return self.frame_maps
+
+    def current(self) -> torch.Tensor:
+        if self.tensor is None:
+            regions = [self.anchor_maps.region("anchor", before_step=10**9)]
+            if self.frame_maps is not None:
+                regions.append(self.frame_maps.region("frame", before_step=self.first_step))
+            regions = [r for r in regions if r is not None]
+            region = torch.stack(regions).amax(dim=0) if regions else None
+            self.tensor = keep_mask(region, self.anchor_maps.size, self.threshold, self.dilate)
+        return self.tensor
+
+
+# ------------------------------------------------------------------------ noise masks
+
+
+class NoiseMask(Mask):
+    """A frame's DiffEdit mask, computed before the frame's pass (`compute`)."""
+
+    kind = "noise"
+
+    def __init__(self, threshold: float, dilate: int):
+        super().__init__()
+        self.threshold, self.dilate = threshold, dilate
+
+    @torch.no_grad()
+    def compute(self, pipe, anchor_latents: torch.Tensor, anchor_prompt: str, frame_prompt: str, seed: int) -> None:
+        """mean |eps(frame) - eps(anchor)| over channels and NOISE_DRAWS draws of the
+        anchor's latents noised to NOISE_STRENGTH of the training schedule (the forward
+        process itself, so any scheduler works), in units of its mean."""
+        if getattr(pipe, "text_encoder_2", None) is not None:
+            raise NotImplementedError("auto: noise supports SD1.x/2.x pipelines; use auto: attention")
+        device, dtype = anchor_latents.device, anchor_latents.dtype
+        embeds = [pipe.encode_prompt(p, device, 1, False)[0] for p in (anchor_prompt, frame_prompt)]
+        steps = pipe.scheduler.config.num_train_timesteps
+        timestep = int(steps * NOISE_STRENGTH)
+        alpha_bar = pipe.scheduler.alphas_cumprod[timestep].to(device, dtype)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn((NOISE_DRAWS, *anchor_latents.shape[1:]), generator=generator).to(device, dtype)
+        noisy = alpha_bar.sqrt() * anchor_latents + (1 - alpha_bar).sqrt() * noise
+        context = torch.cat([embeds[0].expand(NOISE_DRAWS, -1, -1), embeds[1].expand(NOISE_DRAWS, -1, -1)])
+        t = torch.full((2 * NOISE_DRAWS,), timestep, device=device)
+        eps = pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=context).sample.float()
+        difference = (eps[NOISE_DRAWS:] - eps[:NOISE_DRAWS]).abs().mean(dim=(0, 1)).cpu()
+        region = difference / difference.mean().clamp_min(1e-12)
+        self.tensor, self._resized = keep_mask(region, tuple(region.shape), self.threshold, self.dilate), {}
