@@ -37,6 +37,7 @@ def main() -> None:
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline.from_pretrained(args.weights, use_safetensors=True, local_files_only=True)
+        pipe.set_progress_bar_config(disable=True)
     else:
         pipe = load_pipeline()
     evaluator = Evaluator(pipe, steps=args.steps, guidance=args.guidance, threshold=args.threshold)

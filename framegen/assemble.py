@@ -34,9 +34,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_png(image: Image.Image, path: Path) -> None:
+def write_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
+    """`text` goes into the PNG's tEXt chunks (framegen keeps a frame's key there)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
+        image.save(temporary, format="PNG", pnginfo=info)
+
+
+def read_png_text(path: Path) -> dict[str, str]:
+    """The tEXt chunks of a PNG written by `write_png`; {} when absent or unreadable."""
+    try:
+        with Image.open(path) as image:
+            return dict(getattr(image, "text", {}))
+    except (OSError, ValueError):
+        return {}
 
 
 def write_text(text: str, path: Path) -> None:

@@ -14,11 +14,11 @@ warm-up) thus keeps one cache entry per call and one step number per step.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
+from .cache import AnchorCache
 from .swap import SwapRule, choose, needed_pairs
 
 OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
@@ -89,100 +89,6 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
     finally:
         for handle in handles:
             handle.remove()
-
-
-class AnchorCache:
-    """The anchor's activations, keyed by (layer, position in the schedule), held on the
-    device or (`offload`) in host memory."""
-
-    def __init__(self, needed: set[tuple[str, int]], offload: bool = False):
-        self.needed = needed
-        self.offload = offload
-        self.where = "host memory" if offload else "device memory"
-        self.tensors: dict[tuple[str, int], torch.Tensor] = {}
-
-    @property
-    def layers(self) -> set[str]:
-        return {layer for layer, _ in self.needed}
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
-
-    def __len__(self) -> int:
-        return len(self.tensors)
-
-    def clear(self) -> None:
-        self.tensors.clear()
-
-    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
-        if (path, clock.step) in self.needed:
-            kept = tensor.detach().to("cpu", copy=True) if self.offload else tensor.detach().clone()
-            self.tensors[(path, clock.position)] = kept
-
-    def finish(self) -> None:
-        """Called when the anchor pass ends."""
-
-    def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
-        return self.tensors[(path, position)].to(device, non_blocking=True)
-
-
-class DiskCache(AnchorCache):
-    """Streams the anchor's activations to one safetensors file per schedule position
-    and reads them back memory-mapped as frames need them: for caches that would not
-    fit in memory. Only the position being written is held in memory."""
-
-    def __init__(self, needed: set[tuple[str, int]], folder: Path):
-        super().__init__(needed)
-        self.where = f"disk ({folder})"
-        self.folder = Path(folder)
-        self._pending: dict[str, torch.Tensor] = {}
-        self._pending_position: int | None = None
-        self._files: dict[int, Path] = {}
-        self._open: dict[int, object] = {}
-        self._bytes = 0
-        self._entries = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return self._entries
-
-    def clear(self) -> None:
-        self._pending, self._pending_position, self._open = {}, None, {}
-        for file in self._files.values():
-            file.unlink(missing_ok=True)
-        self._files, self._bytes, self._entries = {}, 0, 0
-
-    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
-        if (path, clock.step) not in self.needed:
-            return
-        if self._pending_position not in (None, clock.position):
-            self.finish()
-        self._pending_position = clock.position
-        self._pending[path] = tensor.detach().to("cpu", copy=True).contiguous()
-
-    def finish(self) -> None:
-        from safetensors.torch import save_file
-
-        if not self._pending:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        file = self.folder / f"position-{self._pending_position:04d}.safetensors"
-        save_file(self._pending, str(file))
-        self._files[self._pending_position] = file
-        self._bytes += sum(t.numel() * t.element_size() for t in self._pending.values())
-        self._entries += len(self._pending)
-        self._pending, self._pending_position = {}, None
-
-    def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
-        from safetensors import safe_open
-
-        if position not in self._open:
-            self._open[position] = safe_open(str(self._files[position]), framework="pt")
-        return self._open[position].get_tensor(path).to(device)
 
 
 @contextmanager

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .assemble import write_mp4, write_png, write_text
+from .assemble import read_png_text, write_mp4, write_png, write_text
+from .cache import DiskCache, cache_key, sha256
 from .errors import EXIT_CHECK_FAILED, EXIT_OK
 from .models import configs_offline, configs_online, is_hub_id
 from .render import Renderer, check_known_layers
@@ -49,34 +50,74 @@ def mask_image(mask, size: tuple[int, int]) -> Image.Image:
     return grid.resize(size, Image.Resampling.NEAREST)
 
 
+def frame_key(renderer: Renderer, plan, anchor_key: str) -> str:
+    """Everything that decides a frame's image: the anchor's key, its prompt, its rules
+    (mask images by content)."""
+    rules = renderer.describe_rules(plan)
+    for rule in rules:
+        image = rule.get("mask", {}).get("image")
+        if image:
+            rule["mask_sha256"] = sha256(renderer.board.path.parent / image)
+    return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules})
+
+
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict, int]:
-    """Render every frame, write the output folder, and return (report, exit code)."""
+    """Render every frame, write the output folder, and return (report, exit code).
+
+    Frames already in the output folder with the same key (a PNG text chunk) are
+    reused, so a killed render picks up where it stopped. With `render.cache: disk` the
+    anchor cache is kept in the output folder and reused by later renders."""
     progress = progress or Quiet()
     out = Path(output) if output is not None else board.output_dir
     spec = board.spec
     validate_before_loading(board)
     segmenter = segmenter_for(spec.report.background, spec.model.id, board.path.parent)
     renderer = Renderer(board, pipe)
+    fields = renderer.anchor_fields()
+    anchor_key = cache_key(fields)
+    keys = {plan.index: frame_key(renderer, plan, anchor_key) for plan in board.frames}
+    done = {p.index for p in board.frames if read_png_text(out / f"frames/{p.index:04d}.png").get("framegen-key") == keys[p.index]}
+    anchor_done = read_png_text(out / "anchor.png").get("framegen-key") == anchor_key
 
-    progress.image("anchor", renderer.steps)
-    start = time.perf_counter()
-    anchor = renderer.anchor(progress.step)
-    anchor_seconds = time.perf_counter() - start
-    write_png(anchor, out / "anchor.png")
+    anchor, anchor_cache, anchor_seconds = None, "built", 0.0
+    if spec.render.cache == "disk":
+        renderer.cache = DiskCache(renderer.cache.needed, out / "anchor-cache")
+        status, extras = renderer.cache.reopen(anchor_key)
+        if status == "reused":
+            anchor, anchor_cache = Image.open(renderer.cache.folder / "anchor.png").convert("RGB"), "reused"
+            renderer.restore_anchor(extras)
+    if anchor is None and anchor_done and len(done) == len(board.frames):
+        anchor, anchor_cache = Image.open(out / "anchor.png").convert("RGB"), "reused"  # nothing left to render
+    if anchor is None:
+        progress.image("anchor", renderer.steps)
+        start = time.perf_counter()
+        anchor = renderer.anchor(progress.step)
+        anchor_seconds = time.perf_counter() - start
+        if spec.render.cache == "disk":
+            renderer.cache.folder.mkdir(parents=True, exist_ok=True)
+            anchor.save(renderer.cache.folder / "anchor.png")
+            renderer.cache.seal(anchor_key, renderer.anchor_extras(), fields)
+    if not anchor_done:
+        write_png(anchor, out / "anchor.png", {"framegen-key": anchor_key})
     anchor_person = segmenter.person(anchor)
 
     frames, images = [], []
     for plan in board.frames:
-        progress.image(plan.name, renderer.steps)
-        result = renderer.frame(plan, progress.step)
         image_path = f"frames/{plan.index:04d}.png"
-        write_png(result.image, out / image_path)
-        images.append(result.image)
-        masks = []
-        for number, (kind, mask) in enumerate(result.masks, start=1):
-            mask_path = f"masks/{plan.index:04d}{'' if number == 1 else f'-{number}'}.png"
-            write_png(mask_image(mask, result.image.size), out / mask_path)
-            masks.append({"kind": kind, "image": mask_path})
+        mask_paths = [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, 1 + sum(r.mode == "mask" for r in plan.rules))]
+        if plan.index in done:
+            image = Image.open(out / image_path).convert("RGB")
+            seconds = float(read_png_text(out / image_path).get("framegen-seconds", "0"))
+            kinds = [rule.mask.kind for rule in renderer.rules[plan.index] if rule.mode == "mask"]
+        else:
+            progress.image(plan.name, renderer.steps)
+            result = renderer.frame(plan, progress.step)
+            image, seconds, kinds = result.image, result.seconds, [kind for kind, _ in result.masks]
+            for path, (_, mask) in zip(mask_paths, result.masks):
+                write_png(mask_image(mask, image.size), out / path)
+            # the frame last: its key vouches for its masks too
+            write_png(image, out / image_path, {"framegen-key": keys[plan.index], "framegen-seconds": f"{seconds:.3f}"})
+        images.append(image)
         frames.append(
             {
                 "index": plan.index,
@@ -85,9 +126,10 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
                 "image": image_path,
                 "hold": plan.hold,
                 "rules": renderer.describe_rules(plan),
-                "masks": masks,
-                **compare(anchor, result.image, anchor_person, segmenter.person(result.image)),
-                "seconds": round(result.seconds, 3),
+                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, mask_paths)],
+                **compare(anchor, image, anchor_person, segmenter.person(image)),
+                "seconds": round(seconds, 3),
+                "reused": plan.index in done,
             }
         )
     written = {f["image"] for f in frames} | {m["image"] for f in frames for m in f["masks"]}
@@ -107,6 +149,7 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
         "model": {"id": spec.model.id, "dtype": str(renderer.dtype).removeprefix("torch."), "device": str(renderer.device)},
         "cache_bytes": renderer.cache.nbytes,
         "cache_entries": len(renderer.cache),
+        "anchor_cache": anchor_cache,
         "segmenter": segmenter.name,
         "anchor": {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": round(anchor_seconds, 3)},
         "frames": frames,

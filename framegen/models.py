@@ -141,3 +141,28 @@ def set_scheduler(pipe, name: str) -> None:
 
     class_name, overrides = SCHEDULER_CLASSES[name]
     pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+
+
+def weights_fingerprint(spec: ModelSpec) -> dict:
+    """What identifies the weights, for cache keys: the hub revision's commit when the
+    hub cache records it, else SHA-256 of the weight files (local folder, single file,
+    the bundled demo); `tiny-random` is fixed by framegen's version."""
+    from .cache import sha256
+
+    if spec.id == "tiny-random":
+        return {"id": spec.id}
+    if spec.id == "demo":
+        from .demo import WEIGHTS_DIR
+
+        folder = WEIGHTS_DIR
+    elif is_hub_id(spec.id):
+        import os
+
+        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub").expanduser()
+        ref = hub / f"models--{spec.id.replace('/', '--')}" / "refs" / (spec.revision or "main")
+        commit = ref.read_text().strip() if ref.is_file() else spec.revision
+        return {"id": spec.id, "revision": spec.revision, "commit": commit}
+    else:
+        folder = Path(spec.id).expanduser()
+    files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"))
+    return {"id": spec.id, "files": {str(f.relative_to(folder)) if f != folder else f.name: sha256(f) for f in files}}

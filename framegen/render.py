@@ -21,9 +21,11 @@ from .automask import (
     mid_resolution_layers, token_positions, watching,
 )  # fmt: skip
 from .errors import InvalidInput, RenderFailure
-from .hooks import AnchorCache, record, swapping
+from .cache import AnchorCache
+from .hooks import record, swapping
 from .layers import LayerMap
-from .models import load_pipeline
+from . import __version__
+from .models import load_pipeline, weights_fingerprint
 from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard
 from .swap import Mask, SwapRule, needed_pairs
 
@@ -129,6 +131,42 @@ class Renderer:
         self.anchor_watch.append(anchor_maps)
         threshold = spec.threshold if spec.threshold is not None else ATTENTION_THRESHOLD
         return AttentionMask(anchor_maps, frame_positions, min(rule.steps), threshold, spec.dilate)
+
+    def anchor_fields(self) -> dict:
+        """Everything that decides the anchor pass and its cache: the disk cache's key."""
+        spec, render = self.board.spec, self.board.spec.render
+        return {
+            "framegen": __version__,
+            "model": weights_fingerprint(spec.model),
+            "scheduler": {k: v for k, v in self.pipe.scheduler.config.items() if not k.startswith("_")},
+            "size": [self.width, self.height],
+            "steps": self.steps,
+            "guidance": render.guidance,
+            "seed": render.seed,
+            "prompt": spec.anchor.prompt,
+            "negative_prompt": render.negative_prompt,
+            "pairs": sorted(self.cache.needed),
+            "dtype": str(self.dtype),
+            "device": self.device.type,
+            "attention": [[sorted(m.positions.items()), sorted(m.grids.items())] for m in self.anchor_watch],
+        }
+
+    def anchor_extras(self) -> dict[str, torch.Tensor]:
+        """What frames need from the anchor pass besides the cache: its final latents
+        (noise masks) and attention maps (attention masks)."""
+        extras = {"latents": self.anchor_latents}
+        for i, maps in enumerate(self.anchor_watch):
+            for (group, step), grid in maps.maps.items():
+                extras[f"maps.{i}.{group}.{step}"] = grid
+        return extras
+
+    def restore_anchor(self, extras: dict[str, torch.Tensor]) -> None:
+        """The state `anchor()` leaves behind, from a reused cache's extras."""
+        self.anchor_latents = extras["latents"].to(self.device, self.dtype)
+        for name, grid in extras.items():
+            if name.startswith("maps."):
+                _, i, group, step = name.split(".")
+                self.anchor_watch[int(i)].maps[(group, int(step))] = grid
 
     def describe_rules(self, plan: FramePlan) -> list[dict]:
         """The frame's rules as resolved: module paths and step ranges, for the report."""

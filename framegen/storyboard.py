@@ -53,7 +53,7 @@ class RenderSpec(_Strict):
     guidance: float = Field(7.5, ge=0)
     seed: int = Field(1111, ge=0)
     negative_prompt: str = ""
-    cache: Literal["device", "cpu"] = "device"
+    cache: Literal["device", "cpu", "disk"] = "device"
 
     @field_validator("width", "height")
     @classmethod

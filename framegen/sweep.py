@@ -34,7 +34,7 @@ from PIL import Image
 from . import __version__
 from .assemble import atomic_path, contact_sheet, write_png, write_text
 from .errors import InvalidInput
-from .hooks import AnchorCache, DiskCache
+from .cache import AnchorCache, DiskCache
 from .layers import LayerMap, canonical
 from .render import Renderer
 from .report import compare, segmenter_for

@@ -85,11 +85,24 @@ SETTINGS = {
         '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
         ' {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: {threshold}}}]'
     ),
-    "whole + mask": (
+    "whole + relative threshold": (
+        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
+        ' {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: {relative}, relative: true}}]'
+    ),
+    "whole + hand mask": (
         '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
         ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{image: mask.png}}}}]'
     ),
+    "whole + auto attention": (
+        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
+    ),
+    "whole + auto noise": (
+        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
+    ),
 }
+HAND_MASK = "whole + hand mask"  # needs the anchor first: rendered in a second pass
 
 BOARD = """
 version: 1
@@ -105,9 +118,9 @@ report: {{background: {{segmenter: none}}}}
 class Evaluator:
     """Renders (seed, edit) pairs under every setting with one pipeline and segmenter."""
 
-    def __init__(self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, settings=None):
+    def __init__(self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, relative: float = 0.1, settings=None):
         self.pipe = pipe
-        self.steps, self.guidance, self.threshold = steps, guidance, threshold
+        self.steps, self.guidance, self.threshold, self.relative = steps, guidance, threshold, relative
         self.phase = round(0.4 * steps)
         self.settings = settings or list(SETTINGS)
         self.segmenter = RembgSegmenter("demo", segmenter_path())
@@ -117,7 +130,7 @@ class Evaluator:
     def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
         frames = "\n".join(
             f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
-            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold)
+            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative)
             + "}"
             for name in settings
         )
@@ -132,17 +145,17 @@ class Evaluator:
         results = {}
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
-            first = [s for s in self.settings if s != "whole + mask"]
+            first = [s for s in self.settings if s != HAND_MASK]
             renderer = self._renderer(folder, edit, first)
             anchor = renderer.anchor()
             anchor_person = self.segmenter.person(anchor)
             frames = {plan.name: renderer.frame(plan).image for plan in renderer.board.frames}
-            if "whole + mask" in self.settings:
+            if HAND_MASK in self.settings:
                 # the hand-drawn region's stand-in: keep the anchor where it has no person
                 Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / "mask.png")
-                masked = self._renderer(folder, edit, ["whole + mask"])
+                masked = self._renderer(folder, edit, [HAND_MASK])
                 masked.anchor()
-                frames["whole + mask"] = masked.frame(masked.board.frames[0]).image
+                frames[HAND_MASK] = masked.frame(masked.board.frames[0]).image
         for name in self.settings:
             image = frames[name]
             person = self.segmenter.person(image)

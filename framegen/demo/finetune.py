@@ -33,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--weights", type=Path, help="a demo-shaped diffusers folder to start from (default: the bundled model)")
     parser.add_argument("--shift", type=float, help="retrain for a cosine noise schedule shifted by this SNR factor")
     args = parser.parse_args(argv)
 
@@ -43,7 +44,12 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "train.log")
     log(f"== framegen demo fine-tune: {vars(args)} threads={torch.get_num_threads()}")
-    pipe = load_pipeline()
+    if args.weights:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(args.weights, use_safetensors=True, local_files_only=True)
+    else:
+        pipe = load_pipeline()
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
 
     t0 = time.time()

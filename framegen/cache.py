@@ -1,0 +1,197 @@
+"""The anchor cache: the anchor's activations for the (layer, step) pairs frames read.
+
+- `AnchorCache` holds them on the device, or (`offload`) in host memory, pinned on CUDA
+  so copies to the device run asynchronously.
+- `DiskCache` streams them to one safetensors file per schedule position and reads them
+  back memory-mapped: for caches that would not fit in memory (the sweep), and, with a
+  key, to reuse an anchor across renders (`render.cache: disk`). A finished cache gets a
+  `manifest.json` written last, naming its key and every file's size and SHA-256; a cache
+  is reused only when the key matches and every file checks out, otherwise rebuilt.
+
+Keys are position-in-schedule based (see hooks.StepClock): (module path, position).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .hooks import StepClock
+
+MANIFEST = "manifest.json"
+
+
+class AnchorCache:
+    """The anchor's activations, keyed by (layer, position in the schedule), held on the
+    device or (`offload`) in host memory."""
+
+    def __init__(self, needed: set[tuple[str, int]], offload: bool = False):
+        self.needed = needed
+        self.offload = offload
+        self.where = "host memory" if offload else "device memory"
+        self.tensors: dict[tuple[str, int], torch.Tensor] = {}
+
+    @property
+    def layers(self) -> set[str]:
+        return {layer for layer, _ in self.needed}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def clear(self) -> None:
+        self.tensors.clear()
+
+    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+        if (path, clock.step) in self.needed:
+            if self.offload:
+                kept = tensor.detach().to("cpu", copy=True)
+                kept = kept.pin_memory() if tensor.is_cuda else kept
+            else:
+                kept = tensor.detach().clone()
+            self.tensors[(path, clock.position)] = kept
+
+    def finish(self) -> None:
+        """Called when the anchor pass ends."""
+
+    def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
+        return self.tensors[(path, position)].to(device, non_blocking=True)
+
+
+class DiskCache(AnchorCache):
+    """Streams the anchor's activations to one safetensors file per schedule position
+    and reads them back memory-mapped as frames need them. Only the position being
+    written is held in memory."""
+
+    def __init__(self, needed: set[tuple[str, int]], folder: Path):
+        super().__init__(needed)
+        self.where = f"disk ({folder})"
+        self.folder = Path(folder)
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_position: int | None = None
+        self._files: dict[int, Path] = {}
+        self._open: dict[int, object] = {}
+        self._bytes = 0
+        self._entries = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return self._entries
+
+    def clear(self) -> None:
+        """Forget and delete everything, the manifest first (an interrupted clear leaves
+        an invalid cache, never a wrong one)."""
+        self._pending, self._pending_position, self._open = {}, None, {}
+        if self.folder.exists():
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._files, self._bytes, self._entries = {}, 0, 0
+
+    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+        if (path, clock.step) not in self.needed:
+            return
+        if self._pending_position not in (None, clock.position):
+            self.finish()
+        self._pending_position = clock.position
+        self._pending[path] = tensor.detach().to("cpu", copy=True).contiguous()
+
+    def finish(self) -> None:
+        from safetensors.torch import save_file
+
+        if not self._pending:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        file = self.folder / f"position-{self._pending_position:04d}.safetensors"
+        save_file(self._pending, str(file))
+        self._files[self._pending_position] = file
+        self._bytes += sum(t.numel() * t.element_size() for t in self._pending.values())
+        self._entries += len(self._pending)
+        self._pending, self._pending_position = {}, None
+
+    def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
+        from safetensors import safe_open
+
+        if position not in self._open:
+            self._open[position] = safe_open(str(self._files[position]), framework="pt")
+        return self._open[position].get_tensor(path).to(device)
+
+    # -- reuse across renders
+
+    def seal(self, key: str, extras: dict[str, torch.Tensor], fields: dict) -> None:
+        """Write `extras` (anchor latents, attention maps) and, last, the manifest."""
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if extras:
+            save_file({k: v.contiguous().cpu() for k, v in extras.items()}, str(self.folder / "extras.safetensors"))
+        files = sorted(p.name for p in self.folder.glob("*.safetensors")) + sorted(p.name for p in self.folder.glob("*.png"))
+        manifest = {
+            "key": key,
+            "fields": fields,
+            "entries": self._entries,
+            "bytes": self._bytes,
+            "positions": sorted(self._files),
+            "files": {name: {"bytes": (self.folder / name).stat().st_size, "sha256": sha256(self.folder / name)} for name in files},
+        }
+        temporary = self.folder / f".{MANIFEST}.tmp"
+        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+        temporary.replace(self.folder / MANIFEST)
+
+    def reopen(self, key: str) -> tuple[str, dict[str, torch.Tensor]]:
+        """('reused', extras) when the folder holds a sound cache for `key`; else
+        ('built' or the reason it was not usable, {}) with the folder emptied."""
+        from safetensors.torch import load_file
+
+        reason = check_folder(self.folder, key)
+        if reason is not None:
+            self.clear()
+            return reason, {}
+        manifest = json.loads((self.folder / MANIFEST).read_text())
+        self._files = {p: self.folder / f"position-{p:04d}.safetensors" for p in manifest["positions"]}
+        self._entries, self._bytes = manifest["entries"], manifest["bytes"]
+        extras_file = self.folder / "extras.safetensors"
+        return "reused", load_file(str(extras_file)) if extras_file.exists() else {}
+
+
+def check_folder(folder: Path, key: str) -> str | None:
+    """None when `folder` holds a complete cache for `key`, else why not."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        return "none yet" if not folder.exists() else "incomplete (no manifest)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest["key"] != key:
+            return "made for other settings"
+        for name, expected in manifest["files"].items():
+            file = folder / name
+            if not file.exists() or file.stat().st_size != expected["bytes"]:
+                return f"{name} is missing or truncated"
+            if sha256(file) != expected["sha256"]:
+                return f"{name} is corrupt (checksum)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable manifest"
+    return None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:24]
