@@ -33,12 +33,13 @@ class RichProgress:
         self.steps = self.bar.add_task("steps", total=1)
         self.started = 0
 
-    def image(self, name: str, total_steps: int) -> None:
+    def image(self, name: str, total_steps: int, count: int = 1) -> None:
+        """`count` images start now (a batch of frames)."""
         if not self.started:  # shown from the first image on, after validation and loading
             self.bar.start()
         self.bar.update(self.images, completed=self.started)
         self.bar.reset(self.steps, total=total_steps, description=name[:16])
-        self.started += 1
+        self.started += count
 
     def step(self, step: int) -> None:
         self.bar.update(self.steps, completed=step)

@@ -100,18 +100,31 @@ def record(pipe, num_steps: int, cache: AnchorCache) -> Iterator[StepClock]:
 
 
 @contextmanager
-def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule]) -> Iterator[StepClock]:
-    """Run a frame inside this block; its activations are swapped by `rules`."""
-    missing = needed_pairs(rules) - cache.needed
+def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | list[list[SwapRule]]) -> Iterator[StepClock]:
+    """Run a frame inside this block; its activations are swapped by `rules`.
+
+    For a batch of N frames give one rule list per frame: the U-Net batch is then
+    [uncond 1..N, cond 1..N] and frame i's rows (i, N + i) meet the anchor's
+    [uncond, cond] under frame i's rules."""
+    batch = rules if rules and isinstance(rules[0], list) else [rules]
+    missing = set().union(*(needed_pairs(r) for r in batch)) - cache.needed
     if missing:
         raise ValueError(f"the anchor cache lacks {len(missing)} (layer, step) pairs, e.g. {sorted(missing)[0]}")
 
     def swap_output(path: str, clock: StepClock, tensor: torch.Tensor):
-        rule = choose(rules, clock.step, path)
-        if rule is None:
+        chosen = [choose(r, clock.step, path) for r in batch]
+        if all(rule is None for rule in chosen):
             return None
-        return rule(cache.get(path, clock.position, tensor.device), tensor)
+        anchor = cache.get(path, clock.position, tensor.device)
+        if len(batch) == 1:
+            return chosen[0](anchor, tensor)
+        n, out = len(batch), tensor.clone()
+        for i, rule in enumerate(chosen):
+            if rule is not None:
+                rows = list(range(i, tensor.shape[0], n))
+                out[rows] = rule(anchor, tensor[rows])
+        return out
 
-    layers = {layer for rule in rules for layer in rule.layers}
+    layers = {layer for r in batch for rule in r for layer in rule.layers}
     with hooked(pipe, num_steps, layers, swap_output) as clock:
         yield clock

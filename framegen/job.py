@@ -26,7 +26,7 @@ from .storyboard import Storyboard
 class Quiet:
     """Progress that shows nothing; the CLI passes a rich progress bar instead."""
 
-    def image(self, name: str, total_steps: int) -> None: ...
+    def image(self, name: str, total_steps: int, count: int = 1) -> None: ...
 
     def step(self, step: int) -> None: ...
 
@@ -101,32 +101,40 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
         write_png(anchor, out / "anchor.png", {"framegen-key": anchor_key})
     anchor_person = segmenter.person(anchor)
 
-    frames, images = [], []
+    def mask_paths(plan) -> list[str]:
+        count = sum(rule.mode == "mask" for rule in renderer.rules[plan.index])
+        return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
+
+    results = {}  # index -> (image, seconds, mask kinds)
     for plan in board.frames:
-        image_path = f"frames/{plan.index:04d}.png"
-        mask_paths = [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, 1 + sum(r.mode == "mask" for r in plan.rules))]
         if plan.index in done:
-            image = Image.open(out / image_path).convert("RGB")
-            seconds = float(read_png_text(out / image_path).get("framegen-seconds", "0"))
+            path = out / f"frames/{plan.index:04d}.png"
             kinds = [rule.mask.kind for rule in renderer.rules[plan.index] if rule.mode == "mask"]
-        else:
-            progress.image(plan.name, renderer.steps)
-            result = renderer.frame(plan, progress.step)
-            image, seconds, kinds = result.image, result.seconds, [kind for kind, _ in result.masks]
-            for path, (_, mask) in zip(mask_paths, result.masks):
+            results[plan.index] = (Image.open(path).convert("RGB"), float(read_png_text(path).get("framegen-seconds", "0")), kinds)
+    for group in renderer.batches([p for p in board.frames if p.index not in done], spec.render.batch):
+        progress.image(group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}", renderer.steps, len(group))
+        for result in renderer.frames(group, progress.step):
+            plan, image = result.plan, result.image
+            for path, (_, mask) in zip(mask_paths(plan), result.masks):
                 write_png(mask_image(mask, image.size), out / path)
             # the frame last: its key vouches for its masks too
-            write_png(image, out / image_path, {"framegen-key": keys[plan.index], "framegen-seconds": f"{seconds:.3f}"})
+            text = {"framegen-key": keys[plan.index], "framegen-seconds": f"{result.seconds:.3f}"}
+            write_png(image, out / f"frames/{plan.index:04d}.png", text)
+            results[plan.index] = (image, result.seconds, [kind for kind, _ in result.masks])
+
+    frames, images = [], []
+    for plan in board.frames:
+        image, seconds, kinds = results[plan.index]
         images.append(image)
         frames.append(
             {
                 "index": plan.index,
                 "name": plan.name,
                 "prompt": plan.prompt,
-                "image": image_path,
+                "image": f"frames/{plan.index:04d}.png",
                 "hold": plan.hold,
                 "rules": renderer.describe_rules(plan),
-                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, mask_paths)],
+                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, mask_paths(plan))],
                 **compare(anchor, image, anchor_person, segmenter.person(image)),
                 "seconds": round(seconds, 3),
                 "reused": plan.index in done,

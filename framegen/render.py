@@ -185,8 +185,9 @@ class Renderer:
             described.append(entry)
         return described
 
-    def generate(self, prompt: str, on_step: OnStep | None = None) -> Image.Image:
-        """One image with the storyboard's seed and settings (hooks are the caller's)."""
+    def generate(self, prompt: str | list[str], on_step: OnStep | None = None) -> Image.Image | list[Image.Image]:
+        """One image (or one per prompt of a list, in one batch) with the storyboard's
+        seed and settings; every image starts from the same noise. Hooks are the caller's."""
         render = self.board.spec.render
 
         def step_done(pipe, i, t, callback_kwargs):
@@ -195,17 +196,19 @@ class Renderer:
                 on_step(min(i + 1, self.steps))
             return callback_kwargs
 
+        prompts = [prompt] if isinstance(prompt, str) else prompt
         try:
-            return self.pipe(
-                prompt=prompt,
-                negative_prompt=render.negative_prompt or None,
+            images = self.pipe(
+                prompt=prompts,
+                negative_prompt=[render.negative_prompt] * len(prompts) if render.negative_prompt else None,
                 width=self.width,
                 height=self.height,
                 num_inference_steps=self.steps,
                 guidance_scale=render.guidance,
-                generator=torch.Generator("cpu").manual_seed(render.seed),
+                generator=[torch.Generator("cpu").manual_seed(render.seed) for _ in prompts],
                 callback_on_step_end=step_done,
-            ).images[0]
+            ).images
+            return images[0] if isinstance(prompt, str) else images
         except torch.OutOfMemoryError:
             raise RenderFailure(
                 f"out of memory on {self.device} at {self.width}x{self.height}; "
@@ -224,20 +227,46 @@ class Renderer:
 
     def frame(self, plan: FramePlan, on_step: OnStep | None = None, rules: list[SwapRule] | None = None) -> FrameImage:
         """The frame, swapped by its own rules or by `rules` (e.g. one sweep run's)."""
+        return self.frames([plan], on_step, None if rules is None else [rules])[0]
+
+    def frames(self, plans: list[FramePlan], on_step: OnStep | None = None, rules=None) -> list[FrameImage]:
+        """Frames in one U-Net batch, each under its own rules. Attention masks read
+        one frame's maps, so a frame with one renders alone (see `batches`)."""
         if self.cache.needed and not len(self.cache):
             raise RuntimeError("render the anchor first: the frames swap in its activations")
         start = time.perf_counter()
-        rules = self.rules[plan.index] if rules is None else rules
+        rules = [self.rules[plan.index] for plan in plans] if rules is None else rules
         watch = []
-        for rule in rules:
-            if isinstance(rule.mask, AttentionMask):
-                watch.append(rule.mask.start_frame())
-            elif isinstance(rule.mask, NoiseMask):
-                rule.mask.compute(self.pipe, self.anchor_latents, self.board.spec.anchor.prompt, plan.prompt, self.board.spec.render.seed)
+        for plan, frame_rules in zip(plans, rules):
+            for rule in frame_rules:
+                if isinstance(rule.mask, AttentionMask):
+                    if len(plans) > 1:
+                        raise ValueError("a frame with an attention mask renders alone")
+                    watch.append(rule.mask.start_frame())
+                elif isinstance(rule.mask, NoiseMask):
+                    rule.mask.compute(self.pipe, self.anchor_latents, self.board.spec.anchor.prompt, plan.prompt, self.board.spec.render.seed)
         with swapping(self.pipe, self.steps, self.cache, rules) as clock, watching(self.pipe, clock, watch):
-            image = self.generate(plan.prompt, on_step)
-        masks = [(rule.mask.kind, rule.mask.current()) for rule in rules if rule.mode == "mask"]
-        return FrameImage(plan, image, time.perf_counter() - start, masks)
+            images = self.generate([plan.prompt for plan in plans], on_step)
+        seconds = (time.perf_counter() - start) / len(plans)
+        return [
+            FrameImage(plan, image, seconds, [(rule.mask.kind, rule.mask.current()) for rule in frame_rules if rule.mode == "mask"])
+            for plan, image, frame_rules in zip(plans, images, rules)
+        ]
+
+    def batches(self, plans: list[FramePlan], size: int) -> list[list[FramePlan]]:
+        """`plans` in order, in groups of up to `size`; a frame with an attention mask alone."""
+        groups: list[list[FramePlan]] = []
+        current: list[FramePlan] = []
+        for plan in plans:
+            if any(isinstance(rule.mask, AttentionMask) for rule in self.rules[plan.index]):
+                groups += [current, [plan]] if current else [[plan]]
+                current = []
+                continue
+            current.append(plan)
+            if len(current) == size:
+                groups.append(current)
+                current = []
+        return groups + ([current] if current else [])
 
 
 def check_known_layers(board: Storyboard, config) -> None:

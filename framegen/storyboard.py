@@ -54,6 +54,7 @@ class RenderSpec(_Strict):
     seed: int = Field(1111, ge=0)
     negative_prompt: str = ""
     cache: Literal["device", "cpu", "disk"] = "device"
+    batch: int = Field(1, ge=1)  # frames per U-Net batch
 
     @field_validator("width", "height")
     @classmethod

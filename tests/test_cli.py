@@ -118,14 +118,14 @@ def test_failed_render_leaves_earlier_output_intact(rendered, tmp_path, capsys, 
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     calls = []
 
-    def failing(self, plan, on_step=None):
-        calls.append(plan.name)
+    def failing(self, plans, on_step=None, rules=None):
+        calls.append(plans[0].name)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, plan, on_step)
+        return original(self, plans, on_step, rules)
 
-    original = Renderer.frame
-    monkeypatch.setattr(Renderer, "frame", failing)
+    original = Renderer.frames
+    monkeypatch.setattr(Renderer, "frames", failing)
     board = tmp_path / "b.yaml"
     board.write_text(TINY_BOARD.replace("seed: 7", "seed: 8").lstrip())
     code, _, err = run(capsys, "render", "-q", board, "-o", out)
