@@ -80,10 +80,15 @@ def cmd_render(args) -> int:
     else:
         with RichProgress(len(board.frames) + 1) as progress:
             report, code = render_storyboard(board, output, progress=progress)
+    if report is None:  # another process of a distributed render writes the output
+        return code
     for line in failure_lines(report):
         print(line, file=sys.stderr)
     if not args.quiet:
-        print(f"wrote {output}/ ({len(report['frames'])} frames, clip.mp4, report.json); cache {report['cache_bytes']:,} bytes")
+        print(
+            f"wrote {output}/ ({len(report['frames'])} frames, clip.mp4, report.json); "
+            f"anchor cache {report['anchor_cache']}, {report['cache_bytes']:,} bytes"
+        )
     return code
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from PIL import Image
 from . import __version__
 from .assemble import read_png_text, write_mp4, write_png, write_text
 from .cache import DiskCache, cache_key, sha256
-from .errors import EXIT_CHECK_FAILED, EXIT_OK
-from .models import configs_offline, configs_online, is_hub_id
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, RenderFailure
+from .models import configs_offline, configs_online, is_hub_id, load_pipeline
 from .render import Renderer, check_known_layers
 from .report import compare, report_csv, run_checks, segmenter_for
 from .storyboard import Storyboard
@@ -61,17 +62,37 @@ def frame_key(renderer: Renderer, plan, anchor_key: str) -> str:
     return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules})
 
 
-def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict, int]:
+def process_state():
+    """accelerate's PartialState when started by `accelerate launch` with several
+    processes (on CPU-only machines too), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state if state.num_processes > 1 else None
+
+
+def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict | None, int]:
     """Render every frame, write the output folder, and return (report, exit code).
 
     Frames already in the output folder with the same key (a PNG text chunk) are
     reused, so a killed render picks up where it stopped. With `render.cache: disk` the
-    anchor cache is kept in the output folder and reused by later renders."""
+    anchor cache is kept in the output folder and reused by later renders.
+
+    Under `accelerate launch` with K processes the anchor cache goes to disk: process 0
+    builds it while the others wait, each process renders every K-th remaining frame,
+    and process 0 writes the MP4 and the report (the others return (None, 0))."""
     progress = progress or Quiet()
     out = Path(output) if output is not None else board.output_dir
     spec = board.spec
+    state = process_state()
+    main_process = state is None or state.is_main_process
     validate_before_loading(board)
-    segmenter = segmenter_for(spec.report.background, spec.model.id, board.path.parent)
+    if pipe is None and state is not None:
+        pipe = load_pipeline(spec.model, device=state.device)
+    segmenter = segmenter_for(spec.report.background, spec.model.id, board.path.parent) if main_process else None
     renderer = Renderer(board, pipe)
     fields = renderer.anchor_fields()
     anchor_key = cache_key(fields)
@@ -80,38 +101,43 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     anchor_done = read_png_text(out / "anchor.png").get("framegen-key") == anchor_key
 
     anchor, anchor_cache, anchor_seconds = None, "built", 0.0
-    if spec.render.cache == "disk":
+    on_disk = spec.render.cache == "disk" or state is not None
+    if on_disk:
         renderer.cache = DiskCache(renderer.cache.needed, out / "anchor-cache")
-        status, extras = renderer.cache.reopen(anchor_key)
-        if status == "reused":
-            anchor, anchor_cache = Image.open(renderer.cache.folder / "anchor.png").convert("RGB"), "reused"
+    if main_process:
+        if on_disk:
+            status, extras = renderer.cache.reopen(anchor_key)
+            if status == "reused":
+                anchor, anchor_cache = Image.open(renderer.cache.folder / "anchor.png").convert("RGB"), "reused"
+                renderer.restore_anchor(extras)
+        if anchor is None and anchor_done and len(done) == len(board.frames):
+            anchor, anchor_cache = Image.open(out / "anchor.png").convert("RGB"), "reused"  # nothing left to render
+        if anchor is None:
+            progress.image("anchor", renderer.steps)
+            start = time.perf_counter()
+            anchor = renderer.anchor(progress.step)
+            anchor_seconds = time.perf_counter() - start
+            if on_disk:
+                renderer.cache.folder.mkdir(parents=True, exist_ok=True)
+                anchor.save(renderer.cache.folder / "anchor.png")
+                renderer.cache.seal(anchor_key, renderer.anchor_extras(), fields)
+        if not anchor_done:
+            write_png(anchor, out / "anchor.png", {"framegen-key": anchor_key})
+    pending = [p for p in board.frames if p.index not in done]
+    if state is not None:
+        state.wait_for_everyone()  # the cache on disk is complete
+        if not main_process and pending:
+            status, extras = renderer.cache.reopen(anchor_key)
+            if status != "reused":
+                raise RenderFailure(f"process {state.process_index}: the anchor cache on disk is unusable ({status})")
             renderer.restore_anchor(extras)
-    if anchor is None and anchor_done and len(done) == len(board.frames):
-        anchor, anchor_cache = Image.open(out / "anchor.png").convert("RGB"), "reused"  # nothing left to render
-    if anchor is None:
-        progress.image("anchor", renderer.steps)
-        start = time.perf_counter()
-        anchor = renderer.anchor(progress.step)
-        anchor_seconds = time.perf_counter() - start
-        if spec.render.cache == "disk":
-            renderer.cache.folder.mkdir(parents=True, exist_ok=True)
-            anchor.save(renderer.cache.folder / "anchor.png")
-            renderer.cache.seal(anchor_key, renderer.anchor_extras(), fields)
-    if not anchor_done:
-        write_png(anchor, out / "anchor.png", {"framegen-key": anchor_key})
-    anchor_person = segmenter.person(anchor)
+        pending = pending[state.process_index :: state.num_processes]
 
     def mask_paths(plan) -> list[str]:
         count = sum(rule.mode == "mask" for rule in renderer.rules[plan.index])
         return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
 
-    results = {}  # index -> (image, seconds, mask kinds)
-    for plan in board.frames:
-        if plan.index in done:
-            path = out / f"frames/{plan.index:04d}.png"
-            kinds = [rule.mask.kind for rule in renderer.rules[plan.index] if rule.mode == "mask"]
-            results[plan.index] = (Image.open(path).convert("RGB"), float(read_png_text(path).get("framegen-seconds", "0")), kinds)
-    for group in renderer.batches([p for p in board.frames if p.index not in done], spec.render.batch):
+    for group in renderer.batches(pending, spec.render.batch):
         progress.image(group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}", renderer.steps, len(group))
         for result in renderer.frames(group, progress.step):
             plan, image = result.plan, result.image
@@ -119,13 +145,24 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
                 write_png(mask_image(mask, image.size), out / path)
             # the frame last: its key vouches for its masks too
             text = {"framegen-key": keys[plan.index], "framegen-seconds": f"{result.seconds:.3f}"}
+            if state is not None:
+                text["framegen-process"] = str(state.process_index)
             write_png(image, out / f"frames/{plan.index:04d}.png", text)
-            results[plan.index] = (image, result.seconds, [kind for kind, _ in result.masks])
+    if state is not None:
+        state.wait_for_everyone()  # every frame is on disk
+    if not main_process:
+        return None, EXIT_OK
 
+    anchor_person = segmenter.person(anchor)
     frames, images = [], []
     for plan in board.frames:
-        image, seconds, kinds = results[plan.index]
+        path = out / f"frames/{plan.index:04d}.png"
+        text = read_png_text(path)
+        if text.get("framegen-key") != keys[plan.index]:
+            raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
+        image = Image.open(path).convert("RGB")
         images.append(image)
+        kinds = [rule.mask.kind for rule in renderer.rules[plan.index] if rule.mode == "mask"]
         frames.append(
             {
                 "index": plan.index,
@@ -136,7 +173,7 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
                 "rules": renderer.describe_rules(plan),
                 "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, mask_paths(plan))],
                 **compare(anchor, image, anchor_person, segmenter.person(image)),
-                "seconds": round(seconds, 3),
+                "seconds": round(float(text.get("framegen-seconds", "0")), 3),
                 "reused": plan.index in done,
             }
         )

@@ -87,9 +87,11 @@ def _single_file_is_sdxl(path: Path) -> bool:
         return any(key.startswith("conditioner.embedders.1") for key in checkpoint.keys())
 
 
-def load_pipeline(spec: ModelSpec):
-    """The diffusers pipeline for `spec`, on its resolved device and dtype."""
-    device, dtype = resolve_device_dtype(spec)
+def load_pipeline(spec: ModelSpec, device=None):
+    """The diffusers pipeline for `spec`, on its resolved device and dtype (`device`
+    overrides `auto`: each process of a distributed render has its own)."""
+    resolved, dtype = resolve_device_dtype(spec)
+    device = device if device is not None and spec.device == "auto" else resolved
     try:
         pipe = _load(spec, dtype)
     except FileNotFoundError as error:

@@ -1,0 +1,39 @@
+"""`accelerate launch` with two CPU processes renders what one process renders."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from .conftest import TINY_BOARD
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path):
+    board = tmp_path / "board.yaml"
+    board.write_text(TINY_BOARD.lstrip().replace("smile, remove: outdoor}", "smile, remove: outdoor}\n  - {name: night, add: night}"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
+    two = subprocess.run([*launch, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = subprocess.run([sys.executable, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    assert (tmp_path / "two" / "clip.mp4").read_bytes() == (tmp_path / "one" / "clip.mp4").read_bytes()
+    reports = [json.loads((tmp_path / name / "report.json").read_text()) for name in ("one", "two")]
+    for key in ("background_mse", "foreground_mse", "rules", "masks", "reused", "image"):
+        assert [f[key] for f in reports[0]["frames"]] == [f[key] for f in reports[1]["frames"]], key
+    # the shared anchor cache went to disk, sealed by process 0
+    assert (tmp_path / "two" / "anchor-cache" / "manifest.json").exists()
+    assert len(reports[1]["frames"]) == 4
+    from framegen.assemble import read_png_text
+
+    made_by = [read_png_text(tmp_path / "two" / f["image"]).get("framegen-process") for f in reports[1]["frames"]]
+    assert made_by == ["0", "1", "0", "1"]  # every other frame
