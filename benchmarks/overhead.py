@@ -5,8 +5,10 @@
 Prints the median per-image time of: the plain pipeline, the anchor with caching, and a
 frame for each rule kind (the paper's two-phase settings), as ratios to plain; then the
 cache's bytes against the minimum, the sum of the needed tensors computed from the
-layer table. Target (issue #2): every ratio <= 1.05 on CPU. Runs are interleaved so
-machine drift hits every variant alike.
+layer table. Target (issue #2): every ratio <= 1.05 on CPU, automatic attention masks
+included (issue #5: no extra U-Net pass); automatic noise masks cost 8 extra U-Net
+evaluations per frame by design and are shown apart. Runs are interleaved so machine
+drift hits every variant alike.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ frames:
     swap:
       - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
       - {{mode: threshold, reduce: position, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: 0.13}}
+  - name: auto-attention
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: attention}}}}
+  - name: auto-noise
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: noise}}}}
 """
 
 
@@ -106,12 +118,14 @@ def main() -> None:
     for name, samples in times.items():
         median = statistics.median(samples)
         ratio = median / base
-        worst = max(worst, ratio if name != "plain diffusers" else 0)
+        if name not in ("plain diffusers", "frame: auto-noise"):  # noise masks add U-Net calls by design
+            worst = max(worst, ratio)
         print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
     minimum = minimum_bytes(renderer, element_size=4, batch=2)
     print(f"cache bytes {renderer.cache.nbytes:,} vs minimum {minimum:,} (ratio {renderer.cache.nbytes / minimum:.3f}); "
           f"{len(renderer.cache)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
-    print(f"worst ratio {worst:.3f}: {'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target")
+    print(f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "
+          f"{'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target")  # fmt: skip
 
 
 if __name__ == "__main__":

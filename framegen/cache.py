@@ -29,13 +29,18 @@ MANIFEST = "manifest.json"
 
 class AnchorCache:
     """The anchor's activations, keyed by (layer, position in the schedule), held on the
-    device or (`offload`) in host memory."""
+    device or (`offload`) in host memory. Offloaded on CUDA, a position's tensors are
+    copied to the device on a side stream while the position before is being used, so
+    the device holds about two steps' worth."""
 
     def __init__(self, needed: set[tuple[str, int]], offload: bool = False):
         self.needed = needed
         self.offload = offload
         self.where = "host memory" if offload else "device memory"
         self.tensors: dict[tuple[str, int], torch.Tensor] = {}
+        self._ahead: dict[tuple[str, int], tuple[torch.Tensor, object]] = {}
+        self._fetched: set[int] = set()
+        self._stream = None
 
     @property
     def layers(self) -> set[str]:
@@ -50,6 +55,7 @@ class AnchorCache:
 
     def clear(self) -> None:
         self.tensors.clear()
+        self._ahead, self._fetched = {}, set()
 
     def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
         if (path, clock.step) in self.needed:
@@ -64,7 +70,34 @@ class AnchorCache:
         """Called when the anchor pass ends."""
 
     def get(self, path: str, position: int, device: torch.device) -> torch.Tensor:
-        return self.tensors[(path, position)].to(device, non_blocking=True)
+        if not (self.offload and device.type == "cuda"):
+            return self.tensors[(path, position)].to(device, non_blocking=True)
+        if position not in self._fetched:
+            self._prefetch(position, device)
+        self._prefetch(position + 1, device)  # overlaps with this position's use
+        tensor, ready = self._ahead.pop((path, position))
+        torch.cuda.current_stream(device).wait_event(ready)
+        tensor.record_stream(torch.cuda.current_stream(device))
+        return tensor
+
+    def rewind(self) -> None:
+        """A frame's pass starts: forget copies made ahead for the last one."""
+        self._ahead, self._fetched = {}, set()
+
+    def _prefetch(self, position: int, device: torch.device) -> None:
+        if position in self._fetched:
+            return
+        self._fetched.add(position)
+        # copies this frame's rules never read (another frame's pairs) go with their step
+        self._ahead = {key: value for key, value in self._ahead.items() if key[1] >= position - 1}
+        self._stream = self._stream or torch.cuda.Stream(device)
+        with torch.cuda.stream(self._stream):
+            for (path, at), tensor in self.tensors.items():
+                if at == position:
+                    copy = tensor.to(device, non_blocking=True)
+                    ready = torch.cuda.Event()
+                    ready.record(self._stream)
+                    self._ahead[(path, at)] = (copy, ready)
 
 
 class DiskCache(AnchorCache):

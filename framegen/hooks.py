@@ -126,5 +126,6 @@ def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | l
         return out
 
     layers = {layer for r in batch for rule in r for layer in rule.layers}
+    cache.rewind()
     with hooked(pipe, num_steps, layers, swap_output) as clock:
         yield clock
