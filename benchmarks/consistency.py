@@ -27,7 +27,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--threshold", type=float, default=0.13)
+    parser.add_argument("--threshold", type=float, default=0.13, help="absolute threshold (the paper's 0.13)")
+    parser.add_argument("--relative", type=float, default=0.1, help="relative threshold: fraction of the anchor tensor's mean |value|")
+    parser.add_argument("--first-phase", default="OUT3, OUT4", help="layers of the two-phase settings' whole-tensor phase")
+    parser.add_argument("--second-phase", default="OUT3, OUT4, OUT5, OUT6, OUT10", help="layers of their mask / threshold phase")
     parser.add_argument("--sheet", help="write a contact sheet (anchor + one column per setting) here")
     parser.add_argument("--weights", help="a demo-shaped diffusers folder to measure instead of the bundled one")
     args = parser.parse_args()
@@ -40,7 +43,10 @@ def main() -> None:
         pipe.set_progress_bar_config(disable=True)
     else:
         pipe = load_pipeline()
-    evaluator = Evaluator(pipe, steps=args.steps, guidance=args.guidance, threshold=args.threshold)
+    evaluator = Evaluator(
+        pipe, steps=args.steps, guidance=args.guidance, threshold=args.threshold, relative=args.relative,
+        first_phase=args.first_phase, second_phase=args.second_phase,
+    )
     rows = {name: [] for name in SETTINGS}
     sheet_rows = []
     for edit in edits(args.pairs):
@@ -55,7 +61,7 @@ def main() -> None:
 
     print(
         f"{args.weights or 'demo model'}, {evaluator.size}, {args.pairs} (seed, edit) pairs, seeds 20000000+, {args.steps} DDIM steps, guidance {args.guidance}, "
-        f"whole-tensor phase steps 1-{evaluator.phase}, threshold {args.threshold}"
+        f"whole-tensor phase steps 1-{evaluator.phase} (two-phase rows: {args.first_phase}, then {args.second_phase}), threshold {args.threshold}, relative threshold {args.relative}"
     )
     print(f"| setting | background MSE | foreground MSE | background fraction | edit success |")
     print("|---|---|---|---|---|")

@@ -6,7 +6,7 @@
   `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
   U-Net pass), for the conditional half of the batch, averaged over heads and layers,
   summed over the steps before the mask is first used, normalised to a maximum of 1,
-  thresholded (default 0.3) and dilated by `dilate` grid cells.
+  thresholded (default 0.5) and dilated by `dilate` grid cells.
 - `auto: noise` (DiffEdit): the anchor's final latents are noised half-way, a few times,
   and the U-Net predicts the noise under the anchor's and the frame's prompt;
   |difference| averaged over channels and draws, above `threshold` (default 1.5) times its
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .layers import Layer, LayerMap
 from .swap import Mask
 
-ATTENTION_THRESHOLD = 0.3  # of the map's maximum
+ATTENTION_THRESHOLD = 0.5  # of the map's maximum; tuned on the demo model (docs/automask.md)
 NOISE_THRESHOLD = 1.5  # times the mean difference
 NOISE_DRAWS = 4
 NOISE_STRENGTH = 0.5  # how far into the schedule the anchor is noised

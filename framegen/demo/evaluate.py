@@ -82,24 +82,24 @@ SETTINGS = {
     "whole OUT3+OUT4": '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}]',
     "whole IN8+OUT3-6": '[{{mode: full, layers: [IN8, OUT3, OUT4, OUT5, OUT6], steps: "1-{phase}"}}]',
     "whole + threshold": (
-        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
-        ' {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: {threshold}}}]'
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: threshold, layers: [{second}], steps: "{after}-{steps}", threshold: {threshold}}}]'
     ),
     "whole + relative threshold": (
-        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
-        ' {{mode: threshold, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: {relative}, relative: true}}]'
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: threshold, layers: [{second}], steps: "{after}-{steps}", threshold: {relative}, relative: true}}]'
     ),
     "whole + hand mask": (
-        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
-        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{image: mask.png}}}}]'
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{image: mask.png}}}}]'
     ),
     "whole + auto attention": (
-        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
-        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
     ),
     "whole + auto noise": (
-        '[{{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}},'
-        ' {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
     ),
 }
 HAND_MASK = "whole + hand mask"  # needs the anchor first: rendered in a second pass
@@ -118,8 +118,12 @@ report: {{background: {{segmenter: none}}}}
 class Evaluator:
     """Renders (seed, edit) pairs under every setting with one pipeline and segmenter."""
 
-    def __init__(self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, relative: float = 0.1, settings=None):
+    def __init__(
+        self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, relative: float = 0.1,
+        settings=None, first_phase: str = "OUT3, OUT4", second_phase: str = "OUT3, OUT4, OUT5, OUT6, OUT10",
+    ):  # fmt: skip
         self.pipe = pipe
+        self.first_phase, self.second_phase = first_phase, second_phase
         self.steps, self.guidance, self.threshold, self.relative = steps, guidance, threshold, relative
         self.phase = round(0.4 * steps)
         self.settings = settings or list(SETTINGS)
@@ -130,7 +134,7 @@ class Evaluator:
     def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
         frames = "\n".join(
             f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
-            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative)
+            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative, first=self.first_phase, second=self.second_phase)
             + "}"
             for name in settings
         )
