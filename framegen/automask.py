@@ -151,8 +151,9 @@ def keep_mask(region: torch.Tensor | None, size: tuple[int, int], threshold: flo
 
 class AttentionMask(Mask):
     """A frame's attention mask, computed when its rule first needs it: the anchor's
-    region of the replaced words (all anchor steps) joined with the frame's region of
-    the new words (the frame's steps before the rule's first step)."""
+    region of the replaced words joined with the frame's region of the new words, both
+    over the steps before the rule's first step (the anchor's over all its steps when the
+    rule starts at step 1)."""
 
     kind = "attention"
 
@@ -170,7 +171,7 @@ class AttentionMask(Mask):
 
     def current(self) -> torch.Tensor:
         if self.tensor is None:
-            regions = [self.anchor_maps.region("anchor", before_step=10**9)]
+            regions = [self.anchor_maps.region("anchor", before_step=10**9)]  # its steps were chosen
             if self.frame_maps is not None:
                 regions.append(self.frame_maps.region("frame", before_step=self.first_step))
             regions = [r for r in regions if r is not None]

@@ -127,7 +127,10 @@ class Renderer:
         tokenizer, anchor_prompt = self.pipe.tokenizer, self.board.spec.anchor.prompt
         anchor_positions = sorted({p for w in anchor_words for p in token_positions(tokenizer, anchor_prompt, w)})
         frame_positions = sorted({p for w in frame_words for p in token_positions(tokenizer, plan.prompt, w)})
-        anchor_maps = AttentionMaps({"anchor": anchor_positions}, grids, set(range(1, self.steps + 1)))
+        # the anchor's maps over the same steps as the frame's (all of them for a mask from step 1)
+        first = min(rule.steps)
+        steps = set(range(1, first)) if first > 1 else set(range(1, self.steps + 1))
+        anchor_maps = AttentionMaps({"anchor": anchor_positions}, grids, steps)
         self.anchor_watch.append(anchor_maps)
         threshold = spec.threshold if spec.threshold is not None else ATTENTION_THRESHOLD
         return AttentionMask(anchor_maps, frame_positions, min(rule.steps), threshold, spec.dilate)
