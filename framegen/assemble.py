@@ -95,12 +95,12 @@ def write_mp4(images: list[Image.Image], holds: list[int], path: Path, fps: floa
 
 
 def contact_sheet(tiles: list[tuple[str, Image.Image]], columns: int, tile_width: int = 160) -> Image.Image:
-    """Labelled tiles in a grid: each image scaled to `tile_width` (never up), its label
-    (one or two short lines) above it."""
+    """Labelled tiles in a grid: each image scaled to `tile_width` (small images by
+    pixel repetition, so they stay sharp), its label (one or two short lines) above it."""
     from PIL import ImageDraw
 
     first = tiles[0][1]
-    width = min(tile_width, first.width)
+    width = tile_width
     height = round(first.height * width / first.width)
     label_height = 24
     rows = -(-len(tiles) // columns)
@@ -109,5 +109,6 @@ def contact_sheet(tiles: list[tuple[str, Image.Image]], columns: int, tile_width
     for i, (label, image) in enumerate(tiles):
         x, y = (i % columns) * width, (i // columns) * (height + label_height)
         draw.multiline_text((x + 2, y + 1), label, fill="black", spacing=1)
-        sheet.paste(image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS), (x, y + label_height))
+        resample = Image.Resampling.NEAREST if image.width < width else Image.Resampling.LANCZOS
+        sheet.paste(image.convert("RGB").resize((width, height), resample), (x, y + label_height))
     return sheet

@@ -421,7 +421,10 @@ def tables_markdown(runs: list[Run], rows: dict[str, dict], min_foreground: floa
         lines.append("")
         if name == "probe":
             lines += ["| layer | background MSE | foreground MSE |", "|---|---|---|"]
-            lines += [f"| {r} | {_fmt(cell[(r, c)]['background_mse'])} | {_fmt(cell[(r, c)]['foreground_mse'])} |" for r in row_names for c in col_names]
+            for r in row_names:
+                found = cell[(r, col_names[0])]
+                weak = " *" if (_number(found["foreground_mse"]) or 0.0) < min_foreground else ""
+                lines.append(f"| {r} | {_fmt(found['background_mse'])}{weak} | {_fmt(found['foreground_mse'])} |")
         else:
             first = _row_heading(name, members)
             lines.append(f"| {first} | " + " | ".join(f"steps {c}" for c in col_names) + " |")
@@ -436,8 +439,11 @@ def tables_markdown(runs: list[Run], rows: dict[str, dict], min_foreground: floa
                     weak = (_number(found["foreground_mse"]) or 0.0) < min_foreground
                     cells.append(_fmt(found["background_mse"]) + (" *" if weak else ""))
                 lines.append(f"| {r} | " + " | ".join(cells) + " |")
+            lines.append("")
+            lines.append("Cells: background MSE.")
         lines.append("")
-    lines.append(f"Cells: background MSE. `*`: foreground MSE below {min_foreground:.1f}, the edit mostly vanished.")
+    if min_foreground > 0:
+        lines.append(f"`*`: foreground MSE below {min_foreground:.1f} (half the no-swap frame's unless set): the edit mostly vanished.")
     return "\n".join(lines) + "\n"
 
 
@@ -484,7 +490,7 @@ def write_summary(sweep: Sweep, rows: dict[str, dict], min_foreground: float | N
             row = rows[run.key]
             label = f"{run.row} {run.col}".strip()
             tiles.append((f"{label[:24]}\nbg {_fmt(row['background_mse'])}", Image.open(out / row["image"])))
-        sheet = contact_sheet(tiles, columns=min(8, len(tiles)))
+        sheet = contact_sheet(tiles, columns=min(8, len(tiles)), tile_width=128)
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         with atomic_path(out / f"sheet-{slug}.png") as temporary:
             sheet.save(temporary, format="PNG")
