@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--thresholds", metavar="A:B:S", help="thresholds for --then threshold: start:stop:step or a list (default 0.01:0.20:0.01)")
     sweep.add_argument("--reduce", choices=["element", "position"], default="element", help="threshold per element (default) or per position")
     sweep.add_argument("--relative", action="store_true", help="thresholds as fractions of the anchor tensor's mean |value| (see swap rules)")
-    sweep.add_argument("--mask", metavar="FILE", help="region for --then mask, white = keep the anchor (default: the frame's mask rule)")
+    sweep.add_argument("--mask", metavar="FILE", help="region for --then mask: an image (white = keep the anchor), auto:attention or auto:noise (default: the frame's mask rule)")
     sweep.add_argument("--min-foreground-mse", type=float, metavar="X", help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)")
     sweep.add_argument("--cache", choices=["auto", "device", "cpu", "disk"], default="auto", help="where the anchor cache lives (auto: device, else host memory, else disk)")
     sweep.add_argument("-o", "--output", help="output folder")

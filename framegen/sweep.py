@@ -529,8 +529,10 @@ def layer_map(board: Storyboard) -> tuple[LayerMap, object]:
 
 
 def frame_mask(board: Storyboard, frame: FramePlan, mask_file: str | None) -> dict | None:
-    """The second phase's region: `--mask FILE` (white = keep the anchor), else the
-    first mask rule the frame renders with."""
+    """The second phase's region: `--mask FILE` (white = keep the anchor) or
+    `auto:attention` / `auto:noise`, else the first mask rule the frame renders with."""
+    if mask_file in ("auto:attention", "auto:noise"):
+        return {"auto": mask_file.split(":")[1]}
     if mask_file is not None:
         path = Path(mask_file)
         if not path.is_file():

@@ -145,3 +145,15 @@ def test_another_storyboard_setting_is_refused_not_mixed(tmp_path, capsys):
     board.write_text(BOARD.replace("seed: 3", "seed: 4"))
     code, _, err = sweep(capsys, board, "--layers", "OUT3", "--steps", "1-2", "-o", tmp_path / "s")
     assert code == 2 and "holds a sweep of other settings" in err
+
+
+def test_mask_phase_with_an_automatic_mask(tmp_path, capsys):
+    board = tmp_path / "board.yaml"
+    board.write_text(BOARD)
+    out = tmp_path / "auto"
+    code, _, _ = sweep(capsys, board, "--layers", "OUT3", "--steps", "1-2", "--then", "mask", "--then-layers", "OUT5,OUT6",
+                       "--mask", "auto:attention", "-o", out)  # fmt: skip
+    assert code == 0
+    rows = rows_of(out)
+    assert json.loads(rows[1]["key"])[1]["mask"] == {"auto": "attention"}
+    assert yaml.safe_load((out / "best.yaml").read_text())["swap"] in ([], *[json.loads(r["key"]) for r in rows])
