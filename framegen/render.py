@@ -258,18 +258,24 @@ class Renderer:
 
     def batches(self, plans: list[FramePlan], size: int) -> list[list[FramePlan]]:
         """`plans` in order, in groups of up to `size`; a frame with an attention mask alone."""
-        groups: list[list[FramePlan]] = []
-        current: list[FramePlan] = []
-        for plan in plans:
-            if any(isinstance(rule.mask, AttentionMask) for rule in self.rules[plan.index]):
-                groups += [current, [plan]] if current else [[plan]]
-                current = []
-                continue
-            current.append(plan)
-            if len(current) == size:
-                groups.append(current)
-                current = []
-        return groups + ([current] if current else [])
+        return batched(plans, size, alone=lambda plan: any(isinstance(r.mask, AttentionMask) for r in self.rules[plan.index]))
+
+
+def batched(items: list, size: int, alone) -> list[list]:
+    """`items` in order, in groups of up to `size`; an item for which `alone(item)` is
+    true gets a group of its own."""
+    groups: list[list] = []
+    current: list = []
+    for item in items:
+        if alone(item):
+            groups += [current, [item]] if current else [[item]]
+            current = []
+            continue
+        current.append(item)
+        if len(current) == size:
+            groups.append(current)
+            current = []
+    return groups + ([current] if current else [])
 
 
 def check_known_layers(board: Storyboard, config) -> None:

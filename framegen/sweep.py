@@ -33,10 +33,11 @@ from PIL import Image
 
 from . import __version__
 from .assemble import atomic_path, contact_sheet, write_png, write_text
+from .automask import AttentionMask
 from .errors import InvalidInput
 from .cache import AnchorCache, DiskCache
 from .layers import LayerMap, canonical
-from .render import Renderer
+from .render import Renderer, batched
 from .report import compare, segmenter_for
 from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard, parse_steps
 
@@ -340,26 +341,33 @@ class Sweep:
             write_png(anchor, self.out / "runs" / "anchor.png")
             anchor_person = segmenter.person(anchor)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:
-                for run in todo:
+                for group in run_batches(todo, rules, self.board.spec.render.batch):
                     if progress is not None:
-                        progress.image(run.row[:16] or "no swap", total)
-                    result = renderer.frame(self.frame, progress.step if progress is not None else None, rules[run.key])
-                    image = f"runs/{run.slug}.png"
-                    write_png(result.image, self.out / image)
-                    scores = compare(anchor, result.image, anchor_person, segmenter.person(result.image))
-                    row = {
-                        "key": run.key, "table": run.table, "row": run.row, "col": run.col,
-                        "rules": describe(run), **scores, "seconds": round(result.seconds, 3), "image": image,
-                    }  # fmt: skip
-                    table.write(_csv_line(row))
-                    table.flush()
-                    os.fsync(table.fileno())
-                    rows[run.key] = {k: "" if v is None else str(v) for k, v in row.items()}  # as read back
+                        progress.image(group[0].row[:16] or "no swap", total, len(group))
+                    step = progress.step if progress is not None else None
+                    results = renderer.frames([self.frame] * len(group), step, [rules[run.key] for run in group])
+                    for run, result in zip(group, results):
+                        image = f"runs/{run.slug}.png"
+                        write_png(result.image, self.out / image)
+                        scores = compare(anchor, result.image, anchor_person, segmenter.person(result.image))
+                        row = {
+                            "key": run.key, "table": run.table, "row": run.row, "col": run.col,
+                            "rules": describe(run), **scores, "seconds": round(result.seconds, 3), "image": image,
+                        }  # fmt: skip
+                        table.write(_csv_line(row))
+                        table.flush()
+                        os.fsync(table.fileno())
+                        rows[run.key] = {k: "" if v is None else str(v) for k, v in row.items()}  # as read back
         finally:
             renderer.cache.clear()
             if isinstance(renderer.cache, DiskCache):
                 shutil.rmtree(renderer.cache.folder, ignore_errors=True)
         return rows
+
+
+def run_batches(runs: list[Run], rules: dict, size: int) -> list[list[Run]]:
+    """Runs in groups of `render.batch` (one U-Net batch each); attention-mask runs alone."""
+    return batched(runs, size, alone=lambda run: any(isinstance(rule.mask, AttentionMask) for rule in rules[run.key]))
 
 
 def describe(run: Run) -> str:
