@@ -105,7 +105,7 @@ def cmd_sweep(args) -> int:
     layers, pipe = layer_map(board)
     runs = plan_from_args(args, board, frame, layers)
     out = Path(args.output) if args.output else board.output_dir / "sweep"
-    sweep = Sweep(board, frame, runs, out, cache=args.cache, pipe=pipe)
+    sweep = Sweep(board, frame, runs, out, cache=args.cache, pipe=pipe, batch=args.batch)
     start = time.perf_counter()
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     if args.quiet:
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--mask", metavar="FILE", help="region for --then mask: an image (white = keep the anchor), auto:attention or auto:noise (default: the frame's mask rule)")
     sweep.add_argument("--min-foreground-mse", type=float, metavar="X", help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)")
     sweep.add_argument("--cache", choices=["auto", "device", "cpu", "disk"], default="auto", help="where the anchor cache lives (auto: device, else host memory, else disk)")
+    sweep.add_argument("--batch", type=int, default=1, metavar="N", help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly")
     sweep.add_argument("-o", "--output", help="output folder")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(run=cmd_sweep)

@@ -295,8 +295,9 @@ def choose_cache(renderer: Renderer, needed, mode: str, folder: Path) -> AnchorC
 
 
 class Sweep:
-    def __init__(self, board: Storyboard, frame: FramePlan, runs: list[Run], out: Path, cache: str = "auto", pipe=None):
+    def __init__(self, board: Storyboard, frame: FramePlan, runs: list[Run], out: Path, cache: str = "auto", pipe=None, batch: int = 1):
         self.board, self.frame, self.runs, self.out = board, frame, runs, out
+        self.batch = batch  # runs per U-Net batch: faster, but then within one 8-bit level of a render
         self.cache_mode = cache
         self.pipe = pipe
         masks = [rule["mask"] for run in runs for rule in run.rules if rule["mode"] == "mask"]
@@ -341,7 +342,7 @@ class Sweep:
             write_png(anchor, self.out / "runs" / "anchor.png")
             anchor_person = segmenter.person(anchor)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:
-                for group in run_batches(todo, rules, self.board.spec.render.batch):
+                for group in run_batches(todo, rules, self.batch):
                     if progress is not None:
                         progress.image(group[0].row[:16] or "no swap", total, len(group))
                     step = progress.step if progress is not None else None

@@ -162,10 +162,9 @@ def test_mask_phase_with_an_automatic_mask(tmp_path, capsys):
 def test_batched_sweep_gives_the_same_table(tmp_path, capsys):
     board = tmp_path / "board.yaml"
     board.write_text(BOARD)
-    (tmp_path / "batched.yaml").write_text(BOARD.replace("seed: 3}", "seed: 3, batch: 4}"))
     args = ["--layers", "OUT3,OUT4", "--subsets", "--steps", "1-2"]
     assert sweep(capsys, board, *args, "-o", tmp_path / "one")[0] == 0
-    assert sweep(capsys, tmp_path / "batched.yaml", *args, "-o", tmp_path / "four")[0] == 0
+    assert sweep(capsys, board, *args, "--batch", "4", "-o", tmp_path / "four")[0] == 0
     one, four = rows_of(tmp_path / "one"), rows_of(tmp_path / "four")
     assert [r["key"] for r in one] == [r["key"] for r in four]
     for a, b in zip(one, four):  # within the batching tolerance (one 8-bit level somewhere)
