@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,3 +229,52 @@ def sha256(path: Path) -> str:
 
 def cache_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------- where a cache fits
+
+
+def cache_bytes(renderer, needed: set[tuple[str, int]]) -> int:
+    """Bytes of the anchor cache for `needed`, from the layer table's shapes."""
+    pipe = renderer.pipe
+    pipe.scheduler.set_timesteps(renderer.steps)
+    calls_per_step = len(pipe.scheduler.timesteps) / renderer.steps
+    scale = pipe.vae_scale_factor
+    batch = 2 if renderer.board.spec.render.guidance > 1 else 1
+    element = torch.empty((), dtype=renderer.dtype).element_size()
+    by_module = {layer.module: layer for layer in renderer.layers.layers}
+    total = 0
+    for module, _ in needed:
+        layer = by_module.get(module)
+        if layer is None:  # a raw path below a block: measured, not predicted
+            continue
+        w, h = layer.grid(renderer.width // scale, renderer.height // scale)
+        total += layer.channels * w * h * batch * element
+    return int(total * calls_per_step)
+
+
+def free_memory(device) -> int:
+    """Bytes free where a cache on `device` would live."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def choose_cache(renderer, needed, mode: str, folder: Path) -> AnchorCache:
+    """`auto`: on the device if the cache takes under half of its free memory, else in
+    host memory under the same rule, else streamed from disk."""
+    accelerator = renderer.device.type != "cpu"
+    if mode == "disk":
+        return DiskCache(needed, folder)
+    if mode in ("device", "cpu"):
+        return AnchorCache(needed, offload=mode == "cpu" and accelerator)
+    size = cache_bytes(renderer, needed)
+    if size < free_memory(renderer.device) / 2:
+        return AnchorCache(needed)
+    if accelerator and size < free_memory(torch.device("cpu")) / 2:
+        return AnchorCache(needed, offload=True)
+    return DiskCache(needed, folder)

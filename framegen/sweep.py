@@ -35,7 +35,7 @@ from . import __version__
 from .assemble import atomic_path, contact_sheet, write_png, write_text
 from .automask import AttentionMask
 from .errors import InvalidInput
-from .cache import AnchorCache, DiskCache
+from .cache import DiskCache, choose_cache
 from .layers import LayerMap, canonical
 from .render import Renderer, batched
 from .report import compare, segmenter_for
@@ -236,62 +236,6 @@ def _number(value) -> float | None:
 
 
 # -------------------------------------------------------------------------------- run
-
-
-def cache_bytes(renderer: Renderer, needed: set[tuple[str, int]]) -> int:
-    """Bytes of the anchor cache for `needed`, from the layer table's shapes."""
-    pipe = renderer.pipe
-    pipe.scheduler.set_timesteps(renderer.steps)
-    calls_per_step = len(pipe.scheduler.timesteps) / renderer.steps
-    scale = pipe.vae_scale_factor
-    batch = 2 if renderer.board.spec.render.guidance > 1 else 1
-    element = torch_element_size(renderer.dtype)
-    by_module = {layer.module: layer for layer in renderer.layers.layers}
-    total = 0
-    for module, _ in needed:
-        layer = by_module.get(module)
-        if layer is None:  # a raw path below a block: measured, not predicted
-            continue
-        w, h = layer.grid(renderer.width // scale, renderer.height // scale)
-        total += layer.channels * w * h * batch * element
-    return int(total * calls_per_step)
-
-
-def torch_element_size(dtype) -> int:
-    import torch
-
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def free_memory(device) -> int:
-    """Bytes free where a cache on `device` would live."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def choose_cache(renderer: Renderer, needed, mode: str, folder: Path) -> AnchorCache:
-    """`auto`: on the device if the cache takes under half of its free memory, else in
-    host memory under the same rule, else streamed from disk."""
-    import torch
-
-    accelerator = renderer.device.type != "cpu"
-    if mode == "disk":
-        return DiskCache(needed, folder)
-    if mode in ("device", "cpu"):
-        return AnchorCache(needed, offload=mode == "cpu" and accelerator)
-    size = cache_bytes(renderer, needed)
-    if size < free_memory(renderer.device) / 2:
-        return AnchorCache(needed)
-    if accelerator and size < free_memory(torch.device("cpu")) / 2:
-        return AnchorCache(needed, offload=True)
-    return DiskCache(needed, folder)
 
 
 class Sweep:

@@ -150,3 +150,16 @@ def test_batched_frames_match_unbatched(tiny_pipe, tmp_path):
     # the frames differ from each other: every one got its own prompt and rules
     first, second, third = (np.asarray(Image.open(tmp_path / "three" / f["image"])) for f in batched["frames"])
     assert not np.array_equal(first, second) and not np.array_equal(second, third)
+
+
+def test_predicted_cache_bytes_and_where_auto_puts_the_cache(tiny_pipe, tmp_path, monkeypatch):
+    import framegen.cache as cache
+    from framegen.cache import DiskCache, cache_bytes, choose_cache
+
+    renderer = Renderer(load_storyboard(board_file(tmp_path)), tiny_pipe)
+    renderer.anchor()
+    assert cache_bytes(renderer, renderer.cache.needed) == renderer.cache.nbytes  # shapes predicted exactly
+    chosen = choose_cache(renderer, renderer.cache.needed, "auto", tmp_path / "c")
+    assert type(chosen) is cache.AnchorCache and not chosen.offload  # small: stays where it is computed
+    monkeypatch.setattr(cache, "free_memory", lambda device: renderer.cache.nbytes)  # would take all of it
+    assert isinstance(choose_cache(renderer, renderer.cache.needed, "auto", tmp_path / "c"), DiskCache)
