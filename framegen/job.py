@@ -74,6 +74,12 @@ def process_state():
     return state if state.num_processes > 1 else None
 
 
+def mask_paths(renderer: Renderer, plan) -> list[str]:
+    """Where a frame's masks go: masks/0001.png, then masks/0001-2.png, ..."""
+    count = sum(rule.mode == "mask" for rule in renderer.rules[plan.index])
+    return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
+
+
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> tuple[dict | None, int]:
     """Render every frame, write the output folder, and return (report, exit code).
 
@@ -98,32 +104,12 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     anchor_key = cache_key(fields)
     keys = {plan.index: frame_key(renderer, plan, anchor_key) for plan in board.frames}
     done = {p.index for p in board.frames if read_png_text(out / f"frames/{p.index:04d}.png").get("framegen-key") == keys[p.index]}
-    anchor_done = read_png_text(out / "anchor.png").get("framegen-key") == anchor_key
-
-    anchor, anchor_cache, anchor_seconds = None, "built", 0.0
-    on_disk = spec.render.cache == "disk" or state is not None
-    if on_disk:
-        renderer.cache = DiskCache(renderer.cache.needed, out / "anchor-cache")
-    if main_process:
-        if on_disk:
-            status, extras = renderer.cache.reopen(anchor_key)
-            if status == "reused":
-                anchor, anchor_cache = Image.open(renderer.cache.folder / "anchor.png").convert("RGB"), "reused"
-                renderer.restore_anchor(extras)
-        if anchor is None and anchor_done and len(done) == len(board.frames):
-            anchor, anchor_cache = Image.open(out / "anchor.png").convert("RGB"), "reused"  # nothing left to render
-        if anchor is None:
-            progress.image("anchor", renderer.steps)
-            start = time.perf_counter()
-            anchor = renderer.anchor(progress.step)
-            anchor_seconds = time.perf_counter() - start
-            if on_disk:
-                renderer.cache.folder.mkdir(parents=True, exist_ok=True)
-                anchor.save(renderer.cache.folder / "anchor.png")
-                renderer.cache.seal(anchor_key, renderer.anchor_extras(), fields)
-        if not anchor_done:
-            write_png(anchor, out / "anchor.png", {"framegen-key": anchor_key})
     pending = [p for p in board.frames if p.index not in done]
+    if spec.render.cache == "disk" or state is not None:
+        renderer.cache = DiskCache(renderer.cache.needed, out / "anchor-cache")
+
+    if main_process:
+        anchor, anchor_cache, anchor_seconds = obtain_anchor(renderer, out, anchor_key, fields, need_cache=bool(pending), progress=progress)
     if state is not None:
         state.wait_for_everyone()  # the cache on disk is complete
         if not main_process and pending:
@@ -133,15 +119,11 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
             renderer.restore_anchor(extras)
         pending = pending[state.process_index :: state.num_processes]
 
-    def mask_paths(plan) -> list[str]:
-        count = sum(rule.mode == "mask" for rule in renderer.rules[plan.index])
-        return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
-
     for group in renderer.batches(pending, spec.render.batch):
         progress.image(group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}", renderer.steps, len(group))
         for result in renderer.frames(group, progress.step):
             plan, image = result.plan, result.image
-            for path, (_, mask) in zip(mask_paths(plan), result.masks):
+            for path, (_, mask) in zip(mask_paths(renderer, plan), result.masks):
                 write_png(mask_image(mask, image.size), out / path)
             # the frame last: its key vouches for its masks too
             text = {"framegen-key": keys[plan.index], "framegen-seconds": f"{result.seconds:.3f}"}
@@ -153,6 +135,47 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     if not main_process:
         return None, EXIT_OK
 
+    report = write_report(renderer, out, anchor, keys, done, segmenter)
+    report.update(anchor_cache=anchor_cache)
+    report["anchor"]["seconds"] = round(anchor_seconds, 3)
+    write_text(report_csv(report), out / "report.csv")
+    write_text(json.dumps(report, indent=2) + "\n", out / "report.json")
+    return report, EXIT_OK if all(c["passed"] for c in report["checks"]) else EXIT_CHECK_FAILED
+
+
+def obtain_anchor(renderer: Renderer, out: Path, anchor_key: str, fields: dict, need_cache: bool, progress) -> tuple[Image.Image, str, float]:
+    """(anchor image, 'built' | 'reused', seconds): from a sound disk cache, or from the
+    output folder when no frame is left to render, else by the anchor pass (sealing the
+    disk cache, if there is one). The output's anchor.png ends up this anchor's."""
+    anchor_path = out / "anchor.png"
+    in_output = read_png_text(anchor_path).get("framegen-key") == anchor_key
+    on_disk = isinstance(renderer.cache, DiskCache)
+    anchor, how, seconds = None, "reused", 0.0
+    if on_disk:
+        status, extras = renderer.cache.reopen(anchor_key)
+        if status == "reused":
+            renderer.restore_anchor(extras)
+            anchor = Image.open(renderer.cache.folder / "anchor.png").convert("RGB")
+    if anchor is None and not need_cache and in_output:
+        anchor = Image.open(anchor_path).convert("RGB")
+    if anchor is None:
+        progress.image("anchor", renderer.steps)
+        start = time.perf_counter()
+        anchor, how = renderer.anchor(progress.step), "built"
+        seconds = time.perf_counter() - start
+        if on_disk:
+            renderer.cache.folder.mkdir(parents=True, exist_ok=True)
+            anchor.save(renderer.cache.folder / "anchor.png")
+            renderer.cache.seal(anchor_key, renderer.anchor_extras(), fields)
+    if not in_output:
+        write_png(anchor, anchor_path, {"framegen-key": anchor_key})
+    return anchor, how, seconds
+
+
+def write_report(renderer: Renderer, out: Path, anchor: Image.Image, keys: dict, done: set, segmenter) -> dict:
+    """Score every frame (read back from the output folder), drop stale files of an
+    earlier storyboard, encode the MP4; the report (written by the caller)."""
+    board, spec = renderer.board, renderer.board.spec
     anchor_person = segmenter.person(anchor)
     frames, images = [], []
     for plan in board.frames:
@@ -171,19 +194,19 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
                 "image": f"frames/{plan.index:04d}.png",
                 "hold": plan.hold,
                 "rules": renderer.describe_rules(plan),
-                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, mask_paths(plan))],
+                "masks": [{"kind": kind, "image": p} for kind, p in zip(kinds, mask_paths(renderer, plan))],
                 **compare(anchor, image, anchor_person, segmenter.person(image)),
                 "seconds": round(float(text.get("framegen-seconds", "0")), 3),
                 "reused": plan.index in done,
             }
         )
     written = {f["image"] for f in frames} | {m["image"] for f in frames for m in f["masks"]}
-    for stale in [*(out / "frames").glob("*.png"), *(out / "masks").glob("*.png")]:  # of an earlier storyboard
+    for stale in [*(out / "frames").glob("*.png"), *(out / "masks").glob("*.png")]:
         if f"{stale.parent.name}/{stale.name}" not in written:
             stale.unlink()
 
     frame_count = write_mp4([anchor, *images], [1, *(p.hold for p in board.frames)], out / "clip.mp4", spec.video.fps, spec.video.crf)
-    report = {
+    return {
         "framegen_version": __version__,
         "storyboard": {
             "path": str(board.path),
@@ -194,13 +217,10 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
         "model": {"id": spec.model.id, "dtype": str(renderer.dtype).removeprefix("torch."), "device": str(renderer.device)},
         "cache_bytes": renderer.cache.nbytes,
         "cache_entries": len(renderer.cache),
-        "anchor_cache": anchor_cache,
+        "anchor_cache": None,
         "segmenter": segmenter.name,
-        "anchor": {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": round(anchor_seconds, 3)},
+        "anchor": {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": None},
         "frames": frames,
         "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
         "checks": run_checks(frames, spec.checks.max_background_mse),
     }
-    write_text(report_csv(report), out / "report.csv")
-    write_text(json.dumps(report, indent=2) + "\n", out / "report.json")
-    return report, EXIT_OK if all(c["passed"] for c in report["checks"]) else EXIT_CHECK_FAILED
