@@ -1,6 +1,6 @@
 """Trains the bundled `demo` model from scratch on procedural scenes (CPU, one thread).
 
-    OMP_NUM_THREADS=1 python -m framegen.demo.train --out demo-train --minutes 71 --seed 0 --install
+    OMP_NUM_THREADS=1 python -m framegen.demo.train --out demo-train --minutes 85 --seed 0 --shift 8 --install
 
 The minutes are split across three phases: VAE (20%), U-Net + text encoder (70%) and the
 person segmenter (10%); scene generation, latent encoding and sample grids come on top.
