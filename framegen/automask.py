@@ -197,8 +197,6 @@ class NoiseMask(Mask):
         """mean |eps(frame) - eps(anchor)| over channels and NOISE_DRAWS draws of the
         anchor's latents noised to NOISE_STRENGTH of the training schedule (the forward
         process itself, so any scheduler works), in units of its mean."""
-        if getattr(pipe, "text_encoder_2", None) is not None:
-            raise NotImplementedError("auto: noise supports SD1.x/2.x pipelines; use auto: attention")
         device, dtype = anchor_latents.device, anchor_latents.dtype
         embeds = [pipe.encode_prompt(p, device, 1, False)[0] for p in (anchor_prompt, frame_prompt)]
         steps = pipe.scheduler.config.num_train_timesteps

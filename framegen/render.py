@@ -113,6 +113,8 @@ class Renderer:
         anchor maps they need, so build them before `anchor()`."""
         spec = rule.mask
         if spec.auto == "noise":
+            if getattr(self.pipe, "text_encoder_2", None) is not None:
+                raise InvalidInput(f"{self.board.path}: {rule.where}.mask.auto: noise masks support SD1.x/2.x pipelines; use auto: attention")
             return NoiseMask(spec.threshold if spec.threshold is not None else NOISE_THRESHOLD, spec.dilate)
         layers = mid_resolution_layers(self.layers)
         if spec.layers:
