@@ -21,7 +21,7 @@ import torch
 
 from . import WEIGHTS_DIR, load_pipeline
 from .scenes import make_scene
-from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, denoiser_step, lr_at, save_grid, scheduler_config, to_tensor
+from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, save_grid, scheduler_config, to_tensor, train_denoiser
 
 
 def main(argv=None):
@@ -69,33 +69,14 @@ def main(argv=None):
     if args.shift is not None:
         pipe.scheduler = DDIMScheduler(**scheduler_config(args.shift))
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    ema = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
-    unet.train()
-    text_encoder.train()
-    t0, step, batch, losses = time.time(), 0, args.batch, []
-    budget = args.minutes * 60
-    while time.time() - t0 < budget:
-        for g in opt.param_groups:
-            g["lr"] = lr_at((time.time() - t0) / budget, step, 50, args.lr)
-        idx = torch.from_numpy(rng.integers(0, len(images), batch))
-        latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
-        loss = denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, ids[idx], empty, min(0.995, (1 + step) / (10 + step)))
-        losses.append(loss)
-        if step % 25 == 0:
-            log(f"step {step} loss {np.mean(losses[-25:]):.4f} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
-        step += 1
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
-    unet.eval().requires_grad_(False)
-    text_encoder.eval().requires_grad_(False)
+    t0 = time.time()
+    step, losses = train_denoiser(
+        unet, text_encoder, noise_scheduler, (lat_mean, lat_std, scaling), ids, empty, seconds=args.minutes * 60,
+        batch=args.batch, lr=args.lr, warmup=50, decay=0.995, rng=rng, log=log, log_every=25,
+    )  # fmt: skip
     unet.register_to_config(sample_size=args.size // pipe.vae_scale_factor)
     vae.register_to_config(sample_size=args.size)
-    log(f"done: {step} steps at batch {batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, {(time.time() - t0) / 60:.1f} min")
+    log(f"done: {step} steps at batch {args.batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, {(time.time() - t0) / 60:.1f} min")
 
     weights = args.out / "weights"
     shutil.rmtree(weights, ignore_errors=True)

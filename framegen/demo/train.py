@@ -221,6 +221,36 @@ def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents
     return loss.item()
 
 
+def train_denoiser(unet, text_encoder, noise_scheduler, latents, ids, empty, *, seconds, batch, lr, warmup, decay, rng, log, log_every):
+    """Train U-Net and text encoder jointly for `seconds` (AdamW, warmup then cosine lr,
+    `denoiser_step` each step), then load the EMA weights into them. `latents` is
+    (posterior mean, posterior std, scaling factor). Returns (steps, losses)."""
+    mean, std, scaling = latents
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    unet.train()
+    text_encoder.train()
+    t0, step, losses = time.time(), 0, []
+    while time.time() - t0 < seconds:
+        for g in opt.param_groups:
+            g["lr"] = lr_at((time.time() - t0) / seconds, step, warmup, lr)
+        idx = torch.from_numpy(rng.integers(0, len(mean), batch))
+        sample = (mean[idx] + std[idx] * torch.randn_like(mean[idx])) * scaling
+        losses.append(denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, sample, ids[idx], empty, min(decay, (1 + step) / (10 + step))))
+        if step % log_every == 0:
+            log(f"unet step {step} loss {np.mean(losses[-log_every:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
+        step += 1
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            p.copy_(e)
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    return step, losses
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -323,29 +353,10 @@ def main(argv=None):
     ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
     noise_scheduler = DDPMScheduler.from_config(DDIMScheduler(**scheduler_config(args.shift)).config)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    ema = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=1e-2)
-    step, batch = 0, 32
-    losses = []
-    unet.train()
-    text_encoder.train()
-    while time.time() - t0 < budget["unet"]:
-        progress = (time.time() - t0) / budget["unet"]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(progress, step, 200, 6e-4)
-        idx = torch.from_numpy(rng.integers(0, len(images), batch))
-        latents = (lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])) * scaling
-        loss = denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, ids[idx], empty, min(0.998, (1 + step) / (10 + step)))
-        losses.append(loss)
-        if step % 50 == 0:
-            log(f"unet step {step} loss {np.mean(losses[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
-        step += 1
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
-    unet.eval().requires_grad_(False)
-    text_encoder.eval().requires_grad_(False)
+    step, losses = train_denoiser(
+        unet, text_encoder, noise_scheduler, (lat_mean, lat_std, scaling), ids, empty, seconds=budget["unet"],
+        batch=32, lr=6e-4, warmup=200, decay=0.998, rng=rng, log=log, log_every=50,
+    )  # fmt: skip
     wall["unet"] = time.time() - t0
     metrics["unet_steps"] = step
     metrics["unet_final_loss"] = float(np.mean(losses[-200:]))
