@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from framegen.cache import cache_bytes
 from framegen.render import Renderer
 from framegen.storyboard import load_storyboard
 from framegen.tiny import tiny_pipeline
@@ -60,16 +61,6 @@ frames:
       - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
       - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: noise}}}}
 """
-
-
-def minimum_bytes(renderer: Renderer, element_size: int, batch: int) -> int:
-    latent_w, latent_h = renderer.width // renderer.pipe.vae_scale_factor, renderer.height // renderer.pipe.vae_scale_factor
-    by_module = renderer.layers.by_module
-    total = 0
-    for module, _step in renderer.cache.needed:
-        w, h = by_module[module].grid(latent_w, latent_h)
-        total += batch * by_module[module].channels * h * w * element_size
-    return total
 
 
 def main() -> None:
@@ -121,7 +112,7 @@ def main() -> None:
         if name not in ("plain diffusers", "frame: auto-noise"):  # noise masks add U-Net calls by design
             worst = max(worst, ratio)
         print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
-    minimum = minimum_bytes(renderer, element_size=4, batch=2)
+    minimum = cache_bytes(renderer, renderer.cache.needed)  # from the layer table's shapes
     print(f"cache bytes {renderer.cache.nbytes:,} vs minimum {minimum:,} (ratio {renderer.cache.nbytes / minimum:.3f}); "
           f"{len(renderer.cache)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
     print(f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "

@@ -36,6 +36,7 @@ from .automask import AttentionMask
 from .errors import InvalidInput
 from .cache import DiskCache, choose_cache
 from .layers import LayerMap, canonical
+from .models import weights_fingerprint
 from .render import Renderer, batched
 from .report import compare, segmenter_for
 from .storyboard import FramePlan, MaskSpec, RulePlan, Storyboard, parse_steps
@@ -199,6 +200,7 @@ def fingerprint(board: Storyboard, frame: FramePlan, mask: dict | None) -> str:
     render = spec.render.model_dump(exclude={"cache"})
     decided = {
         "model": spec.model.model_dump(),
+        "weights": weights_fingerprint(spec.model),
         "render": render,
         "anchor": spec.anchor.prompt,
         "frame": frame.prompt,
