@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .layers import LATENTS
+
 if TYPE_CHECKING:
     from .hooks import StepClock
 
@@ -243,14 +245,17 @@ def cache_bytes(renderer, needed: set[tuple[str, int]]) -> int:
     batch = 2 if renderer.board.spec.render.guidance > 1 else 1
     element = torch.empty((), dtype=renderer.dtype).element_size()
     by_module = {layer.module: layer for layer in renderer.layers.layers}
-    total = 0
+    total = latents = 0
     for module, _ in needed:
         layer = by_module.get(module)
         if layer is None:  # a raw path below a block: measured, not predicted
             continue
         w, h = layer.grid(renderer.width // scale, renderer.height // scale)
-        total += layer.channels * w * h * batch * element
-    return int(total * calls_per_step)
+        if module == LATENTS:  # once per step, no guidance batch
+            latents += layer.channels * w * h * element
+        else:
+            total += layer.channels * w * h * batch * element
+    return int(total * calls_per_step) + latents
 
 
 def free_memory(device) -> int:

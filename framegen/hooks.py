@@ -9,6 +9,10 @@ pre-hook, not from a call counter: the position in the scheduler's timestep sche
 keys the cache, and the denoising step (1-based, as diffusers' progress bar counts it)
 selects the rules. A scheduler that calls the U-Net twice per step (Heun, PNDM's
 warm-up) thus keeps one cache entry per call and one step number per step.
+
+The LATENTS layer is no module: the pipeline hands each step's latents to the clock's
+`step_end` (from its `callback_on_step_end`), which passes them through the same
+`on_output` as the modules' outputs, at the position of the step's last U-Net call.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable, Iterator
 import torch
 
 from .cache import AnchorCache
+from .layers import LATENTS
 from .swap import SwapRule, choose, needed_pairs
 
 OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
@@ -34,6 +39,17 @@ class StepClock:
         self.step = 0  # 1-based denoising step
         self._schedule: tuple[list[float], list[int]] | None = None
         self._schedule_of = None
+        self.on_latents: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+
+    def step_end(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latents a finished step hands on, after the LATENTS layer's hook."""
+        replaced = self.on_latents(latents) if self.on_latents is not None else None
+        return latents if replaced is None else replaced
+
+    def callback(self, pipe, i, t, callback_kwargs: dict) -> dict:
+        """`step_end` as a diffusers `callback_on_step_end`."""
+        callback_kwargs["latents"] = self.step_end(callback_kwargs["latents"])
+        return callback_kwargs
 
     def _steps_of_positions(self, timesteps) -> tuple[list[float], list[int]]:
         values = [float(t) for t in timesteps]
@@ -83,6 +99,9 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
     handles = [pipe.unet.register_forward_pre_hook(clock, with_kwargs=True)]
     try:
         for path in sorted(layers):
+            if path == LATENTS:
+                clock.on_latents = lambda latents: on_output(LATENTS, clock, latents)
+                continue
             module = pipe.unet.get_submodule(path)
             handles.append(module.register_forward_hook(_output_hook(path, clock, on_output)))
         yield clock

@@ -7,12 +7,19 @@ one for its downsampler. Output blocks count layers_per_block + 1 per up block. 
 swapped tensor is the block's output: the attention module's where the block has
 cross-attention, else the resnet's (or the downsampler's / conv_in's). An up block's
 upsampler is not part of the swapped tensor, as in the paper's table (OUT5 at 20x28).
+
+One more name is not a module: LATENTS, the latents the scheduler hands from one step to
+the next. Swapping them inside a mask is prompt-to-prompt's local blending: outside the
+mask the frame's latents become the anchor's after every swapped step.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+
+LATENTS = "latents"  # module path of the LATENTS layer: not a module, see hooks.hooked
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def layer_table(config) -> list[Layer]:
             level = len(channels) - 1 - k
             table.append(Layer(f"OUT{out}", f"up_blocks.{k}.{part}.{j}", reversed_channels[k], level, attention))
             out += 1
-    return table
+    return table + [Layer("LATENTS", LATENTS, config.get("in_channels", 4), 0, False)]
 
 
 def canonical(name: str) -> str:
@@ -71,6 +78,8 @@ def canonical(name: str) -> str:
         return f"{match[1].upper()}{match[2]}"
     if re.fullmatch(r"MID|M0*", name.strip(), flags=re.IGNORECASE):
         return "MID"
+    if name.strip().lower() == LATENTS:
+        return "LATENTS"
     return name.strip()
 
 
@@ -107,6 +116,8 @@ class LayerMap:
         for layer in self.layers:  # the zero-padded and M00 spellings
             if layer.name == "MID":
                 names.add("M00")
+            elif layer.name == "LATENTS":
+                names.add(LATENTS)
             else:
                 prefix, number = re.fullmatch(r"(IN|OUT)(\d+)", layer.name).groups()
                 names.add(f"{prefix}{int(number):02d}")
@@ -114,7 +125,8 @@ class LayerMap:
 
     def listing(self) -> str:
         aliases = ", ".join(layer.name for layer in self.layers)
-        return f"{aliases}, or a module path such as {self.layers[-1].module}"
+        example = next(layer.module for layer in reversed(self.layers) if layer.module != LATENTS)
+        return f"{aliases}, or a module path such as {example}"
 
     def cross_attention_layers(self) -> list[Layer]:
         return [layer for layer in self.layers if layer.cross_attention]

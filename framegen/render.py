@@ -22,7 +22,7 @@ from .automask import (
 )  # fmt: skip
 from .errors import InvalidInput, RenderFailure
 from .cache import AnchorCache
-from .hooks import record, swapping
+from .hooks import StepClock, record, swapping
 from .layers import LayerMap
 from . import __version__
 from .models import load_pipeline, weights_fingerprint
@@ -190,12 +190,15 @@ class Renderer:
             described.append(entry)
         return described
 
-    def generate(self, prompt: str | list[str], on_step: OnStep | None = None) -> Image.Image | list[Image.Image]:
+    def generate(self, prompt: str | list[str], on_step: OnStep | None = None, clock: StepClock | None = None) -> Image.Image | list[Image.Image]:
         """One image (or one per prompt of a list, in one batch) with the storyboard's
-        seed and settings; every image starts from the same noise. Hooks are the caller's."""
+        seed and settings; every image starts from the same noise. Hooks are the caller's;
+        `clock` (theirs) sees each step's latents (the LATENTS layer)."""
         render = self.board.spec.render
 
         def step_done(pipe, i, t, callback_kwargs):
+            if clock is not None:
+                callback_kwargs["latents"] = clock.step_end(callback_kwargs["latents"])
             self.last_latents = callback_kwargs["latents"]
             if on_step is not None:
                 on_step(min(i + 1, self.steps))
@@ -226,7 +229,7 @@ class Renderer:
         for maps in self.anchor_watch:
             maps.maps.clear()
         with record(self.pipe, self.steps, self.cache) as clock, watching(self.pipe, clock, self.anchor_watch):
-            image = self.generate(self.board.spec.anchor.prompt, on_step)
+            image = self.generate(self.board.spec.anchor.prompt, on_step, clock)
         self.anchor_latents = self.last_latents
         return image
 
@@ -251,7 +254,7 @@ class Renderer:
                 elif isinstance(rule.mask, NoiseMask):
                     rule.mask.compute(self.pipe, self.anchor_latents, self.board.spec.anchor.prompt, plan.prompt, self.board.spec.render.seed)
         with swapping(self.pipe, self.steps, self.cache, rules) as clock, watching(self.pipe, clock, watch):
-            images = self.generate([plan.prompt for plan in plans], on_step)
+            images = self.generate([plan.prompt for plan in plans], on_step, clock)
         seconds = (time.perf_counter() - start) / len(plans)
         return [
             FrameImage(plan, image, seconds, [(rule.mask.kind, rule.mask.current()) for rule in frame_rules if rule.mode == "mask"])

@@ -143,7 +143,9 @@ def test_layers_command(capsys):
     assert lines[0].split()[:3] == ["name", "module", "channels"]
     assert lines[-1].split() == ["OUT11", "up_blocks.3.attentions.2", "32", "16x16", "yes"]
     code, out, _ = run(capsys, "layers", "tiny-random", "--width", 640, "--height", 896)
-    assert "OUT3   up_blocks.1.attentions.0" in out and "20x28" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert rows["OUT3"] == ["up_blocks.1.attentions.0", "64", "20x28", "yes"]
+    assert rows["LATENTS"] == ["latents", "4", "80x112"]  # the scheduler's latents: full grid, no attention
 
 
 def test_validate_command(tmp_path, capsys):

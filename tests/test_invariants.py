@@ -18,7 +18,7 @@ ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"
 OTHER = "boy, black hair, red shirt, green pants, snow, night"
 
 
-def generate(pipe, prompt, steps=STEPS):
+def generate(pipe, prompt, steps=STEPS, clock=None, output_type="np"):
     return pipe(
         prompt,
         width=64,
@@ -26,7 +26,8 @@ def generate(pipe, prompt, steps=STEPS):
         num_inference_steps=steps,
         guidance_scale=7.5,
         generator=torch.Generator("cpu").manual_seed(7),
-        output_type="np",
+        output_type=output_type,
+        callback_on_step_end=clock.callback if clock is not None else None,
     ).images[0]
 
 
@@ -39,12 +40,12 @@ def rules_of(pipe, mode, names, steps=range(1, STEPS + 1), **kw):
     return [SwapRule(mode=mode, layers=modules(pipe, names), steps=frozenset(steps), **kw)]
 
 
-def anchor_and_frame(pipe, rules, prompt=OTHER, steps=STEPS, offload=False, cache=None):
+def anchor_and_frame(pipe, rules, prompt=OTHER, steps=STEPS, offload=False, cache=None, output_type="np"):
     cache = cache if cache is not None else AnchorCache(needed_pairs(rules), offload=offload)
-    with record(pipe, steps, cache):
-        anchor = generate(pipe, ANCHOR, steps)
-    with swapping(pipe, steps, cache, rules):
-        frame = generate(pipe, prompt, steps)
+    with record(pipe, steps, cache) as clock:
+        anchor = generate(pipe, ANCHOR, steps, clock, output_type)
+    with swapping(pipe, steps, cache, rules) as clock:
+        frame = generate(pipe, prompt, steps, clock, output_type)
     return anchor, frame, cache
 
 
@@ -83,6 +84,24 @@ def test_threshold_infinity_equals_full_and_zero_equals_no_swap(tiny_pipe):
     _, zero, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "threshold", names, threshold=0.0))
     assert np.array_equal(inf, full)
     assert np.array_equal(zero, generate(tiny_pipe, OTHER))
+
+
+def test_latents_swapped_at_the_last_step_give_the_anchor_and_a_zero_mask_gives_no_swap(tiny_pipe):
+    anchor, last, cache = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "full", ["LATENTS"], steps={STEPS}))
+    assert np.array_equal(last, anchor)
+    assert set(cache.tensors) == {("latents", STEPS - 1)} and cache.tensors[("latents", STEPS - 1)].shape[0] == 1
+    _, zeros, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", ["latents"], mask=torch.zeros(2, 2, dtype=torch.bool)))
+    assert np.array_equal(zeros, generate(tiny_pipe, OTHER))
+    _, earlier, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "full", ["LATENTS"], steps={STEPS - 1}))
+    assert not np.array_equal(earlier, anchor)  # the last step still follows the frame's prompt
+
+
+def test_latents_mask_is_local_blending_the_kept_half_is_the_anchors_bit_for_bit(tiny_pipe):
+    left = torch.tensor([[True, False]])
+    anchor, frame, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", ["LATENTS"], mask=left), output_type="latent")
+    half = anchor.shape[-1] // 2
+    assert torch.equal(frame[..., :half], anchor[..., :half])
+    assert not torch.equal(frame[..., half:], anchor[..., half:])
 
 
 def test_step_ranges_hit_exactly_the_named_steps(tiny_pipe, monkeypatch):
@@ -168,5 +187,8 @@ def test_other_schedulers_count_steps_and_stay_exact(tiny_pipe, scheduler):
         partial = rules_of(tiny_pipe, "full", ["OUT3"], steps={1})
         _, _, cache = anchor_and_frame(tiny_pipe, partial)
         assert len(cache.tensors) == (2 if scheduler == "pndm" else 1)
+        last = rules_of(tiny_pipe, "full", ["LATENTS"], steps={STEPS})  # the step's last call's position
+        anchor, frame, cache = anchor_and_frame(tiny_pipe, last)
+        assert np.array_equal(frame, anchor) and set(cache.tensors) == {("latents", calls - 1)}
     finally:
         tiny_pipe.scheduler = original

@@ -22,9 +22,12 @@ def shapes_of(unet, layers, latent_w, latent_h):
     for layer in layers.layers:
         def hook(module, args, output, name=layer.name):
             shapes[name] = tuple((output[0] if isinstance(output, tuple) else output).shape)
-        handles.append(unet.get_submodule(layer.module).register_forward_hook(hook))
+        if layer.name != "LATENTS":  # no module: the U-Net's input stands in for it
+            handles.append(unet.get_submodule(layer.module).register_forward_hook(hook))
+    latents = torch.randn(2, 4, latent_h, latent_w)
+    shapes["LATENTS"] = tuple(latents.shape)
     with torch.no_grad():
-        unet(torch.randn(2, 4, latent_h, latent_w), torch.tensor(10), encoder_hidden_states=torch.randn(2, 5, 32))
+        unet(latents, torch.tensor(10), encoder_hidden_states=torch.randn(2, 5, 32))
     for handle in handles:
         handle.remove()
     return shapes
@@ -35,8 +38,8 @@ def test_sd1_aliases_are_the_papers_modules_and_text_layers():
     for alias, module in PAPER_SD1.items():
         assert layers.module_path(alias) == module
     assert [layer.name for layer in layers.cross_attention_layers()] == list(PAPER_SD1)
-    assert [layer.name for layer in layers.layers][:1] + [layers.layers[-1].name] == ["IN0", "OUT11"]
-    assert len(layers.layers) == 25
+    assert [layer.name for layer in layers.layers][:1] + [layer.name for layer in layers.layers][-2:] == ["IN0", "OUT11", "LATENTS"]
+    assert len(layers.layers) == 26 and layers.module_path("latents") == layers.module_path("LATENTS") == "latents"
 
 
 @pytest.mark.parametrize("sdxl", [False, True], ids=["sd1", "sdxl"])
@@ -55,7 +58,7 @@ def test_channels_and_grid_match_the_real_outputs(sdxl):
 def test_sdxl_has_its_own_structure():
     layers = LayerMap.of(tiny_unet(sdxl=True))
     names = [layer.name for layer in layers.layers]
-    assert names == [f"IN{i}" for i in range(9)] + ["MID"] + [f"OUT{i}" for i in range(9)]
+    assert names == [f"IN{i}" for i in range(9)] + ["MID"] + [f"OUT{i}" for i in range(9)] + ["LATENTS"]
     assert layers.module_path("IN1") == "down_blocks.0.resnets.0"  # no attention at full resolution
     assert layers.module_path("IN4") == "down_blocks.1.attentions.0"
     assert layers.module_path("OUT0") == "up_blocks.0.attentions.0"
@@ -81,5 +84,5 @@ def test_table_is_derived_from_config_without_weights():
     names = [layer.name for layer in layer_table(config)]
     assert "MID" not in names
     assert names[:4] == ["IN0", "IN1", "IN2", "IN3"]  # one layer, then the downsampler
-    assert names[-1] == "OUT7"  # 4 up blocks x (1 + 1)
-    assert len(layer_table(dict(SDXL_UNET, mid_block_type="UNetMidBlock2DCrossAttn"))) == 19
+    assert names[-2:] == ["OUT7", "LATENTS"]  # 4 up blocks x (1 + 1)
+    assert len(layer_table(dict(SDXL_UNET, mid_block_type="UNetMidBlock2DCrossAttn"))) == 20  # with LATENTS

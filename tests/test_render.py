@@ -78,3 +78,23 @@ def test_local_diffusers_folder_loads_through_the_real_path(tmp_path, tiny_pipe)
     assert list(loaded.unet.config.block_out_channels) == list(tiny_pipe.unet.config.block_out_channels)
     for name, tensor in tiny_pipe.unet.state_dict().items():
         assert torch.equal(loaded.unet.state_dict()[name], tensor), name
+
+
+def test_latents_layer_from_a_storyboard_on_every_cache(tmp_path, tiny_pipe):
+    """LATENTS (prompt-to-prompt's local blending) goes through the same rules, cache
+    and byte prediction as the modules' outputs."""
+    from framegen.cache import DiskCache, cache_bytes
+
+    text = BOARD.format(mask='{grid: ["10", "01"]}', cache="{cache}").replace("[OUT3, OUT6, OUT10, MID]", "[LATENTS, OUT10]")
+    frames = {}
+    for cache in ("device", "disk"):
+        path = tmp_path / f"{cache}.yaml"
+        path.write_text(text.replace("{cache}", cache))
+        renderer = Renderer(load_storyboard(path), pipe=tiny_pipe)
+        if cache == "disk":
+            renderer.cache = DiskCache(renderer.cache.needed, tmp_path / "anchor-cache")
+        renderer.anchor()
+        frames[cache] = np.asarray(renderer.frame(renderer.board.frames[0]).image)
+        assert cache_bytes(renderer, renderer.cache.needed) == renderer.cache.nbytes
+    assert {layer for layer, _ in renderer.cache.needed} == {"latents", "up_blocks.3.attentions.1"}
+    assert np.array_equal(frames["device"], frames["disk"])
