@@ -5,15 +5,17 @@
   during the frame's own pass. Cross-attention probabilities are recomputed from each
   `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
   U-Net pass), for the conditional half of the batch, averaged over heads and layers,
-  summed over the steps before the mask is first used, normalised to a maximum of 1,
-  thresholded (default 0.5) and dilated by `dilate` grid cells.
+  summed over the steps before the mask is first used, and normalised to 0..1 between
+  the map's minimum and maximum (every token gets some attention everywhere, so the
+  floor is far from 0 and differs per word); upsampled bilinearly to the latent grid,
+  thresholded (default 0.5) and dilated by `dilate` latent cells (default 0).
 - `auto: noise` (DiffEdit): the anchor's final latents are noised half-way, a few times,
   and the U-Net predicts the noise under the anchor's and the frame's prompt;
   |difference| averaged over channels and draws, above `threshold` (default 1.5) times its
-  mean, dilated, is the region. Costs 2 x NOISE_DRAWS U-Net evaluations per frame.
+  mean, dilated (default 1 latent cell), is the region. Costs 2 x NOISE_DRAWS U-Net evaluations per frame.
 
-Both give an (h, w) bool mask, True = keep the anchor, which a `mask` rule uses like a
-drawn one.
+Both give an (h, w) bool mask at the latent grid, True = keep the anchor, which a `mask`
+rule uses like a drawn one; on the LATENTS layer that is prompt-to-prompt's local blend.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import torch.nn.functional as F
 from .layers import Layer, LayerMap
 from .swap import Mask
 
-ATTENTION_THRESHOLD = 0.5  # of the map's maximum; tuned on the demo model (docs/automask.md)
+ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model (docs/automask.md)
+ATTENTION_DILATE = 0  # latent cells; the bilinear map already reaches past the words' cells
 NOISE_THRESHOLD = 1.5  # times the mean difference
+NOISE_DILATE = 1
 NOISE_DRAWS = 4
 NOISE_STRENGTH = 0.5  # how far into the schedule the anchor is noised
 
@@ -93,14 +97,15 @@ class AttentionMaps:
             self.maps[(group, step)] = self.maps.get((group, step), 0) + grid[0, 0].cpu()
 
     def region(self, group: str, before_step: int) -> torch.Tensor | None:
-        """The group's map over the steps before `before_step`, normalised to max 1."""
+        """The group's map over the steps before `before_step`, scaled to 0..1 between
+        its minimum and maximum."""
         total = None
         for (key, step), grid in self.maps.items():
             if key == group and step < before_step:
                 total = grid.clone() if total is None else total + grid
-        if total is None or total.max() <= 0:
+        if total is None or total.max() <= total.min():
             return None
-        return total / total.max()
+        return (total - total.min()) / (total.max() - total.min())
 
 
 def attention_modules(pipe, layers: list[Layer], latent_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
@@ -139,11 +144,15 @@ def watching(pipe, clock, watched: list[AttentionMaps]) -> Iterator[None]:
 
 
 def keep_mask(region: torch.Tensor | None, size: tuple[int, int], threshold: float, dilate: int) -> torch.Tensor:
-    """The keep-the-anchor mask of a region map: free where region > threshold, grown
-    by `dilate` cells; all kept when there is no region (no word found)."""
+    """The keep-the-anchor mask at `size` of a region map: the map is resized there
+    bilinearly, free where it is above threshold, grown by `dilate` cells; all kept when
+    there is no region (no word found)."""
     if region is None:
         return torch.ones(size, dtype=torch.bool)
-    free = (region > threshold).float()[None, None]
+    region = region.float()[None, None]
+    if tuple(region.shape[-2:]) != tuple(size):
+        region = F.interpolate(region, size=size, mode="bilinear", align_corners=False)
+    free = (region > threshold).float()
     if dilate:
         free = F.max_pool2d(free, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
     return free[0, 0] < 0.5
@@ -157,10 +166,13 @@ class AttentionMask(Mask):
 
     kind = "attention"
 
-    def __init__(self, anchor_maps: AttentionMaps, frame_positions: list[int], first_step: int, threshold: float, dilate: int):
+    def __init__(
+        self, anchor_maps: AttentionMaps, frame_positions: list[int], first_step: int, threshold: float, dilate: int,
+        latent_size: tuple[int, int],
+    ):  # fmt: skip
         super().__init__()
         self.anchor_maps, self.frame_positions, self.first_step = anchor_maps, frame_positions, first_step
-        self.threshold, self.dilate = threshold, dilate
+        self.threshold, self.dilate, self.latent_size = threshold, dilate, latent_size
         self.frame_maps: AttentionMaps | None = None
 
     def start_frame(self) -> AttentionMaps:
@@ -176,7 +188,7 @@ class AttentionMask(Mask):
                 regions.append(self.frame_maps.region("frame", before_step=self.first_step))
             regions = [r for r in regions if r is not None]
             region = torch.stack(regions).amax(dim=0) if regions else None
-            self.tensor = keep_mask(region, self.anchor_maps.size, self.threshold, self.dilate)
+            self.tensor = keep_mask(region, self.latent_size, self.threshold, self.dilate)
         return self.tensor
 
 

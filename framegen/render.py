@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from .automask import (
-    ATTENTION_THRESHOLD, NOISE_THRESHOLD, AttentionMaps, AttentionMask, NoiseMask, attention_modules,
+    ATTENTION_DILATE, ATTENTION_THRESHOLD, NOISE_DILATE, NOISE_THRESHOLD, AttentionMaps, AttentionMask, NoiseMask, attention_modules,
     mid_resolution_layers, token_positions, watching,
 )  # fmt: skip
 from .errors import InvalidInput, RenderFailure
@@ -115,7 +115,9 @@ class Renderer:
         if spec.auto == "noise":
             if getattr(self.pipe, "text_encoder_2", None) is not None:
                 raise InvalidInput(f"{self.board.path}: {rule.where}.mask.auto: noise masks support SD1.x/2.x pipelines; use auto: attention")
-            return NoiseMask(spec.threshold if spec.threshold is not None else NOISE_THRESHOLD, spec.dilate)
+            return NoiseMask(
+                spec.threshold if spec.threshold is not None else NOISE_THRESHOLD, spec.dilate if spec.dilate is not None else NOISE_DILATE
+            )
         layers = mid_resolution_layers(self.layers)
         if spec.layers:
             layers = []
@@ -124,7 +126,8 @@ class Renderer:
                 if layer is None or not layer.cross_attention:
                     raise InvalidInput(f"{self.board.path}: {rule.where}.mask.layers: '{name}' has no cross-attention (attention masks read cross-attention maps)")
                 layers.append(layer)
-        grids = attention_modules(self.pipe, layers, (self.width // self.pipe.vae_scale_factor, self.height // self.pipe.vae_scale_factor))
+        latent_width, latent_height = self.width // self.pipe.vae_scale_factor, self.height // self.pipe.vae_scale_factor
+        grids = attention_modules(self.pipe, layers, (latent_width, latent_height))
         anchor_words, frame_words = (spec.words, spec.words) if spec.words else (plan.anchor_words, plan.frame_words)
         tokenizer, anchor_prompt = self.pipe.tokenizer, self.board.spec.anchor.prompt
         anchor_positions = sorted({p for w in anchor_words for p in token_positions(tokenizer, anchor_prompt, w)})
@@ -135,7 +138,8 @@ class Renderer:
         anchor_maps = AttentionMaps({"anchor": anchor_positions}, grids, steps)
         self.anchor_watch.append(anchor_maps)
         threshold = spec.threshold if spec.threshold is not None else ATTENTION_THRESHOLD
-        return AttentionMask(anchor_maps, frame_positions, min(rule.steps), threshold, spec.dilate)
+        dilate = spec.dilate if spec.dilate is not None else ATTENTION_DILATE
+        return AttentionMask(anchor_maps, frame_positions, first, threshold, dilate, (latent_height, latent_width))
 
     def anchor_fields(self) -> dict:
         """Everything that decides the anchor pass and its cache: the disk cache's key."""

@@ -89,11 +89,12 @@ class MaskSpec(_Strict):
     boxes: list[tuple[int, int, int, int]] | None = None
     auto: Literal["attention", "noise"] | None = None
     # auto masks only: the delta's words unless given; attention layers (default: the
-    # model's mid-resolution cross-attention layers); relative threshold; dilation in cells
+    # model's mid-resolution cross-attention layers); relative threshold; dilation in
+    # latent cells (defaults per kind: automask.py)
     words: list[str] | None = None
     layers: list[str] | None = None
     threshold: float | None = Field(None, ge=0)
-    dilate: int = Field(1, ge=0)
+    dilate: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "MaskSpec":

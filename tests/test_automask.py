@@ -98,6 +98,20 @@ def test_keep_mask_threshold_and_dilation():
     assert keep_mask(region, (5, 5), 0.5, 1).sum() == 25 - 9  # grown by one cell each way
     assert keep_mask(region, (5, 5), 1.0, 1).all()  # nothing above the maximum: all kept
     assert keep_mask(None, (3, 4), 0.1, 2).all()
+    corner = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # a coarse map resized bilinearly to the latent grid
+    assert (~keep_mask(corner, (4, 4), 0.5, 0)).nonzero().tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+
+
+def test_regions_ignore_the_attention_floor():
+    """Every token gets some attention everywhere: a constant added to a map (and a
+    scale) leaves the region unchanged, and it spans 0..1."""
+    grids = {"attn2": (3, 3)}
+    low, high = AttentionMaps({"w": [1]}, grids, {1}), AttentionMaps({"w": [1]}, grids, {1})
+    map_ = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.5, 0.2], [0.0, 0.0, 0.1]])
+    low.maps[("w", 1)], high.maps[("w", 1)] = map_, 3 * map_ + 0.4
+    assert torch.allclose(low.region("w", 2), high.region("w", 2))
+    assert low.region("w", 2).min() == 0 and low.region("w", 2).max() == 1
+    assert low.region("w", 1) is None  # no steps before step 1
 
 
 @pytest.mark.parametrize("mask", ["{auto: attention, threshold: 1.0}", "{auto: noise, threshold: 1000}"])
@@ -119,8 +133,8 @@ def test_attention_masks_are_written_at_image_size_and_reported(write_board, tmp
         assert frame["masks"] == [{"kind": "attention", "image": f"masks/{frame['index']:04d}.png"}]
         mask = np.asarray(Image.open(tmp_path / "out" / frame["masks"][0]["image"]))
         assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
-        # the mid-resolution grid is 4x4 here: each cell is a 16x16 block of one value
-        assert (mask.reshape(4, 16, 4, 16) == mask[::16, ::16][:, None, :, None]).all()
+        # the mask is at the latent grid, 8x8 here: each cell is an 8x8 block of one value
+        assert (mask.reshape(8, 8, 8, 8) == mask[::8, ::8][:, None, :, None]).all()
     assert report["frames"][0]["rules"][1]["mask"] == {"auto": "attention", "threshold": 0.5, "dilate": 0}
 
 
@@ -131,7 +145,7 @@ def test_attention_maps_have_the_layer_grid(tiny_pipe, write_board):
     assert maps.size == (2, 2)  # OUT3/OUT4 of the tiny U-Net at 64x64: latent 8x8, level 2
     assert {step for _, step in maps.maps} == {1, 2}  # the steps before the mask rule (3-6)
     mask = renderer.frame(renderer.board.frames[0]).masks[0][1]
-    assert mask.shape == (2, 2)
+    assert mask.shape == (8, 8)  # resized to the latent grid
 
 
 def test_mask_layers_must_have_cross_attention(tiny_pipe, write_board):
