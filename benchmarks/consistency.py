@@ -2,11 +2,14 @@
 swap setting, over (seed, edit) pairs drawn from the scene grammar.
 
     python benchmarks/consistency.py [--pairs 20] [--steps 30] [--guidance 3] [--sheet sheet.png]
+        [--first-phase "OUT3, OUT4"] [--second-phase "OUT3, OUT4, OUT5, OUT6, OUT10" | LATENTS] [--per-pair]
 
 Settings: no swap; whole-tensor OUT3+OUT4 for the first 40% of steps (the paper's best
-whole-tensor setting); that plus a second-phase threshold (0.13, the paper's) or mask
-(the anchor's person, found by the demo segmenter, inverted: the stand-in for a
-hand-drawn region) on OUT3, OUT4, OUT5, OUT6, OUT10 for the remaining steps.
+whole-tensor setting); that plus a second phase for the remaining steps on
+`--second-phase` (the paper's OUT3, OUT4, OUT5, OUT6, OUT10 by default; LATENTS is
+prompt-to-prompt's local blending): threshold (0.13, the paper's), relative threshold,
+mask (the anchor's person, found by the demo segmenter, inverted: the stand-in for a
+hand-drawn region), auto: attention, auto: noise.
 Goal (issue #3): whole OUT3+OUT4 cuts background MSE >= 3x against no swap with edit
 success >= 80%.
 """
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--second-phase", default="OUT3, OUT4, OUT5, OUT6, OUT10", help="layers of their mask / threshold phase")
     parser.add_argument("--sheet", help="write a contact sheet (anchor + one column per setting) here")
     parser.add_argument("--weights", help="a demo-shaped diffusers folder to measure instead of the bundled one")
+    parser.add_argument("--per-pair", action="store_true", help="also print each pair's background MSE per setting (* = edit made)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -48,9 +52,10 @@ def main() -> None:
         first_phase=args.first_phase, second_phase=args.second_phase,
     )
     rows = {name: [] for name in SETTINGS}
-    sheet_rows = []
+    sheet_rows, anchor_found = [], []
     for edit in edits(args.pairs):
         scored = evaluator.score(edit)
+        anchor_found.append(scored["anchor"]["person_found"])
         for name in SETTINGS:
             rows[name].append(scored[name])
         sheet_rows.append([scored["anchor"]["image"]] + [scored[name]["image"] for name in SETTINGS])
@@ -73,6 +78,13 @@ def main() -> None:
             f"| {name} | {background:.1f} ({base / background:.1f}x less) | {mean(r['foreground_mse'] for r in results):.1f} "
             f"| {mean(r['background_fraction'] for r in results):.2f} | {success:.0%} |"
         )
+    if args.per_pair:
+        print()
+        print("| seed | edit | anchor person found | " + " | ".join(SETTINGS) + " |")
+        print("|---" * (3 + len(SETTINGS)) + "|")
+        for i, edit in enumerate(edits(args.pairs)):
+            cells = [f"{rows[name][i]['background_mse']:.0f}{'*' if rows[name][i]['edited'] else ''}" for name in SETTINGS]
+            print(f"| {edit.seed} | {edit.attribute.split('_')[0]} → {edit.colour} | {anchor_found[i]:.0%} | " + " | ".join(cells) + " |")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
     if args.sheet:

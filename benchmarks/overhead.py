@@ -55,6 +55,11 @@ frames:
     swap:
       - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
       - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{auto: attention}}}}
+  - name: local-blend
+    replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
+    swap:
+      - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
+      - {{mode: mask, layers: [LATENTS], steps: "{after}-{steps}", mask: {{auto: attention}}}}
   - name: auto-noise
     replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
     swap:

@@ -2,14 +2,21 @@
 weights). Margins come from benchmarks/consistency.py (docs/demo-model.md: whole
 IN8+OUT3-6 cut background MSE 3.7x over 20 pairs) and from the same pairs at 20 steps:
 whole IN8+OUT3-6 gave 0.44, 0.29 and 0.37 of the no-swap background MSE on pairs 0, 6
-and 8, each with the edit made; on pair 2 the attention mask freed 41% of the image, all
-of the anchor's person, and kept the background MSE within 2% of the whole-tensor phase
-alone (docs/automask.md)."""
+and 8, each with the edit made. The local blend (an attention mask on LATENTS after the
+whole-tensor phase, docs/automask.md: 0.45x the whole-tensor phase's background MSE over
+20 pairs) measured on pair 3 at 20 steps: 7% of the image freed, 56% of the anchor's
+person inside it, background MSE 0.40x the whole-tensor phase alone, the edit made
+(0.09x-0.65x, every edit made, on pairs 0-9)."""
 
 import numpy as np
 import pytest
 
 from framegen.demo import WEIGHTS_DIR
+
+INDEX_ATTENTION = 3
+FREED = (0.02, 0.3)  # fraction of the image the attention mask frees
+COVERED = 0.3  # of the anchor's person inside the freed region: the garment, not all of it
+BLEND_GAIN = 0.6  # background MSE against the whole-tensor phase alone
 
 pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "model_index.json").is_file(), reason="demo weights not built")
 
@@ -35,36 +42,39 @@ def test_whole_tensor_swap_halves_background_mse_and_keeps_the_edit(pipe, index)
     assert scored["whole IN8+OUT3-6"]["edited"], edit
 
 
-def test_attention_mask_frees_the_person_and_keeps_the_background(pipe, tmp_path):
+@pytest.mark.parametrize("index", [INDEX_ATTENTION])
+def test_attention_mask_local_blend_keeps_the_background_and_the_edit(pipe, tmp_path, index):
     from PIL import Image
 
-    from framegen.demo.evaluate import Evaluator, edits
+    from framegen.demo.evaluate import Evaluator, edits, garment_colour
     from framegen.render import Renderer
     from framegen.report import compare
     from framegen.storyboard import load_storyboard
 
-    edit = edits(3)[2]
+    edit = edits(index + 1)[index]
     (tmp_path / "b.yaml").write_text(f"""
 version: 1
 model: {{id: demo}}
 render: {{steps: 20, guidance: 3, seed: {edit.seed}}}
 anchor: {{prompt: "{edit.anchor_prompt}"}}
+swap: [{{mode: full, layers: [IN8, OUT3, OUT4, OUT5, OUT6], steps: "1-8"}}]
 frames:
-  - {{name: whole, prompt: "{edit.frame_prompt}", swap: [{{mode: full, layers: [OUT3, OUT4], steps: "1-8"}}]}}
+  - {{name: whole, prompt: "{edit.frame_prompt}"}}
   - name: auto
     prompt: "{edit.frame_prompt}"
     swap:
-      - {{mode: full, layers: [OUT3, OUT4], steps: "1-8"}}
-      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "9-20", mask: {{auto: attention}}}}
+      - {{mode: full, layers: [IN8, OUT3, OUT4, OUT5, OUT6], steps: "1-8"}}
+      - {{mode: mask, layers: [LATENTS], steps: "9-20", mask: {{auto: attention}}}}
 report: {{background: {{segmenter: none}}}}
 """)
     renderer = Renderer(load_storyboard(tmp_path / "b.yaml"), pipe)
-    segmenter = Evaluator(pipe).segmenter
+    evaluator = Evaluator(pipe)
     anchor = renderer.anchor()
-    person = segmenter.person(anchor)
+    person = evaluator.segmenter.person(anchor)
     whole, auto = (renderer.frame(plan) for plan in renderer.board.frames)
     keep = np.asarray(Image.fromarray(auto.masks[0][1].numpy().astype(np.uint8) * 255).resize(anchor.size, Image.NEAREST)) > 127
-    assert 0.2 < (~keep).mean() < 0.6  # a region, not the whole image
-    assert (~keep & person).sum() >= 0.9 * person.sum()  # it covers where the shirt is
-    mse = {name: compare(anchor, f.image, person, segmenter.person(f.image))["background_mse"] for name, f in (("whole", whole), ("auto", auto))}
-    assert mse["auto"] <= 1.1 * mse["whole"], mse
+    assert FREED[0] < (~keep).mean() < FREED[1]  # a region, not the whole image
+    assert (~keep & person).sum() >= COVERED * person.sum()  # on the person
+    mse = {name: compare(anchor, f.image, person, evaluator.segmenter.person(f.image))["background_mse"] for name, f in (("whole", whole), ("auto", auto))}
+    assert mse["auto"] < BLEND_GAIN * mse["whole"], mse
+    assert garment_colour(auto.image, evaluator.segmenter.person(auto.image), edit.attribute) == edit.colour

@@ -24,7 +24,7 @@ from ..render import Renderer
 from ..report import RembgSegmenter, compare
 from ..storyboard import load_storyboard
 from . import segmenter_path
-from .scenes import COLOURS, RGB, caption, sample_attributes
+from .scenes import COLOURS, RGB, caption, draw_scene, sample_attributes
 
 # Rows of the garment bands as fractions of the person's height (see scenes._draw_person:
 # the shirt spans 0.24-0.57 of the height from the head's top, every bottom 0.57-0.74).
@@ -168,5 +168,8 @@ class Evaluator:
                 "edited": garment_colour(image, person, edit.attribute) == edit.colour,
                 "image": image,
             }
-        results["anchor"] = {"image": anchor}
+        # how much of the person the scene grammar draws for this seed the segmenter found
+        # in the anchor: far below 100%, the background and the hand mask miss the person
+        drawn = draw_scene(sample_attributes(edit.seed)).person_mask.mean()
+        results["anchor"] = {"image": anchor, "person_found": float(anchor_person.mean() / drawn)}
         return results
