@@ -2,7 +2,7 @@
 
 - `auto: attention` (prompt-to-prompt's local blending): where the words the delta
   replaces or removes attend during the anchor pass, and where the words it adds attend
-  during the frame's own pass. Cross-attention probabilities are recomputed from each
+  during the frame's own pass; each word narrowed to the head of its tag (`tag_heads`). Cross-attention probabilities are recomputed from each
   `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
   U-Net pass), for the conditional half of the batch, averaged over heads and layers,
   summed over the steps before the mask is first used, and normalised to 0..1 between
@@ -32,6 +32,7 @@ from .swap import Mask
 
 ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model (docs/automask.md)
 ATTENTION_DILATE = 0  # latent cells; the bilinear map already reaches past the words' cells
+HEAD_TAG_WORDS = 4  # longer comma-separated pieces are phrases (see tag_heads)
 NOISE_THRESHOLD = 1.5  # times the mean difference
 NOISE_DILATE = 1
 NOISE_DRAWS = 4
@@ -41,17 +42,39 @@ NOISE_STRENGTH = 0.5  # how far into the schedule the anchor is noised
 # ------------------------------------------------------------------------------ words
 
 
+def _occurrences(word: str, prompt: str) -> Iterator[re.Match]:
+    """Where `word` stands in `prompt` as whole words, ignoring case."""
+    return re.finditer(rf"(?<![\w]){re.escape(word.strip())}(?![\w])", prompt, flags=re.IGNORECASE)
+
+
 def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
     """Positions in the encoded prompt (0 = the start token) of every token of every
     occurrence of `word`. Tokenising the text before and through each occurrence
     counts its tokens, so words that split into several tokens map to all of them."""
     limit = tokenizer.model_max_length - 1  # the last position holds the end token
     positions = []
-    for match in re.finditer(rf"(?<![\w]){re.escape(word.strip())}(?![\w])", prompt, flags=re.IGNORECASE):
+    for match in _occurrences(word, prompt):
         before = len(tokenizer.tokenize(prompt[: match.start()]))
         through = len(tokenizer.tokenize(prompt[: match.end()]))
         positions += [1 + p for p in range(before, through) if 1 + p < limit]
     return positions
+
+
+def tag_heads(prompt: str, spans: list[str]) -> list[str]:
+    """The words an edit is about: for each span, the last word of every comma-separated
+    tag of `prompt` that the span touches ("red" or "red shirt" in "girl, red shirt" ->
+    "shirt"). In a tag the last word is the head noun, and its map marks the object,
+    where a modifier's spreads: a colour word attends over much of the image. A tag of
+    more than HEAD_TAG_WORDS words is a phrase, not a tag; there the span stands for itself."""
+    heads = []
+    for span in spans:
+        for match in _occurrences(span, prompt):
+            for tag in re.finditer(r"[^,]+", prompt):
+                if tag.start() < match.end() and match.start() < tag.end():
+                    words = re.findall(r"[\w'-]+", tag.group())
+                    head = words[-1] if len(words) <= HEAD_TAG_WORDS else span.strip()
+                    heads += [head] if head not in heads else []
+    return heads
 
 
 def mid_resolution_layers(layers: LayerMap) -> list[Layer]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .automask import (
     ATTENTION_DILATE, ATTENTION_THRESHOLD, NOISE_DILATE, NOISE_THRESHOLD, AttentionMaps, AttentionMask, NoiseMask, attention_modules,
-    mid_resolution_layers, token_positions, watching,
+    mid_resolution_layers, tag_heads, token_positions, watching,
 )  # fmt: skip
 from .errors import InvalidInput, RenderFailure
 from .cache import AnchorCache
@@ -128,8 +128,11 @@ class Renderer:
                 layers.append(layer)
         latent_width, latent_height = self.width // self.pipe.vae_scale_factor, self.height // self.pipe.vae_scale_factor
         grids = attention_modules(self.pipe, layers, (latent_width, latent_height))
-        anchor_words, frame_words = (spec.words, spec.words) if spec.words else (plan.anchor_words, plan.frame_words)
         tokenizer, anchor_prompt = self.pipe.tokenizer, self.board.spec.anchor.prompt
+        if spec.words:
+            anchor_words = frame_words = spec.words
+        else:  # the delta's words, narrowed to the objects they change
+            anchor_words, frame_words = tag_heads(anchor_prompt, plan.anchor_words), tag_heads(plan.prompt, plan.frame_words)
         anchor_positions = sorted({p for w in anchor_words for p in token_positions(tokenizer, anchor_prompt, w)})
         frame_positions = sorted({p for w in frame_words for p in token_positions(tokenizer, plan.prompt, w)})
         # the anchor's maps over the same steps as the frame's (all of them for a mask from step 1)

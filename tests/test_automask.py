@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from framegen.automask import AttentionMaps, attention_modules, keep_mask, mid_resolution_layers, token_positions
+from framegen.automask import AttentionMaps, attention_modules, keep_mask, mid_resolution_layers, tag_heads, token_positions
 from framegen.cli import main
 from framegen.layers import LayerMap
 from framegen.render import Renderer
@@ -64,6 +64,43 @@ def test_words_come_from_each_kind_of_delta(write_board):
     assert (pants.anchor_words, pants.frame_words) == (("school uniform, blue skirt",), ("pants, dress shirts",))
     assert (smile.anchor_words, smile.frame_words) == (("outdoor",), ("smile",))
     assert (free.anchor_words, free.frame_words) == (("girl", "school uniform", "blue skirt"), ("boy", "night"))
+
+
+@pytest.mark.parametrize(
+    "prompt, spans, heads",
+    [
+        ("girl, white hair, red shirt, blue skirt", ["red shirt"], ["shirt"]),
+        ("girl, white hair, red shirt, blue skirt", ["red"], ["shirt"]),  # a word inside a tag
+        ("girl, school uniform, blue sailor collar, blue skirt", ["school uniform, blue sailor collar"], ["uniform", "collar"]),
+        ("girl, white hair, red shirt", ["girl", "white hair"], ["girl", "hair"]),
+        ("girl, redhead, red shirt", ["red"], ["shirt"]),  # whole words only: not "redhead"
+        ("a photo of a girl in a red shirt on the grass", ["red"], ["red"]),  # a phrase, not a tag: the span itself
+        ("girl, twintail", ["twintail"], ["twintail"]),
+    ],
+)
+def test_tag_heads_name_the_object_an_edit_changes(prompt, spans, heads):
+    assert tag_heads(prompt, spans) == heads
+
+
+def test_attention_masks_watch_the_heads_of_the_delta_or_the_given_words(tiny_pipe, write_board):
+    tokenizer = tiny_pipe.tokenizer
+
+    def positions(prompt, *words):
+        return sorted(p for w in words for p in token_positions(tokenizer, prompt, w))
+
+    renderer = Renderer(board_with(write_board, "{auto: attention}"), tiny_pipe)
+    pants, smile, free = (renderer.rules[plan.index][1].mask for plan in renderer.board.frames)
+    prompts = {plan.name: plan.prompt for plan in renderer.board.frames}
+    assert pants.anchor_maps.positions["anchor"] == positions(ANCHOR, "uniform", "skirt")
+    assert pants.frame_positions == positions(prompts["pants"], "pants", "shirts")
+    assert (smile.anchor_maps.positions["anchor"], smile.frame_positions) == (positions(ANCHOR, "outdoor"), positions(prompts["smile"], "smile"))
+    assert free.anchor_maps.positions["anchor"] == positions(ANCHOR, "girl", "uniform", "skirt")
+    assert free.frame_positions == positions(prompts["free"], "boy", "night")
+
+    given = Renderer(board_with(write_board, "{auto: attention, words: [blue skirt]}", "given.yaml"), tiny_pipe)
+    mask = given.rules[1][1].mask
+    assert mask.anchor_maps.positions["anchor"] == positions(ANCHOR, "blue skirt")
+    assert mask.frame_positions == []  # the pants frame has no blue skirt
 
 
 def test_recomputed_attention_maps_are_the_modules_own(tiny_pipe):
