@@ -8,7 +8,7 @@
   summed over the steps before the mask is first used, and normalised to 0..1 between
   the map's minimum and maximum (every token gets some attention everywhere, so the
   floor is far from 0 and differs per word); upsampled bilinearly to the latent grid,
-  thresholded (default 0.5) and dilated by `dilate` latent cells (default 0).
+  thresholded (default 0.5) and dilated by `dilate` latent cells (default 1).
 - `auto: noise` (DiffEdit): the anchor's final latents are noised half-way, a few times,
   and the U-Net predicts the noise under the anchor's and the frame's prompt;
   |difference| averaged over channels and draws, above `threshold` (default 1.5) times its
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from .layers import Layer, LayerMap
 from .swap import Mask
 
-ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model (docs/automask.md)
-ATTENTION_DILATE = 0  # latent cells; the bilinear map already reaches past the words' cells
+ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model's tuning pairs (docs/automask.md)
+ATTENTION_DILATE = 1  # latent cells: at 0 the edit often fails at the region's border (docs/automask.md)
 HEAD_TAG_WORDS = 4  # longer comma-separated pieces are phrases (see tag_heads)
 NOISE_THRESHOLD = 1.5  # times the mean difference
 NOISE_DILATE = 1

@@ -3,10 +3,10 @@ weights). Margins come from benchmarks/consistency.py (docs/demo-model.md: whole
 IN8+OUT3-6 cut background MSE 3.7x over 20 pairs) and from the same pairs at 20 steps:
 whole IN8+OUT3-6 gave 0.44, 0.29 and 0.37 of the no-swap background MSE on pairs 0, 6
 and 8, each with the edit made. The local blend (an attention mask on LATENTS after the
-whole-tensor phase, docs/automask.md: 0.45x the whole-tensor phase's background MSE over
-20 pairs) measured on pair 3 at 20 steps: 7% of the image freed, 56% of the anchor's
-person inside it, background MSE 0.40x the whole-tensor phase alone, the edit made
-(0.09x-0.65x, every edit made, on pairs 0-9)."""
+whole-tensor phase, docs/automask.md: 0.63x the whole-tensor phase's background MSE over
+20 pairs, 90% of edits made) measured on pair 3 at 20 steps: 14% of the image freed, 71%
+of the anchor's person inside it, background MSE 0.76x the whole-tensor phase alone, the
+edit made (0.22x-0.86x, every edit made, on pairs 0-9; the least person covered 45%)."""
 
 import numpy as np
 import pytest
@@ -15,8 +15,8 @@ from framegen.demo import WEIGHTS_DIR
 
 INDEX_ATTENTION = 3
 FREED = (0.02, 0.3)  # fraction of the image the attention mask frees
-COVERED = 0.3  # of the anchor's person inside the freed region: the garment, not all of it
-BLEND_GAIN = 0.6  # background MSE against the whole-tensor phase alone
+COVERED = 0.5  # of the anchor's person inside the freed region: the garment, not all of it
+BLEND_GAIN = 0.9  # background MSE against the whole-tensor phase alone
 
 pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "model_index.json").is_file(), reason="demo weights not built")
 
