@@ -127,3 +127,16 @@ def test_segmenter_through_rembg_on_held_out_scenes():
         assert mask.shape == scene.person_mask.shape
         ious.append((mask & scene.person_mask).sum() / (mask | scene.person_mask).sum())
     assert np.mean(ious) >= 0.8, ious
+
+
+def test_grid_drawn_mask_marks_every_cell_the_person_touches():
+    from framegen.demo.evaluate import grid_drawn
+
+    person = np.zeros((64, 64), dtype=bool)
+    person[20:30, 33:35] = True  # rows in cells 2-3, columns in cell 4 of an 8x8 grid
+    drawn = grid_drawn(person, 8)
+    expected = np.zeros_like(person)
+    expected[16:32, 32:40] = True
+    assert np.array_equal(drawn, expected)
+    assert not grid_drawn(np.zeros((64, 64), dtype=bool), 8).any()
+    assert grid_drawn(person, 64).sum() == person.sum()  # one cell a pixel: the person itself

@@ -76,6 +76,16 @@ def garment_colour(image: Image.Image, person: np.ndarray, attribute: str) -> st
     return min(COLOURS, key=lambda c: float(np.sum((np.array(RGB[c]) - median) ** 2)))
 
 
+def grid_drawn(person: np.ndarray, cells: int) -> np.ndarray:
+    """`person` as a person would draw it on a `cells` x `cells` grid: a cell is marked
+    when any of its pixels is."""
+    h, w = person.shape
+    rows, cols = np.arange(h) * cells // h, np.arange(w) * cells // w
+    marked = np.zeros((cells, cells), dtype=bool)
+    np.logical_or.at(marked, (rows[:, None].repeat(w, 1), cols[None, :].repeat(h, 0)), person)
+    return marked[rows[:, None], cols[None, :]]
+
+
 SETTINGS = {
     # name -> the frame's swap rules; {phase} = last step of the whole-tensor phase
     "no swap": "[]",
@@ -93,6 +103,10 @@ SETTINGS = {
         '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
         ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{image: mask.png}}}}]'
     ),
+    "whole + grid-drawn mask": (
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{image: grid-mask.png}}}}]'
+    ),
     "whole + auto attention": (
         '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
         ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
@@ -102,7 +116,11 @@ SETTINGS = {
         ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
     ),
 }
-HAND_MASK = "whole + hand mask"  # needs the anchor first: rendered in a second pass
+# The anchor's background, pixel-exact (the issue's stand-in for a hand-drawn region) and
+# drawn on a coarse grid as the paper drew it (every cell holding some of the person is
+# freed): settings that name either file render in a second pass.
+HAND_MASK, GRID_MASK = "mask.png", "grid-mask.png"
+GRID_CELLS = 8  # per side: the paper drew on 10x14 cells at 640x896, 1/10 of the width
 
 BOARD = """
 version: 1
@@ -121,12 +139,14 @@ class Evaluator:
     def __init__(
         self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, relative: float = 0.1,
         settings=None, first_phase: str = "OUT3, OUT4", second_phase: str = "OUT3, OUT4, OUT5, OUT6, OUT10",
+        templates: dict[str, str] | None = None,
     ):  # fmt: skip
         self.pipe = pipe
         self.first_phase, self.second_phase = first_phase, second_phase
         self.steps, self.guidance, self.threshold, self.relative = steps, guidance, threshold, relative
         self.phase = round(0.4 * steps)
-        self.settings = settings or list(SETTINGS)
+        self.templates = {**SETTINGS, **(templates or {})}  # extra settings, e.g. mask variants to tune
+        self.settings = settings or list(self.templates)
         self.segmenter = RembgSegmenter("demo", segmenter_path())
         side = pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.size = f"{side}x{side}"
@@ -134,7 +154,7 @@ class Evaluator:
     def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
         frames = "\n".join(
             f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
-            + SETTINGS[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative, first=self.first_phase, second=self.second_phase)
+            + self.templates[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative, first=self.first_phase, second=self.second_phase)
             + "}"
             for name in settings
         )
@@ -149,17 +169,18 @@ class Evaluator:
         results = {}
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
-            first = [s for s in self.settings if s != HAND_MASK]
-            renderer = self._renderer(folder, edit, first)
+            hand = [s for s in self.settings if HAND_MASK in self.templates[s] or GRID_MASK in self.templates[s]]
+            renderer = self._renderer(folder, edit, [s for s in self.settings if s not in hand])
             anchor = renderer.anchor()
             anchor_person = self.segmenter.person(anchor)
             frames = {plan.name: renderer.frame(plan).image for plan in renderer.board.frames}
-            if HAND_MASK in self.settings:
+            if hand:
                 # the hand-drawn region's stand-in: keep the anchor where it has no person
-                Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / "mask.png")
-                masked = self._renderer(folder, edit, [HAND_MASK])
+                Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / HAND_MASK)
+                Image.fromarray(np.where(grid_drawn(anchor_person, GRID_CELLS), 0, 255).astype(np.uint8)).save(folder / GRID_MASK)
+                masked = self._renderer(folder, edit, hand)
                 masked.anchor()
-                frames[HAND_MASK] = masked.frame(masked.board.frames[0]).image
+                frames.update((plan.name, masked.frame(plan).image) for plan in masked.board.frames)
         for name in self.settings:
             image = frames[name]
             person = self.segmenter.person(image)
