@@ -65,7 +65,7 @@ def main() -> None:
             ).images[0]  # fmt: skip
         tiles.append((tag, anchor))
         for level, maps in watched.items():
-            names = "+".join(layer.name for layer in levels[level][:1]) + f".. {maps.size[0]}x{maps.size[1]}"
+            names = f"{levels[level][0].name}.. {maps.size[1]}x{maps.size[0]}"
             for word in words:
                 region = maps.region(word, args.before_step)
                 grey = np.zeros(maps.size) if region is None else region.numpy()

@@ -33,23 +33,19 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    whole = '{{mode: full, layers: [{first}], steps: "1-{phase}"}}'
-    templates = {
-        "whole": f"[{whole}]",
-        "hand mask": PHASES % "image: mask.png",
-        "threshold": f'[{whole}, {{{{mode: threshold, layers: [{{second}}], steps: "{{after}}-{{steps}}", threshold: {args.threshold}}}}}]',
-    }
+    templates = {"whole": '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}]'}
+    specs = {"whole": "(none)", "whole + hand mask": "image: mask.png", "whole + threshold": f"(threshold {args.threshold})"}
     for variant in args.variant:
         name, spec = variant.split("=", 1)
-        templates[name] = PHASES % spec.replace("{", "{{").replace("}", "}}")
+        templates[name], specs[name] = PHASES % spec.replace("{", "{{").replace("}", "}}"), spec
     evaluator = Evaluator(
-        load_pipeline(), steps=args.steps, first_phase=args.first_phase, second_phase=args.second_phase, templates=templates,
-        settings=list(templates),
+        load_pipeline(), steps=args.steps, threshold=args.threshold, first_phase=args.first_phase, second_phase=args.second_phase,
+        templates=templates, settings=list(specs),
     )  # fmt: skip
-    rows = {name: [] for name in templates}
+    rows = {name: [] for name in specs}
     for edit in edits(args.pairs, first_seed=args.first_seed):
         scored = evaluator.score(edit)
-        for name in templates:
+        for name in specs:
             rows[name].append(scored[name])
 
     def mean(values):
@@ -59,7 +55,6 @@ def main() -> None:
     print(f"demo model, {args.pairs} pairs from seed {args.first_seed}, {args.steps} steps, whole {args.first_phase} for steps 1-{evaluator.phase}, then a mask on {args.second_phase}")
     print("| setting | mask | background MSE | foreground MSE | edit success |")
     print("|---|---|---|---|---|")
-    specs = {"whole": "(none)", "hand mask": "image: mask.png", "threshold": f"(threshold {args.threshold})", **dict(v.split("=", 1) for v in args.variant)}
     for name, results in rows.items():
         print(
             f"| {name} | `{specs[name]}` | {mean(r['background_mse'] for r in results):.1f} | {mean(r['foreground_mse'] for r in results):.1f} "

@@ -2,8 +2,8 @@
 
 - `auto: attention` (prompt-to-prompt's local blending): where the words the delta
   replaces or removes attend during the anchor pass, and where the words it adds attend
-  during the frame's own pass; each word narrowed to the head of its tag (`tag_heads`). Cross-attention probabilities are recomputed from each
-  `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
+  during the frame's own pass, each word narrowed to the head of its tag (`tag_heads`).
+  Cross-attention probabilities are recomputed from each `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
   U-Net pass), for the conditional half of the batch, averaged over heads and layers,
   summed over the steps before the mask is first used, and normalised to 0..1 between
   the map's minimum and maximum (every token gets some attention everywhere, so the
