@@ -3,8 +3,9 @@
 - `auto: attention` (prompt-to-prompt's local blending): where the words the delta
   replaces or removes attend during the anchor pass, and where the words it adds attend
   during the frame's own pass, each word narrowed to the head of its tag (`tag_heads`).
-  Cross-attention probabilities are recomputed from each `attn2` module's inputs with the module's own projections (a forward pre-hook; no extra
-  U-Net pass), for the conditional half of the batch, averaged over heads and layers,
+  Cross-attention probabilities are recomputed from each `attn2` module's inputs with
+  the module's own projections (a forward pre-hook; no extra U-Net pass), for the
+  conditional half of the batch, averaged over heads and layers,
   summed over the steps before the mask is first used, and normalised to 0..1 between
   the map's minimum and maximum (every token gets some attention everywhere, so the
   floor is far from 0 and differs per word); upsampled bilinearly to the latent grid,
@@ -66,12 +67,12 @@ def tag_heads(prompt: str, spans: list[str]) -> list[str]:
     "shirt"). In a tag the last word is the head noun, and its map marks the object,
     where a modifier's spreads: a colour word attends over much of the image. A tag of
     more than HEAD_TAG_WORDS words is a phrase, not a tag; there the span stands for itself."""
+    tags = [(tag.start(), tag.end(), re.findall(r"[\w'-]+", tag.group())) for tag in re.finditer(r"[^,]+", prompt)]
     heads = []
     for span in spans:
         for match in _occurrences(span, prompt):
-            for tag in re.finditer(r"[^,]+", prompt):
-                if tag.start() < match.end() and match.start() < tag.end():
-                    words = re.findall(r"[\w'-]+", tag.group())
+            for start, end, words in tags:
+                if words and start < match.end() and match.start() < end:
                     head = words[-1] if len(words) <= HEAD_TAG_WORDS else span.strip()
                     heads += [head] if head not in heads else []
     return heads

@@ -82,7 +82,7 @@ def grid_drawn(person: np.ndarray, cells: int) -> np.ndarray:
     h, w = person.shape
     rows, cols = np.arange(h) * cells // h, np.arange(w) * cells // w
     marked = np.zeros((cells, cells), dtype=bool)
-    np.logical_or.at(marked, (rows[:, None].repeat(w, 1), cols[None, :].repeat(h, 0)), person)
+    np.logical_or.at(marked, (rows[:, None], cols[None, :]), person)
     return marked[rows[:, None], cols[None, :]]
 
 
@@ -169,7 +169,7 @@ class Evaluator:
         results = {}
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
-            hand = [s for s in self.settings if HAND_MASK in self.templates[s] or GRID_MASK in self.templates[s]]
+            hand = [s for s in self.settings if any(name in self.templates[s] for name in (HAND_MASK, GRID_MASK))]
             renderer = self._renderer(folder, edit, [s for s in self.settings if s not in hand])
             anchor = renderer.anchor()
             anchor_person = self.segmenter.person(anchor)
