@@ -10,8 +10,13 @@ cross-attention layers, summed over the steps before the mask phase and scaled t
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
+
+# tools/ is not installed: import it from the checkout root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
 
 import numpy as np
 import torch
@@ -20,10 +25,10 @@ from PIL import Image
 from framegen.assemble import contact_sheet
 from framegen.automask import AttentionMaps, attention_modules, token_positions, watching
 from framegen.demo import load_pipeline
-from framegen.demo.evaluate import edits
 from framegen.hooks import hooked
 from framegen.layers import LayerMap
 from framegen.storyboard import split_tags
+from tools.demo.evaluate import edits
 
 
 def main() -> None:

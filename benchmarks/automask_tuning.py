@@ -11,12 +11,18 @@ person, inverted), the absolute threshold and the whole-tensor phase alone. The 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# tools/ is not installed: import it from the checkout root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import statistics
 import time
 
 from framegen.demo import load_pipeline
-from framegen.demo.evaluate import Evaluator, edits
+from tools.demo.evaluate import Evaluator, edits
 
 PHASES = '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}, {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{%s}}}}]'
 

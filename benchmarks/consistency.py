@@ -18,13 +18,19 @@ and comes within 10% of the hand mask, at edit success no lower than theirs.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# tools/ is not installed: import it from the checkout root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import statistics
 import time
 
 from framegen.assemble import contact_sheet
 from framegen.demo import load_pipeline
-from framegen.demo.evaluate import SETTINGS, Evaluator, edits
+from tools.demo.evaluate import SETTINGS, Evaluator, edits
 
 
 def main() -> None:

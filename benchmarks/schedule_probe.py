@@ -6,16 +6,21 @@ For (seed, edit) pairs from the scene grammar (seeds 20,000,000+, like
 benchmarks/consistency.py): background MSE and edit success with no swap, whole OUT3+OUT4
 and whole IN8+OUT3-6 for the first 40% of steps, and every cross-attention layer for the
 first 20% / 40% of steps (the most any whole-tensor phase that short can hold). Used to
-compare noise schedules (`python -m framegen.demo.finetune --shift S`) in docs/demo-model.md.
+compare noise schedules (`python -m tools.demo.finetune --shift S`) in docs/demo-model.md.
 """
 
-import statistics
 import sys
+from pathlib import Path
+
+# tools/ is not installed: import it from the checkout root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import statistics
 import time
 
 from diffusers import StableDiffusionPipeline
 
-from framegen.demo.evaluate import SETTINGS, Evaluator, edits
+from tools.demo.evaluate import SETTINGS, Evaluator, edits
 
 TEXT = "IN1, IN2, IN4, IN5, IN7, IN8, MID, OUT3, OUT4, OUT5, OUT6, OUT7, OUT8, OUT9, OUT10, OUT11"
 SETTINGS["all text 1-6"] = '[{{mode: full, layers: [%s], steps: "1-6"}}]' % TEXT

@@ -1,23 +1,38 @@
 """framegen: consistent frame sequences from a YAML storyboard with Stable Diffusion,
 by swapping U-Net activations from an anchor image. No training.
 
-Importing this package is cheap; torch and diffusers load on first use.
+    from framegen import load_storyboard, render_storyboard
+    result = render_storyboard(load_storyboard("storyboards/demo.yaml"))
+
+`framegen.engine` works on any diffusers pipeline without storyboards (record, swapping,
+SwapRule, ...). Importing this package is cheap: torch and diffusers load on first use.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
+_WHERE = {
+    "load_storyboard": "storyboard",
+    "Storyboard": "storyboard",
+    "render_storyboard": "job",
+    "RenderResult": "job",
+    "prepare": "prepare",
+    "Prepared": "prepare",
+    "Renderer": "render",
+    "RenderSettings": "render",
+    "FramegenError": "errors",
+    "InvalidInput": "errors",
+    "RenderFailure": "errors",
+}
+__all__ = ["__version__", *_WHERE]
 
-def __getattr__(name):  # lazy: `framegen --help` must not import torch
-    if name == "load_storyboard":
-        from .storyboard import load_storyboard
 
-        return load_storyboard
-    if name == "render_storyboard":
-        from .job import render_storyboard
+def __getattr__(name: str):  # lazy: `framegen --help` must not import torch
+    if name not in _WHERE:
+        raise AttributeError(f"module 'framegen' has no attribute '{name}'")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)
 
-        return render_storyboard
-    if name == "Renderer":
-        from .render import Renderer
 
-        return Renderer
-    raise AttributeError(name)
+def __dir__():
+    return sorted(__all__)

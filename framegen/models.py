@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .errors import RenderFailure
-from .storyboard import ModelSpec
+from .storyboard.schema import ModelSpec
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -35,6 +35,25 @@ def resolve_device_dtype(spec: ModelSpec):
     else:
         dtype = getattr(torch, spec.dtype)
     return torch.device(device), dtype
+
+
+def native_size(unet_config, vae_scale: int) -> int:
+    """The side in pixels a U-Net config was trained at (sample_size x the VAE's scale)."""
+    sample = unet_config["sample_size"] if "sample_size" in unet_config else 64
+    return (sample if isinstance(sample, int) else sample[0]) * vae_scale
+
+
+def configs_before_loading(spec: ModelSpec, online: bool = True) -> tuple[dict, int] | None:
+    """(U-Net config, VAE scale factor) read without weights: bundled or local configs,
+    else (`online`) the hub's config files; None when only loading will tell (a single
+    file, or a hub id offline)."""
+    configs = configs_offline(spec.id)
+    if configs is None and online and is_hub_id(spec.id):
+        try:
+            configs = configs_online(spec.id, spec.revision)
+        except RenderFailure:  # no network: find out once the weights load
+            return None
+    return configs
 
 
 def configs_offline(model_id: str) -> tuple[dict, int] | None:
@@ -120,8 +139,8 @@ def _load(spec: ModelSpec, dtype):
     if spec.id == "demo":
         from .demo import load_pipeline as load_demo
 
-        return load_demo(torch_dtype=dtype)
-    options = dict(torch_dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+        return load_demo(dtype=dtype)
+    options = dict(dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
     path = Path(spec.id).expanduser()
     if spec.id.endswith(".safetensors"):
         if not path.is_file():
@@ -149,7 +168,7 @@ def weights_fingerprint(spec: ModelSpec) -> dict:
     """What identifies the weights, for cache keys: the hub revision's commit when the
     hub cache records it, else SHA-256 of the weight files (local folder, single file,
     the bundled demo); `tiny-random` is fixed by framegen's version."""
-    from .cache import sha256
+    from .engine.cache import sha256
 
     if spec.id == "tiny-random":
         return {"id": spec.id}

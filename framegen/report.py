@@ -19,8 +19,10 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image
 
+from . import __version__
+from .files import read_png_text
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure
-from .storyboard import Background
+from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
 
@@ -188,3 +190,46 @@ def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
     """The report with its checks recomputed at a new limit, and the exit code."""
     checked = dict(report, checks=run_checks(report["frames"], max_background_mse))
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
+
+
+def build_report(prepared, cache, out: Path, anchor: Image.Image, images: list[Image.Image], keys: dict, done: set, segmenter, frame_count: int) -> dict:
+    """report.json's content: every frame (its image read back from `out`) scored against
+    the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
+    board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
+    anchor_person = segmenter.person(anchor)
+    frames = []
+    for plan, image in zip(board.frames, images):
+        text = read_png_text(out / f"frames/{plan.index:04d}.png")
+        kinds = [rule.mask.kind for rule in prepared.rules[plan.index] if rule.mode == "mask"]
+        frames.append(
+            {
+                "index": plan.index,
+                "name": plan.name,
+                "prompt": plan.prompt,
+                "image": f"frames/{plan.index:04d}.png",
+                "hold": plan.hold,
+                "rules": prepared.describe_rules(plan),
+                "masks": [{"kind": kind, "image": p} for kind, p in zip(kinds, prepared.mask_paths(plan))],
+                **compare(anchor, image, anchor_person, segmenter.person(image)),
+                "seconds": round(float(text.get("framegen-seconds", "0")), 3),
+                "reused": plan.index in done,
+            }
+        )
+    return {
+        "framegen_version": __version__,
+        "storyboard": {
+            "path": str(board.path),
+            "resolved": spec.model_dump(mode="json"),
+            "width": settings.width,
+            "height": settings.height,
+        },
+        "model": {"id": spec.model.id, "dtype": str(prepared.pipe.unet.dtype).removeprefix("torch."), "device": str(prepared.pipe.device)},
+        "cache_bytes": cache.nbytes,
+        "cache_entries": len(cache),
+        "anchor_cache": None,
+        "segmenter": segmenter.name,
+        "anchor": {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": None},
+        "frames": frames,
+        "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
+        "checks": run_checks(frames, spec.checks.max_background_mse),
+    }

@@ -43,3 +43,17 @@ frames:
 video: {fps: 4}
 report: {background: {segmenter: none}}
 """
+
+
+def open_board(board, pipe, cache=None):
+    """(prepared, renderer) for a loaded storyboard on `pipe`: its frames' rules compiled,
+    a renderer whose cache holds what they need (or `cache`)."""
+    from framegen.prepare import prepare
+
+    prepared = prepare(board, pipe)
+    return prepared, prepared.renderer(cache)
+
+
+def render_frame(prepared, renderer, plan):
+    """One frame of the storyboard, by its own rules: a FrameImage."""
+    return renderer.frame(*prepared.shot(plan))

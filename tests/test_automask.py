@@ -8,11 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from framegen.automask import AttentionMaps, attention_modules, keep_mask, mid_resolution_layers, tag_heads, token_positions
 from framegen.cli import main
-from framegen.layers import LayerMap
-from framegen.render import Renderer
+from framegen.engine.automask import AttentionStore, attention_modules, keep_mask, mid_resolution_layers, tag_heads, token_positions
+from framegen.engine.layers import LayerMap
+from framegen.prepare import prepare
 from framegen.storyboard import load_storyboard
+
+from .conftest import open_board, render_frame
 
 ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"
 
@@ -88,18 +90,18 @@ def test_attention_masks_watch_the_heads_of_the_delta_or_the_given_words(tiny_pi
     def positions(prompt, *words):
         return sorted(p for w in words for p in token_positions(tokenizer, prompt, w))
 
-    renderer = Renderer(board_with(write_board, "{auto: attention}"), tiny_pipe)
-    pants, smile, free = (renderer.rules[plan.index][1].mask for plan in renderer.board.frames)
-    prompts = {plan.name: plan.prompt for plan in renderer.board.frames}
-    assert pants.anchor_maps.positions["anchor"] == positions(ANCHOR, "uniform", "skirt")
+    prepared = prepare(board_with(write_board, "{auto: attention}"), tiny_pipe)
+    pants, smile, free = (prepared.rules[plan.index][1].mask for plan in prepared.board.frames)
+    prompts = {plan.name: plan.prompt for plan in prepared.board.frames}
+    assert pants.anchor_store.positions["anchor"] == positions(ANCHOR, "uniform", "skirt")
     assert pants.frame_positions == positions(prompts["pants"], "pants", "shirts")
-    assert (smile.anchor_maps.positions["anchor"], smile.frame_positions) == (positions(ANCHOR, "outdoor"), positions(prompts["smile"], "smile"))
-    assert free.anchor_maps.positions["anchor"] == positions(ANCHOR, "girl", "uniform", "skirt")
+    assert (smile.anchor_store.positions["anchor"], smile.frame_positions) == (positions(ANCHOR, "outdoor"), positions(prompts["smile"], "smile"))
+    assert free.anchor_store.positions["anchor"] == positions(ANCHOR, "girl", "uniform", "skirt")
     assert free.frame_positions == positions(prompts["free"], "boy", "night")
 
-    given = Renderer(board_with(write_board, "{auto: attention, words: [blue skirt]}", "given.yaml"), tiny_pipe)
+    given = prepare(board_with(write_board, "{auto: attention, words: [blue skirt]}", "given.yaml"), tiny_pipe)
     mask = given.rules[1][1].mask
-    assert mask.anchor_maps.positions["anchor"] == positions(ANCHOR, "blue skirt")
+    assert mask.anchor_store.positions["anchor"] == positions(ANCHOR, "blue skirt")
     assert mask.frame_positions == []  # the pants frame has no blue skirt
 
 
@@ -143,7 +145,7 @@ def test_regions_ignore_the_attention_floor():
     """Every token gets some attention everywhere: a constant added to a map (and a
     scale) leaves the region unchanged, and it spans 0..1."""
     grids = {"attn2": (3, 3)}
-    low, high = AttentionMaps({"w": [1]}, grids, {1}), AttentionMaps({"w": [1]}, grids, {1})
+    low, high = AttentionStore({"w": [1]}, grids, {1}), AttentionStore({"w": [1]}, grids, {1})
     map_ = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.5, 0.2], [0.0, 0.0, 0.1]])
     low.maps[("w", 1)], high.maps[("w", 1)] = map_, 3 * map_ + 0.4
     assert torch.allclose(low.region("w", 2), high.region("w", 2))
@@ -153,13 +155,13 @@ def test_regions_ignore_the_attention_floor():
 
 @pytest.mark.parametrize("mask", ["{auto: attention, threshold: 1.0}", "{auto: noise, threshold: 1000}"])
 def test_an_auto_mask_that_frees_nothing_equals_a_full_swap(tiny_pipe, write_board, mask):
-    auto = Renderer(board_with(write_board, mask), tiny_pipe)
-    full = Renderer(board_with(write_board, "{grid: ['1']}", "full.yaml"), tiny_pipe)
-    auto.anchor(), full.anchor()
-    for plan in auto.board.frames:
-        frame = auto.frame(plan)
+    auto_board, full_board = board_with(write_board, mask), board_with(write_board, "{grid: ['1']}", "full.yaml")
+    (auto_prepared, auto), (full_prepared, full) = open_board(auto_board, tiny_pipe), open_board(full_board, tiny_pipe)
+    auto.anchor(ANCHOR), full.anchor(ANCHOR)
+    for plan in auto_board.frames:
+        frame = render_frame(auto_prepared, auto, plan)
         assert frame.masks[0][1].all()
-        assert np.array_equal(np.asarray(frame.image), np.asarray(full.frame(plan).image))
+        assert np.array_equal(np.asarray(frame.image), np.asarray(render_frame(full_prepared, full, plan).image))
 
 
 def test_attention_masks_are_written_at_image_size_and_reported(write_board, tmp_path):
@@ -176,12 +178,13 @@ def test_attention_masks_are_written_at_image_size_and_reported(write_board, tmp
 
 
 def test_attention_maps_have_the_layer_grid(tiny_pipe, write_board):
-    renderer = Renderer(board_with(write_board, "{auto: attention, layers: [OUT3, OUT4], dilate: 0}"), tiny_pipe)
-    renderer.anchor()
-    maps = renderer.anchor_watch[0]
+    board = board_with(write_board, "{auto: attention, layers: [OUT3, OUT4], dilate: 0}")
+    prepared, renderer = open_board(board, tiny_pipe)
+    renderer.anchor(ANCHOR)
+    maps = prepared.anchor_state.stores[0]
     assert maps.size == (2, 2)  # OUT3/OUT4 of the tiny U-Net at 64x64: latent 8x8, level 2
     assert {step for _, step in maps.maps} == {1, 2}  # the steps before the mask rule (3-6)
-    mask = renderer.frame(renderer.board.frames[0]).masks[0][1]
+    mask = render_frame(prepared, renderer, board.frames[0]).masks[0][1]
     assert mask.shape == (8, 8)  # resized to the latent grid
 
 
@@ -189,4 +192,4 @@ def test_mask_layers_must_have_cross_attention(tiny_pipe, write_board):
     from framegen.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match=r"swap\[1\]\.mask\.layers: 'IN3' has no cross-attention"):
-        Renderer(board_with(write_board, "{auto: attention, layers: [IN3]}"), tiny_pipe)
+        prepare(board_with(write_board, "{auto: attention, layers: [IN3]}"), tiny_pipe)

@@ -13,6 +13,8 @@ import pytest
 
 from framegen.demo import WEIGHTS_DIR
 
+from .conftest import open_board, render_frame
+
 INDEX_ATTENTION = 3
 FREED = (0.02, 0.3)  # fraction of the image the attention mask frees
 COVERED = 0.5  # of the anchor's person inside the freed region: the garment, not all of it
@@ -32,7 +34,7 @@ def pipe():
 
 @pytest.mark.parametrize("index", [0, 6, 8])
 def test_whole_tensor_swap_halves_background_mse_and_keeps_the_edit(pipe, index):
-    from framegen.demo.evaluate import Evaluator, edits
+    from tools.demo.evaluate import Evaluator, edits
 
     edit = edits(index + 1)[index]
     scored = Evaluator(pipe, steps=20, settings=["no swap", "whole IN8+OUT3-6"]).score(edit)
@@ -46,10 +48,9 @@ def test_whole_tensor_swap_halves_background_mse_and_keeps_the_edit(pipe, index)
 def test_attention_mask_local_blend_keeps_the_background_and_the_edit(pipe, tmp_path, index):
     from PIL import Image
 
-    from framegen.demo.evaluate import Evaluator, edits, garment_colour
-    from framegen.render import Renderer
     from framegen.report import compare
     from framegen.storyboard import load_storyboard
+    from tools.demo.evaluate import Evaluator, edits, garment_colour
 
     edit = edits(index + 1)[index]
     (tmp_path / "b.yaml").write_text(f"""
@@ -67,11 +68,12 @@ frames:
       - {{mode: mask, layers: [LATENTS], steps: "9-20", mask: {{auto: attention}}}}
 report: {{background: {{segmenter: none}}}}
 """)
-    renderer = Renderer(load_storyboard(tmp_path / "b.yaml"), pipe)
+    board = load_storyboard(tmp_path / "b.yaml")
+    prepared, renderer = open_board(board, pipe)
     evaluator = Evaluator(pipe)
-    anchor = renderer.anchor()
+    anchor = renderer.anchor(board.spec.anchor.prompt)
     person = evaluator.segmenter.person(anchor)
-    whole, auto = (renderer.frame(plan) for plan in renderer.board.frames)
+    whole, auto = (render_frame(prepared, renderer, plan) for plan in board.frames)
     keep = np.asarray(Image.fromarray(auto.masks[0][1].numpy().astype(np.uint8) * 255).resize(anchor.size, Image.NEAREST)) > 127
     assert FREED[0] < (~keep).mean() < FREED[1]  # a region, not the whole image
     assert (~keep & person).sum() >= COVERED * person.sum()  # on the person

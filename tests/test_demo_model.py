@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from framegen import demo
-from framegen.demo import scenes
-from framegen.demo.scenes import GRAMMAR_WORDS, RGB, caption, draw_scene, make_scene, sample_attributes
+from tools.demo import scenes
+from tools.demo.scenes import GRAMMAR_WORDS, RGB, caption, draw_scene, make_scene, sample_attributes
 
 HELD_OUT_SEEDS = range(10_000_000, 10_000_016)  # training used seeds 0..19_999
 
@@ -130,7 +130,7 @@ def test_segmenter_through_rembg_on_held_out_scenes():
 
 
 def test_grid_drawn_mask_marks_every_cell_the_person_touches():
-    from framegen.demo.evaluate import grid_drawn
+    from tools.demo.evaluate import grid_drawn
 
     person = np.zeros((64, 64), dtype=bool)
     person[20:30, 33:35] = True  # rows in cells 2-3, columns in cell 4 of an 8x8 grid

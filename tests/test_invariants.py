@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from framegen.cache import AnchorCache, DiskCache
-from framegen.hooks import record, swapping
-from framegen.layers import LayerMap
+from framegen.engine.cache import AnchorCache, DiskCache
+from framegen.engine.hooks import record, swapping
+from framegen.engine.layers import LayerMap
 from framegen.models import set_scheduler
-from framegen.swap import SwapRule, needed_pairs
+from framegen.engine.swap import SwapRule, needed_pairs
 
 STEPS = 8
 ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"
@@ -105,8 +105,8 @@ def test_latents_mask_is_local_blending_the_kept_half_is_the_anchors_bit_for_bit
 
 
 def test_step_ranges_hit_exactly_the_named_steps(tiny_pipe, monkeypatch):
-    import framegen.hooks
-    import framegen.swap as swap_module
+    import framegen.engine.hooks
+    import framegen.engine.swap as swap_module
 
     asked, applied = [], []
 
@@ -117,7 +117,7 @@ def test_step_ranges_hit_exactly_the_named_steps(tiny_pipe, monkeypatch):
             applied.append(step)
         return chosen
 
-    monkeypatch.setattr(framegen.hooks, "choose", spying_choose)
+    monkeypatch.setattr(framegen.engine.hooks, "choose", spying_choose)
     rules = rules_of(tiny_pipe, "full", ["OUT3"], steps={2, 5, 6})
     anchor_and_frame(tiny_pipe, rules)
     assert asked == list(range(1, STEPS + 1))  # one OUT3 call per step, numbered 1..8

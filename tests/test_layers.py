@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from framegen.layers import LayerMap, canonical, layer_table
+from framegen.engine.layers import LayerMap, canonical, layer_table
 from framegen.tiny import SD1_UNET, SDXL_UNET, tiny_unet
 
 PAPER_SD1 = {  # the paper's table: alias -> diffusers module

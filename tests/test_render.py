@@ -4,8 +4,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from framegen.render import Renderer, compact_steps, mask_tensor
+from framegen.engine.masks import drawn_mask
+from framegen.prepare import compact_steps
 from framegen.storyboard import MaskSpec, load_storyboard
+
+from .conftest import open_board, render_frame
+
+
+def mask_tensor(spec, width, height, folder):
+    return drawn_mask(spec.plan(folder), width, height)
 
 BOARD = """
 version: 1
@@ -30,12 +37,13 @@ def test_mask_sources_build_the_same_region(tmp_path):
     assert torch.equal(image, boxes) and image.shape == (64, 64) and image.sum() == 2 * 32 * 32
 
 
-def render_frame(tmp_path, tiny_pipe, mask, cache="device"):
+def render_board(tmp_path, tiny_pipe, mask, cache="device"):
     path = tmp_path / "board.yaml"
     path.write_text(BOARD.format(mask=mask, cache=cache))
-    renderer = Renderer(load_storyboard(path), pipe=tiny_pipe)
-    anchor = renderer.anchor()
-    return np.asarray(anchor), np.asarray(renderer.frame(renderer.board.frames[0]).image), renderer
+    board = load_storyboard(path)
+    prepared, renderer = open_board(board, tiny_pipe)
+    anchor = renderer.anchor(board.spec.anchor.prompt)
+    return np.asarray(anchor), np.asarray(render_frame(prepared, renderer, board.frames[0]).image), prepared
 
 
 def test_grid_image_and_boxes_masks_give_the_same_frame(tmp_path, tiny_pipe):
@@ -43,21 +51,21 @@ def test_grid_image_and_boxes_masks_give_the_same_frame(tmp_path, tiny_pipe):
     picture[:32, :32] = 255
     picture[32:, 32:] = 255
     Image.fromarray(picture).save(tmp_path / "mask.png")
-    _, by_grid, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
-    _, by_image, _ = render_frame(tmp_path, tiny_pipe, "{image: mask.png}")
-    _, by_boxes, renderer = render_frame(tmp_path, tiny_pipe, "{boxes: [[0, 0, 32, 32], [32, 32, 64, 64]]}")
+    _, by_grid, _ = render_board(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
+    _, by_image, _ = render_board(tmp_path, tiny_pipe, "{image: mask.png}")
+    _, by_boxes, prepared = render_board(tmp_path, tiny_pipe, "{boxes: [[0, 0, 32, 32], [32, 32, 64, 64]]}")
     assert np.array_equal(by_grid, by_image) and np.array_equal(by_grid, by_boxes)
-    _, nothing_kept, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["00", "00"]}')
-    _, everything_kept, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["11", "11"]}')
+    _, nothing_kept, _ = render_board(tmp_path, tiny_pipe, '{grid: ["00", "00"]}')
+    _, everything_kept, _ = render_board(tmp_path, tiny_pipe, '{grid: ["11", "11"]}')
     assert not np.array_equal(by_grid, nothing_kept) and not np.array_equal(by_grid, everything_kept)
-    (rules,) = renderer.rules.values()
+    (rules,) = prepared.rules.values()
     assert rules[0].layers == {"up_blocks.1.attentions.0", "up_blocks.2.attentions.0", "up_blocks.3.attentions.1", "mid_block"}
 
 
 def test_host_cache_renders_the_same_frame(tmp_path, tiny_pipe):
-    _, on_device, _ = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
-    _, on_host, renderer = render_frame(tmp_path, tiny_pipe, '{grid: ["10", "01"]}', cache="cpu")
-    assert np.array_equal(on_device, on_host) and renderer.cache.offload
+    _, on_device, _ = render_board(tmp_path, tiny_pipe, '{grid: ["10", "01"]}')
+    _, on_host, prepared = render_board(tmp_path, tiny_pipe, '{grid: ["10", "01"]}', cache="cpu")
+    assert np.array_equal(on_device, on_host) and prepared.renderer().cache.offload
 
 
 def test_compact_steps():
@@ -83,18 +91,20 @@ def test_local_diffusers_folder_loads_through_the_real_path(tmp_path, tiny_pipe)
 def test_latents_layer_from_a_storyboard_on_every_cache(tmp_path, tiny_pipe):
     """LATENTS (prompt-to-prompt's local blending) goes through the same rules, cache
     and byte prediction as the modules' outputs."""
-    from framegen.cache import DiskCache, cache_bytes
+    from framegen.engine.cache import DiskCache, cache_bytes
 
     text = BOARD.format(mask='{grid: ["10", "01"]}', cache="{cache}").replace("[OUT3, OUT6, OUT10, MID]", "[LATENTS, OUT10]")
     frames = {}
     for cache in ("device", "disk"):
         path = tmp_path / f"{cache}.yaml"
         path.write_text(text.replace("{cache}", cache))
-        renderer = Renderer(load_storyboard(path), pipe=tiny_pipe)
+        board = load_storyboard(path)
+        prepared, renderer = open_board(board, tiny_pipe)
         if cache == "disk":
-            renderer.cache = DiskCache(renderer.cache.needed, tmp_path / "anchor-cache")
-        renderer.anchor()
-        frames[cache] = np.asarray(renderer.frame(renderer.board.frames[0]).image)
-        assert cache_bytes(renderer, renderer.cache.needed) == renderer.cache.nbytes
+            prepared, renderer = open_board(board, tiny_pipe, DiskCache(prepared.needed, tmp_path / "anchor-cache"))
+        renderer.anchor(board.spec.anchor.prompt)
+        frames[cache] = np.asarray(render_frame(prepared, renderer, board.frames[0]).image)
+        settings = prepared.settings
+        assert cache_bytes(tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance) == renderer.cache.nbytes
     assert {layer for layer, _ in renderer.cache.needed} == {"latents", "up_blocks.3.attentions.1"}
     assert np.array_equal(frames["device"], frames["disk"])

@@ -8,12 +8,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from framegen.cache import cache_key
+from framegen.engine.cache import cache_key
 from framegen.job import Quiet, render_storyboard
-from framegen.render import Renderer
+from framegen.prepare import prepare
 from framegen.storyboard import load_storyboard
 
-from .conftest import TINY_BOARD
+from .conftest import TINY_BOARD, open_board
 
 
 def board_file(tmp_path, name="board.yaml", **render):
@@ -25,7 +25,8 @@ def board_file(tmp_path, name="board.yaml", **render):
 
 
 def anchor_key(tiny_pipe, path):
-    return cache_key(Renderer(load_storyboard(path), tiny_pipe).anchor_fields())
+    prepared = prepare(load_storyboard(path), tiny_pipe)
+    return cache_key(prepared.anchor_fields(prepared.needed))
 
 
 @pytest.mark.parametrize(
@@ -67,9 +68,9 @@ def test_cache_key_changes_with_prompt_layers_scheduler_and_weights(tiny_pipe, t
 
 
 def render(path, out, pipe, progress=None):
-    report, code = render_storyboard(load_storyboard(path), out, pipe=pipe, progress=progress)
-    assert code == 0
-    return report
+    result = render_storyboard(load_storyboard(path), out, pipe=pipe, progress=progress)
+    assert result.passed
+    return result.report
 
 
 def test_disk_cache_is_reused_then_rebuilt_when_damaged(tiny_pipe, tmp_path):
@@ -153,13 +154,16 @@ def test_batched_frames_match_unbatched(tiny_pipe, tmp_path):
 
 
 def test_predicted_cache_bytes_and_where_auto_puts_the_cache(tiny_pipe, tmp_path, monkeypatch):
-    import framegen.cache as cache
-    from framegen.cache import DiskCache, cache_bytes, choose_cache
+    import framegen.engine.cache as cache
+    from framegen.engine.cache import DiskCache, cache_bytes, choose_cache
 
-    renderer = Renderer(load_storyboard(board_file(tmp_path)), tiny_pipe)
-    renderer.anchor()
-    assert cache_bytes(renderer, renderer.cache.needed) == renderer.cache.nbytes  # shapes predicted exactly
-    chosen = choose_cache(renderer, renderer.cache.needed, "auto", tmp_path / "c")
+    board = load_storyboard(board_file(tmp_path))
+    prepared, renderer = open_board(board, tiny_pipe)
+    renderer.anchor(board.spec.anchor.prompt)
+    settings = prepared.settings
+    size = cache_bytes(tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance)
+    assert size == renderer.cache.nbytes  # shapes predicted exactly
+    chosen = choose_cache("auto", renderer.cache.needed, tiny_pipe.device, tmp_path / "c", size)
     assert type(chosen) is cache.AnchorCache and not chosen.offload  # small: stays where it is computed
     monkeypatch.setattr(cache, "free_memory", lambda device: renderer.cache.nbytes)  # would take all of it
-    assert isinstance(choose_cache(renderer, renderer.cache.needed, "auto", tmp_path / "c"), DiskCache)
+    assert isinstance(choose_cache("auto", renderer.cache.needed, tiny_pipe.device, tmp_path / "c", size), DiskCache)

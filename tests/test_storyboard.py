@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from framegen.engine.layers import LayerMap
 from framegen.errors import InvalidInput
-from framegen.render import check_known_layers
 from framegen.storyboard import apply_delta, load_storyboard, parse_steps
 from framegen.tiny import SD1_UNET, SDXL_UNET
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def problems(path) -> list[str]:
     with pytest.raises(InvalidInput) as caught:
         board = load_storyboard(path)
-        check_known_layers(board, dict(SD1_UNET))
+        board.check_layers(LayerMap(dict(SD1_UNET)))
     return caught.value.problems
 
 
@@ -61,7 +61,7 @@ def test_bundled_storyboards_validate(name):
     if not path.exists():
         pytest.skip(f"{name} not bundled")
     board = load_storyboard(path)
-    check_known_layers(board, dict(SD1_UNET))  # all are SD1.x-shaped
+    board.check_layers(LayerMap(dict(SD1_UNET)))  # all are SD1.x-shaped
     if name == "paper.yaml":
         spec = board.spec
         assert (spec.render.width, spec.render.height, spec.render.steps, spec.render.seed) == (640, 896, 50, 1111)
@@ -123,6 +123,6 @@ def test_layers_may_be_a_comma_separated_string(write_board):
 
 def test_layer_names_follow_the_model_structure(write_board):
     board = load_storyboard(write_board(TINY_BOARD.replace("[OUT3, OUT4]", "[OUT3, IN11]")))
-    check_known_layers(board, dict(SD1_UNET))
+    board.check_layers(LayerMap(dict(SD1_UNET)))
     with pytest.raises(InvalidInput, match="unknown layer 'IN11'"):
-        check_known_layers(board, dict(SDXL_UNET))  # SDXL has IN0..IN8 only
+        board.check_layers(LayerMap(dict(SDXL_UNET)))  # SDXL has IN0..IN8 only

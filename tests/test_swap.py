@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from framegen.swap import SwapRule, choose, needed_pairs, swap
+from framegen.engine.swap import SwapRule, choose, needed_pairs, swap
 
 A = torch.randn(2, 3, 4, 6)
 C = torch.randn(2, 3, 4, 6)

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from framegen.cli import main
-from framegen.sweep import parse_thresholds, plan_runs, subsets
+from framegen.cli.sweep import parse_thresholds
+from framegen.sweep import plan_runs, subsets
 
 BOARD = """
 version: 1

@@ -19,17 +19,17 @@ NATIVE_SIZE = (64, 64)  # width, height
 TEXT_LENGTH = 32  # tokens, including <|startoftext|> and <|endoftext|>
 
 
-def load_pipeline(torch_dtype=None):
+def load_pipeline(dtype=None):
     """The demo StableDiffusionPipeline (U-Net, VAE, CLIP text encoder and tokenizer,
     DDIM-compatible scheduler config), loaded offline from safetensors in WEIGHTS_DIR."""
     import torch
     from diffusers import StableDiffusionPipeline
 
     if not (WEIGHTS_DIR / "model_index.json").is_file():
-        raise FileNotFoundError(f"demo weights missing in {WEIGHTS_DIR}; train them with `python -m framegen.demo.train`")
+        raise FileNotFoundError(f"demo weights missing in {WEIGHTS_DIR}; train them from the checkout root with `python -m tools.demo.train --out demo-train --install framegen/demo/weights`")
     pipe = StableDiffusionPipeline.from_pretrained(
         WEIGHTS_DIR,
-        torch_dtype=torch_dtype or torch.float32,
+        dtype=dtype or torch.float32,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -2,7 +2,12 @@
 
 `record(...)` caches the anchor's outputs of the needed (layer, step) pairs;
 `swapping(...)` replaces a frame's outputs by the rules. Both attach their hooks for
-one pipeline call and remove them on exit, also when the call fails.
+one pipeline call and remove them on exit, also when the call fails; both yield the
+call's `StepClock`, whose `callback` (a diffusers `PipelineCallback`) the pipeline call
+must be given when a rule or the cache names the LATENTS layer:
+
+    with record(pipe, steps, cache) as clock:
+        anchor = pipe(prompt, num_inference_steps=steps, callback_on_step_end=clock.callback, ...)
 
 Which step a U-Net call belongs to is read from its `timestep` argument in a forward
 pre-hook, not from a call counter: the position in the scheduler's timestep schedule
@@ -22,6 +27,9 @@ from typing import Callable, Iterator
 
 import torch
 
+from diffusers.callbacks import PipelineCallback
+
+from .automask import AttentionStore, observing
 from .cache import AnchorCache
 from .layers import LATENTS
 from .swap import SwapRule, choose, needed_pairs
@@ -40,16 +48,12 @@ class StepClock:
         self._schedule: tuple[list[float], list[int]] | None = None
         self._schedule_of = None
         self.on_latents: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+        self.callback = LatentsCallback(self)
 
     def step_end(self, latents: torch.Tensor) -> torch.Tensor:
         """The latents a finished step hands on, after the LATENTS layer's hook."""
         replaced = self.on_latents(latents) if self.on_latents is not None else None
         return latents if replaced is None else replaced
-
-    def callback(self, pipe, i, t, callback_kwargs: dict) -> dict:
-        """`step_end` as a diffusers `callback_on_step_end`."""
-        callback_kwargs["latents"] = self.step_end(callback_kwargs["latents"])
-        return callback_kwargs
 
     def _steps_of_positions(self, timesteps) -> tuple[list[float], list[int]]:
         values = [float(t) for t in timesteps]
@@ -77,6 +81,21 @@ class StepClock:
         later = [i for i in matches if i > self.position]
         self.position = later[0] if later else matches[0]
         self.step = steps[self.position]
+
+
+class LatentsCallback(PipelineCallback):
+    """A clock's `step_end` as a diffusers `callback_on_step_end`: the LATENTS layer.
+    Combine it with other callbacks through diffusers' `MultiPipelineCallbacks`."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(self, clock: StepClock):
+        super().__init__()
+        self.clock = clock
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs: dict) -> dict:
+        callback_kwargs["latents"] = self.clock.step_end(callback_kwargs["latents"])
+        return callback_kwargs
 
 
 def _output_hook(path: str, clock: StepClock, on_output: OnOutput):
@@ -111,9 +130,13 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
 
 
 @contextmanager
-def record(pipe, num_steps: int, cache: AnchorCache) -> Iterator[StepClock]:
-    """Run the anchor inside this block; `cache` fills with the needed activations."""
-    with hooked(pipe, num_steps, cache.layers, cache.store) as clock:
+def record(pipe, num_steps: int, cache: AnchorCache, observers: list[AttentionStore] = ()) -> Iterator[StepClock]:
+    """Run the anchor inside this block; `cache` fills with the needed activations and
+    each of `observers` (the anchor's attention stores) with its maps."""
+    cache.clear()
+    for store in observers:
+        store.maps.clear()
+    with hooked(pipe, num_steps, cache.layers, cache.store) as clock, observing(pipe, clock, list(observers)):
         yield clock
     cache.finish()
 
@@ -124,11 +147,16 @@ def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | l
 
     For a batch of N frames give one rule list per frame: the U-Net batch is then
     [uncond 1..N, cond 1..N] and frame i's rows (i, N + i) meet the anchor's
-    [uncond, cond] under frame i's rules."""
+    [uncond, cond] under frame i's rules. Each mask source begins its pass here and its
+    attention stores (if any) are observed during it."""
     batch = rules if rules and isinstance(rules[0], list) else [rules]
     missing = set().union(*(needed_pairs(r) for r in batch)) - cache.needed
     if missing:
         raise ValueError(f"the anchor cache lacks {len(missing)} (layer, step) pairs, e.g. {sorted(missing)[0]}")
+    sources = list({id(rule.mask): rule.mask for r in batch for rule in r if rule.mode == "mask"}.values())
+    if len(batch) > 1 and any(source.alone for source in sources):
+        raise ValueError("a frame whose mask reads its own pass (an attention mask) renders alone")
+    observers = [store for source in sources for store in source.begin(pipe)]
 
     def swap_output(path: str, clock: StepClock, tensor: torch.Tensor):
         chosen = [choose(r, clock.step, path) for r in batch]
@@ -136,15 +164,15 @@ def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | l
             return None
         anchor = cache.get(path, clock.position, tensor.device)
         if len(batch) == 1:
-            return chosen[0](anchor, tensor)
+            return chosen[0](anchor, tensor, chosen[0].keep_for(clock.step, tensor))
         n, out = len(batch), tensor.clone()
         for i, rule in enumerate(chosen):
             if rule is not None:
                 rows = list(range(i, tensor.shape[0], n))
-                out[rows] = rule(anchor, tensor[rows])
+                out[rows] = rule(anchor, tensor[rows], rule.keep_for(clock.step, tensor))
         return out
 
     layers = {layer for r in batch for rule in r for layer in rule.layers}
     cache.rewind()
-    with hooked(pipe, num_steps, layers, swap_output) as clock:
+    with hooked(pipe, num_steps, layers, swap_output) as clock, observing(pipe, clock, observers):
         yield clock

@@ -1,6 +1,8 @@
 """Fine-tune the demo model's U-Net and text encoder at a larger size.
 
-    python -m framegen.demo.finetune --out DIR --size 128 --minutes 35 --seed 0
+    python -m tools.demo.finetune --out DIR --size 128 --minutes 35 --seed 0
+
+(run from the checkout root; `--threads N` sets torch's CPU threads, default 1).
 
 At 64x64 the VAE's 16x16 latent puts OUT3/OUT4 on a 4x4 grid, too coarse for the
 paper's whole-tensor swap to hold a layout (docs/demo-model.md). This continues
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import WEIGHTS_DIR, load_pipeline
+from framegen.demo import WEIGHTS_DIR, load_pipeline
+
 from .scenes import make_scene
 from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, save_grid, scheduler_config, to_tensor, train_denoiser
 
@@ -35,10 +38,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--weights", type=Path, help="a demo-shaped diffusers folder to start from (default: the bundled model)")
     parser.add_argument("--shift", type=float, help="retrain for a cosine noise schedule shifted by this SNR factor")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as documented)")
     args = parser.parse_args(argv)
 
     from diffusers import DDIMScheduler, DDPMScheduler
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from .layers import LATENTS
-
-if TYPE_CHECKING:
-    from .hooks import StepClock
+from .layers import LATENTS, LayerMap
 
 MANIFEST = "manifest.json"
 
@@ -60,7 +56,7 @@ class AnchorCache:
         self.tensors.clear()
         self._ahead, self._fetched = {}, set()
 
-    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+    def store(self, path: str, clock, tensor: torch.Tensor) -> None:
         if (path, clock.step) in self.needed:
             if self.offload:
                 kept = tensor.detach().to("cpu", copy=True)
@@ -135,7 +131,7 @@ class DiskCache(AnchorCache):
             shutil.rmtree(self.folder, ignore_errors=True)
         self._files, self._bytes, self._entries = {}, 0, 0
 
-    def store(self, path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+    def store(self, path: str, clock, tensor: torch.Tensor) -> None:
         if (path, clock.step) not in self.needed:
             return
         if self._pending_position not in (None, clock.position):
@@ -236,21 +232,22 @@ def cache_key(fields: dict) -> str:
 # --------------------------------------------------------------- where a cache fits
 
 
-def cache_bytes(renderer, needed: set[tuple[str, int]]) -> int:
-    """Bytes of the anchor cache for `needed`, from the layer table's shapes."""
-    pipe = renderer.pipe
-    pipe.scheduler.set_timesteps(renderer.steps)
-    calls_per_step = len(pipe.scheduler.timesteps) / renderer.steps
+def cache_bytes(pipe, needed: set[tuple[str, int]], width: int, height: int, steps: int, guidance: float) -> int:
+    """Bytes of the anchor cache for `needed` on `pipe` at this size, from the layer
+    table's shapes (a raw path below a block is measured, not predicted)."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # the pipe's own stays untouched
+    scheduler.set_timesteps(steps)
+    calls_per_step = len(scheduler.timesteps) / steps
     scale = pipe.vae_scale_factor
-    batch = 2 if renderer.board.spec.render.guidance > 1 else 1
-    element = torch.empty((), dtype=renderer.dtype).element_size()
-    by_module = {layer.module: layer for layer in renderer.layers.layers}
+    batch = 2 if guidance > 1 else 1
+    element = torch.empty((), dtype=pipe.unet.dtype).element_size()
+    by_module = LayerMap(pipe.unet.config).by_module
     total = latents = 0
     for module, _ in needed:
         layer = by_module.get(module)
-        if layer is None:  # a raw path below a block: measured, not predicted
+        if layer is None:
             continue
-        w, h = layer.grid(renderer.width // scale, renderer.height // scale)
+        w, h = layer.grid(width // scale, height // scale)
         if module == LATENTS:  # once per step, no guidance batch
             latents += layer.channels * w * h * element
         else:
@@ -269,16 +266,17 @@ def free_memory(device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose_cache(renderer, needed, mode: str, folder: Path) -> AnchorCache:
-    """`auto`: on the device if the cache takes under half of its free memory, else in
-    host memory under the same rule, else streamed from disk."""
-    accelerator = renderer.device.type != "cpu"
+def choose_cache(mode: str, needed: set[tuple[str, int]], device: torch.device, folder: Path, size: int | None = None) -> AnchorCache:
+    """The cache for `mode`: `device`, `cpu` (host memory; the device's own on a CPU),
+    `disk` (in `folder`), or `auto`: on the device if the cache's `size` (cache_bytes)
+    takes under half of its free memory, else in host memory under the same rule, else
+    streamed from disk."""
+    accelerator = device.type != "cpu"
     if mode == "disk":
         return DiskCache(needed, folder)
     if mode in ("device", "cpu"):
         return AnchorCache(needed, offload=mode == "cpu" and accelerator)
-    size = cache_bytes(renderer, needed)
-    if size < free_memory(renderer.device) / 2:
+    if size < free_memory(device) / 2:
         return AnchorCache(needed)
     if accelerator and size < free_memory(torch.device("cpu")) / 2:
         return AnchorCache(needed, offload=True)

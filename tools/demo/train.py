@@ -1,12 +1,16 @@
 """Trains the bundled `demo` model from scratch on procedural scenes (CPU, one thread).
 
-    OMP_NUM_THREADS=1 python -m framegen.demo.train --out demo-train --minutes 85 --seed 0 --shift 8 --install
+    python -m tools.demo.train --out demo-train --minutes 85 --seed 0 --shift 8 --install framegen/demo/weights
+
+(run from the checkout root; `--threads N` sets torch's CPU threads, default 1).
 
 The minutes are split across three phases: VAE (20%), U-Net + text encoder (70%) and the
 person segmenter (10%); scene generation, latent encoding and sample grids come on top.
 Writes DIR/train.log, DIR/samples_*.png, DIR/metrics.json and the finished model in
-DIR/weights (a diffusers StableDiffusionPipeline folder plus segmenter.onnx). `--install`
-also copies DIR/weights into framegen/demo/weights.
+DIR/weights (a diffusers StableDiffusionPipeline folder plus segmenter.onnx). `--install DEST`
+also copies DIR/weights to the folder DEST (framegen/demo/weights installs them into the
+package); DEST must be absent, empty, or a weights folder (with model_index.json), which
+is replaced.
 
 Training scenes use seeds 0..N-1 (< 1_000_000); held-out evaluation uses seeds >= 10_000_000.
 Everything random (init, batches, noise) follows --seed; the number of steps follows the
@@ -22,8 +26,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
@@ -201,6 +203,21 @@ def segmenter_iou(onnx_path: Path, seeds) -> float:
 # ----------------------------------------------------------------------------- main
 
 
+def install_problem(dest: Path, weights: Path) -> str | None:
+    """Why the folder `dest` may not receive a copy of `weights`, or None: it must be
+    absent, empty, or a weights folder (holding model_index.json), and apart from `weights`."""
+    dest, weights = Path(dest).resolve(), Path(weights).resolve()
+    if dest == weights or weights in dest.parents or dest in weights.parents:
+        return f"--install {dest}: overlaps the training output {weights}; refusing"
+    if not dest.exists():
+        return None
+    if not dest.is_dir():
+        return f"--install {dest}: exists and is not a folder; refusing"
+    if any(dest.iterdir()) and not (dest / "model_index.json").is_file():
+        return f"--install {dest}: not empty and not a weights folder (no model_index.json); refusing"
+    return None
+
+
 def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents, tokens, empty, decay) -> float:
     """One U-Net + text-encoder step: 10% caption dropout (for classifier-free guidance),
     epsilon loss with min-SNR-5 weighting, gradient clipping, then EMA of `params`."""
@@ -258,20 +275,26 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=20000, help="training scenes (seeds 0..N-1)")
     parser.add_argument("--shift", type=float, help="cosine noise schedule shifted by this SNR factor (default: SD's)")
-    parser.add_argument("--install", action="store_true", help="also copy the weights into framegen/demo/weights")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as documented)")
+    parser.add_argument(
+        "--install", type=Path, metavar="DEST",
+        help="also copy DIR/weights to the folder DEST (absent, empty or a weights folder), e.g. framegen/demo/weights",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.install is not None and (problem := install_problem(args.install, args.out / "weights")):
+        parser.exit(2, problem + "\n")
 
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "train.log")
     log(f"== framegen demo training: {vars(args)} threads={torch.get_num_threads()}")
     budget = {"vae": 0.2 * args.minutes * 60, "unet": 0.7 * args.minutes * 60, "segmenter": 0.1 * args.minutes * 60}
-    metrics: dict = {"command": "python -m framegen.demo.train " + " ".join(argv or os.sys.argv[1:]), "threads": 1}
+    metrics: dict = {"command": "python -m tools.demo.train " + " ".join(argv or os.sys.argv[1:]), "threads": args.threads}
     wall: dict = {}
 
     # -- data
@@ -439,12 +462,14 @@ def main(argv=None):
     metrics["weights_mb"] = round(sum(f.stat().st_size for f in weights.rglob("*") if f.is_file()) / 2**20, 2)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log(json.dumps(metrics, indent=2))
-    if args.install:
-        target = Path(__file__).parent / "weights"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(weights, target)
-        log(f"installed into {target}")
+    if args.install is not None:
+        if problem := install_problem(args.install, weights):
+            log(problem)
+            raise SystemExit(2)
+        if args.install.exists():
+            shutil.rmtree(args.install)
+        shutil.copytree(weights, args.install)
+        log(f"installed into {args.install}")
 
 
 if __name__ == "__main__":

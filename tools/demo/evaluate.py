@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..render import Renderer
-from ..report import RembgSegmenter, compare
-from ..storyboard import load_storyboard
-from . import segmenter_path
+from framegen.demo import segmenter_path
+from framegen.prepare import Prepared, prepare
+from framegen.report import RembgSegmenter, compare
+from framegen.storyboard import load_storyboard
+
 from .scenes import COLOURS, RGB, caption, draw_scene, sample_attributes
 
 # Rows of the garment bands as fractions of the person's height (see scenes._draw_person:
@@ -151,7 +152,7 @@ class Evaluator:
         side = pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.size = f"{side}x{side}"
 
-    def _renderer(self, folder: Path, edit: Edit, settings: list[str]) -> Renderer:
+    def _prepared(self, folder: Path, edit: Edit, settings: list[str]) -> Prepared:
         frames = "\n".join(
             f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
             + self.templates[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative, first=self.first_phase, second=self.second_phase)
@@ -162,7 +163,7 @@ class Evaluator:
         path.write_text(
             BOARD.format(steps=self.steps, guidance=self.guidance, seed=edit.seed, anchor=edit.anchor_prompt, frames=frames)
         )
-        return Renderer(load_storyboard(path), pipe=self.pipe)
+        return prepare(load_storyboard(path), self.pipe)
 
     def score(self, edit: Edit) -> dict[str, dict]:
         """{setting: {background_mse, foreground_mse, background_fraction, edited, image}}."""
@@ -170,17 +171,19 @@ class Evaluator:
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
             hand = [s for s in self.settings if any(name in self.templates[s] for name in (HAND_MASK, GRID_MASK))]
-            renderer = self._renderer(folder, edit, [s for s in self.settings if s not in hand])
-            anchor = renderer.anchor()
+            prepared = self._prepared(folder, edit, [s for s in self.settings if s not in hand])
+            renderer = prepared.renderer()
+            anchor = renderer.anchor(edit.anchor_prompt)
             anchor_person = self.segmenter.person(anchor)
-            frames = {plan.name: renderer.frame(plan).image for plan in renderer.board.frames}
+            frames = {plan.name: renderer.frame(*prepared.shot(plan)).image for plan in prepared.board.frames}
             if hand:
                 # the hand-drawn region's stand-in: keep the anchor where it has no person
                 Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / HAND_MASK)
                 Image.fromarray(np.where(grid_drawn(anchor_person, GRID_CELLS), 0, 255).astype(np.uint8)).save(folder / GRID_MASK)
-                masked = self._renderer(folder, edit, hand)
-                masked.anchor()
-                frames.update((plan.name, masked.frame(plan).image) for plan in masked.board.frames)
+                masked = self._prepared(folder, edit, hand)
+                masked_renderer = masked.renderer()
+                masked_renderer.anchor(edit.anchor_prompt)
+                frames.update((plan.name, masked_renderer.frame(*masked.shot(plan)).image) for plan in masked.board.frames)
         for name in self.settings:
             image = frames[name]
             person = self.segmenter.person(image)

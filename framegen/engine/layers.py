@@ -87,10 +87,12 @@ class LayerMap:
     """Resolves storyboard layer names to module paths for one U-Net.
 
     `modules` is the set of the U-Net's module paths (from `named_modules()`), which
-    makes raw paths like `up_blocks.1.attentions.0.transformer_blocks.0` valid too.
+    makes raw paths like `up_blocks.1.attentions.0.transformer_blocks.0` valid too;
+    without it (`config_only`: a config read before loading weights) only the blocks are known.
     """
 
     def __init__(self, config, modules: set[str] | None = None):
+        self.config_only = modules is None
         self.layers = layer_table(config)
         self.by_alias = {layer.name: layer for layer in self.layers}
         self.by_module = {layer.module: layer for layer in self.layers}

@@ -28,8 +28,9 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from .anchor import AnchorState
 from .layers import Layer, LayerMap
-from .swap import Mask
+from .masks import MaskSource
 
 ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model's tuning pairs (docs/automask.md)
 ATTENTION_DILATE = 1  # latent cells: at 0 the edit often fails at the region's border (docs/automask.md)
@@ -91,9 +92,10 @@ def mid_resolution_layers(layers: LayerMap) -> list[Layer]:
 # ------------------------------------------------------------------- attention maps
 
 
-class AttentionMaps:
-    """Per step, the summed attention map of chosen token positions, averaged over heads
-    and layers, at the finest grid of the watched layers."""
+class AttentionStore:
+    """An observer of one pass (prompt-to-prompt's AttentionStore): per step, the summed
+    attention map of chosen token positions, averaged over heads and layers, at the
+    finest grid of the watched layers. `observing` fills it; it changes nothing."""
 
     def __init__(self, positions: dict[str, list[int]], grids: dict[str, tuple[int, int]], steps: set[int]):
         self.positions = positions  # key (a word group) -> token positions
@@ -143,10 +145,10 @@ def attention_modules(pipe, layers: list[Layer], latent_size: tuple[int, int]) -
 
 
 @contextmanager
-def watching(pipe, clock, watched: list[AttentionMaps]) -> Iterator[None]:
-    """Fill each of `watched` during one pipeline call; `clock` is the call's StepClock."""
+def observing(pipe, clock, stores: list[AttentionStore]) -> Iterator[None]:
+    """Fill each of `stores` during one pipeline call; `clock` is the call's StepClock."""
 
-    def hook_for(maps: AttentionMaps, path: str):
+    def hook_for(maps: AttentionStore, path: str):
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
@@ -157,7 +159,7 @@ def watching(pipe, clock, watched: list[AttentionMaps]) -> Iterator[None]:
 
     handles = []
     try:
-        for maps in watched:
+        for maps in stores:
             for path in maps.grids:
                 module = pipe.unet.get_submodule(path)
                 handles.append(module.register_forward_pre_hook(hook_for(maps, path), with_kwargs=True))
@@ -182,34 +184,37 @@ def keep_mask(region: torch.Tensor | None, size: tuple[int, int], threshold: flo
     return free[0, 0] < 0.5
 
 
-class AttentionMask(Mask):
+class AttentionMask(MaskSource):
     """A frame's attention mask, computed when its rule first needs it: the anchor's
-    region of the replaced words joined with the frame's region of the new words, both
-    over the steps before the rule's first step (the anchor's over all its steps when the
-    rule starts at step 1)."""
+    region of the replaced words (from `anchor_store`, filled by the anchor pass) joined
+    with the frame's region of the new words (observed during the frame's own pass, see
+    `begin`), both over the steps before the rule's first step (the anchor's over all its
+    steps when the rule starts at step 1)."""
 
     kind = "attention"
+    alone = True
 
     def __init__(
-        self, anchor_maps: AttentionMaps, frame_positions: list[int], first_step: int, threshold: float, dilate: int,
+        self, anchor_store: AttentionStore, frame_positions: list[int], first_step: int, threshold: float, dilate: int,
         latent_size: tuple[int, int],
     ):  # fmt: skip
         super().__init__()
-        self.anchor_maps, self.frame_positions, self.first_step = anchor_maps, frame_positions, first_step
+        self.anchor_store, self.frame_positions, self.first_step = anchor_store, frame_positions, first_step
         self.threshold, self.dilate, self.latent_size = threshold, dilate, latent_size
-        self.frame_maps: AttentionMaps | None = None
+        self.frame_store: AttentionStore | None = None
+        self.tensor: torch.Tensor | None = None
 
-    def start_frame(self) -> AttentionMaps:
-        """Fresh maps to watch during the frame's pass."""
+    def begin(self, pipe) -> list[AttentionStore]:
+        """A frame pass starts: fresh maps to observe during it."""
         self.tensor, self._resized = None, {}
-        self.frame_maps = AttentionMaps({"frame": self.frame_positions}, self.anchor_maps.grids, set(range(1, self.first_step)))
-        return self.frame_maps
+        self.frame_store = AttentionStore({"frame": self.frame_positions}, self.anchor_store.grids, set(range(1, self.first_step)))
+        return [self.frame_store]
 
-    def current(self) -> torch.Tensor:
+    def mask(self) -> torch.Tensor:
         if self.tensor is None:
-            regions = [self.anchor_maps.region("anchor", before_step=10**9)]  # its steps were chosen
-            if self.frame_maps is not None:
-                regions.append(self.frame_maps.region("frame", before_step=self.first_step))
+            regions = [self.anchor_store.region("anchor", before_step=10**9)]  # its steps were chosen
+            if self.frame_store is not None:
+                regions.append(self.frame_store.region("frame", before_step=self.first_step))
             regions = [r for r in regions if r is not None]
             region = torch.stack(regions).amax(dim=0) if regions else None
             self.tensor = keep_mask(region, self.latent_size, self.threshold, self.dilate)
@@ -219,26 +224,36 @@ class AttentionMask(Mask):
 # ------------------------------------------------------------------------ noise masks
 
 
-class NoiseMask(Mask):
-    """A frame's DiffEdit mask, computed before the frame's pass (`compute`)."""
+class NoiseMask(MaskSource):
+    """A frame's DiffEdit mask, computed before each frame pass (`begin`) from the
+    anchor's final latents (`anchor.latents`, left by the anchor pass)."""
 
     kind = "noise"
 
-    def __init__(self, threshold: float, dilate: int):
+    def __init__(self, anchor: AnchorState, anchor_prompt: str, frame_prompt: str, seed: int, threshold: float, dilate: int):
         super().__init__()
+        self.anchor, self.prompts, self.seed = anchor, (anchor_prompt, frame_prompt), seed
         self.threshold, self.dilate = threshold, dilate
+        self.tensor: torch.Tensor | None = None
+
+    def begin(self, pipe) -> list[AttentionStore]:
+        self.tensor, self._resized = self.compute(pipe, self.anchor.latents), {}
+        return []
+
+    def mask(self) -> torch.Tensor:
+        return self.tensor
 
     @torch.no_grad()
-    def compute(self, pipe, anchor_latents: torch.Tensor, anchor_prompt: str, frame_prompt: str, seed: int) -> None:
+    def compute(self, pipe, anchor_latents: torch.Tensor) -> torch.Tensor:
         """mean |eps(frame) - eps(anchor)| over channels and NOISE_DRAWS draws of the
         anchor's latents noised to NOISE_STRENGTH of the training schedule (the forward
         process itself, so any scheduler works), in units of its mean."""
         device, dtype = anchor_latents.device, anchor_latents.dtype
-        embeds = [pipe.encode_prompt(p, device, 1, False)[0] for p in (anchor_prompt, frame_prompt)]
+        embeds = [pipe.encode_prompt(p, device, 1, False)[0] for p in self.prompts]
         steps = pipe.scheduler.config.num_train_timesteps
         timestep = int(steps * NOISE_STRENGTH)
         alpha_bar = pipe.scheduler.alphas_cumprod[timestep].to(device, dtype)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generator = torch.Generator("cpu").manual_seed(self.seed)
         noise = torch.randn((NOISE_DRAWS, *anchor_latents.shape[1:]), generator=generator).to(device, dtype)
         noisy = alpha_bar.sqrt() * anchor_latents + (1 - alpha_bar).sqrt() * noise
         context = torch.cat([embeds[0].expand(NOISE_DRAWS, -1, -1), embeds[1].expand(NOISE_DRAWS, -1, -1)])
@@ -246,4 +261,4 @@ class NoiseMask(Mask):
         eps = pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=context).sample.float()
         difference = (eps[NOISE_DRAWS:] - eps[:NOISE_DRAWS]).abs().mean(dim=(0, 1)).cpu()
         region = difference / difference.mean().clamp_min(1e-12)
-        self.tensor, self._resized = keep_mask(region, tuple(region.shape), self.threshold, self.dilate), {}
+        return keep_mask(region, tuple(region.shape), self.threshold, self.dilate)

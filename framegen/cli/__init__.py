@@ -1,0 +1,174 @@
+"""`framegen render | check | layers | validate`.
+
+Errors the user can fix print one line each (`file:line:col: where: what`) and exit
+non-zero; `--debug` shows the traceback instead. Heavy imports (torch, diffusers)
+happen inside the commands, so `framegen --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput
+from .progress import RichProgress, quiet_libraries
+from .sweep import add_arguments as add_sweep_arguments
+from .sweep import cmd_sweep
+
+
+def cmd_render(args) -> int:
+    from ..job import render_storyboard
+    from ..report import failure_lines
+    from ..storyboard import load_storyboard
+
+    quiet_libraries()
+
+    board = load_storyboard(args.storyboard)
+    output = Path(args.output) if args.output else board.output_dir
+    if args.quiet:
+        result = render_storyboard(board, output)
+    else:
+        with RichProgress(len(board.frames) + 1) as progress:
+            result = render_storyboard(board, output, progress=progress)
+    if result is None:  # another process of a distributed render writes the output
+        return EXIT_OK
+    for line in failure_lines(result.report):
+        print(line, file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"wrote {output}/ ({len(result.frames)} frames, clip.mp4, report.json); "
+            f"anchor cache {result.anchor_cache}, {result.report['cache_bytes']:,} bytes"
+        )
+    return EXIT_OK if result.passed else EXIT_CHECK_FAILED
+
+
+def cmd_validate(args) -> int:
+    from ..job import check_layers_before_loading
+    from ..storyboard import load_storyboard
+
+    board = load_storyboard(args.storyboard)
+    layers_checked = check_layers_before_loading(board, online=False)
+    note = "" if layers_checked else "; layer names are checked when the model loads"
+    print(f"{args.storyboard}: ok ({len(board.frames)} frames{note})")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    import json
+
+    from ..files import write_text
+    from ..report import failure_lines, junit_xml, read_report, recheck
+
+    report, code = recheck(read_report(Path(args.report)), args.max_background_mse)
+    if args.junit:
+        write_text(junit_xml(report), Path(args.junit))
+    for line in failure_lines(report):
+        print(line, file=sys.stderr)
+    if code == EXIT_OK:
+        worst = max((f["background_mse"] for f in report["frames"]), default=None)
+        print(f"ok: {len(report['frames'])} frames, worst background MSE {json.dumps(worst)} <= {args.max_background_mse}")
+    return code
+
+
+def cmd_layers(args) -> int:
+    from ..engine.layers import LayerMap
+    from ..models import configs_offline, configs_online, native_size
+
+    config, vae_scale = configs_offline(args.model) or configs_online(args.model)
+    layers = LayerMap(config)
+    native = native_size(config, vae_scale)
+    width, height = args.width or native, args.height or native
+    rows = [("name", "module", "channels", f"grid at {width}x{height}", "cross-attention")]
+    for layer in layers.layers:
+        if args.cross_attention and not layer.cross_attention:
+            continue
+        w, h = layer.grid(width // vae_scale, height // vae_scale)
+        rows.append((layer.name, layer.module, str(layer.channels), f"{w}x{h}", "yes" if layer.cross_attention else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framegen", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"framegen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render = commands.add_parser("render", help="render a storyboard: frames, clip.mp4 and report.json")
+    render.add_argument("storyboard")
+    render.add_argument("-o", "--output", help="output folder (default: the storyboard's `output`)")
+    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(run=cmd_render)
+
+    check = commands.add_parser("check", help="re-check a report.json against a limit (for CI)")
+    check.add_argument("report")
+    check.add_argument("--max-background-mse", type=float, required=True, metavar="X")
+    check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    check.set_defaults(run=cmd_check)
+
+    layers = commands.add_parser("layers", help="list a model's layers: aliases, module paths, channels, grid")
+    layers.add_argument("model", help="tiny-random, demo, a diffusers folder or a hub id")
+    layers.add_argument("--width", type=int)
+    layers.add_argument("--height", type=int)
+    layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
+    layers.set_defaults(run=cmd_layers)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="search what to swap: probe layers, subsets x step ranges, mask / threshold phases",
+        description="The paper's experiments on any model, from one anchor pass. Writes sweep.csv, sweep.md, "
+        "contact sheets and best.yaml into -o (default: sweep/ in the storyboard's output folder); "
+        "an interrupted sweep resumes.",
+    )
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(run=cmd_sweep)
+
+    validate = commands.add_parser("validate", help="check a storyboard without rendering")
+    validate.add_argument("storyboard")
+    validate.set_defaults(run=cmd_validate)
+    for sub in (render, check, layers, sweep, validate):
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # transformers/diffusers chatter (torchvision absent, dtype notes) is not ours to show
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        given = list(sys.argv[1:] if argv is None else argv)
+        args.argv = given[given.index(args.command) + 1 :]  # for the record in sweep.md
+    except SystemExit as exit:  # argparse: usage errors exit 2, --help exits 0
+        return int(exit.code or 0)
+    try:
+        return args.run(args)
+    except FramegenError as error:
+        if args.debug:
+            raise
+        for line in error.lines:
+            print(f"framegen: {line}" if not isinstance(error, InvalidInput) else line, file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("framegen: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+    except Exception as error:  # anything else is our bug or the environment's
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"framegen: {type(error).__name__}: {message} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""framegen's engine: swap a diffusers pipeline's U-Net activations from an anchor pass.
+
+It works on any diffusers Stable Diffusion pipeline and knows nothing of storyboards,
+files or reports (that is the app above it: framegen.storyboard, framegen.job, ...):
+
+    from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
+
+    layers = LayerMap.of(pipe.unet)
+    rules = [SwapRule("full", frozenset({layers.module_path("OUT3")}), frozenset(range(1, 13)))]
+    cache = AnchorCache(needed_pairs(rules))
+    with record(pipe, 30, cache):
+        anchor = pipe(prompt, num_inference_steps=30, generator=torch.manual_seed(1)).images[0]
+    with swapping(pipe, 30, cache, rules):
+        frame = pipe(other_prompt, num_inference_steps=30, generator=torch.manual_seed(1)).images[0]
+
+Modules, in the order a tensor meets them: layers (names -> modules), swap (the rules),
+masks (drawn masks), automask (attention and noise masks, the attention observer),
+hooks (record and swap), cache (the anchor's activations), anchor (the anchor's other
+state), specs (resolved rules as plain data), compile (specs -> swap rules for one pipe).
+"""
+
+from importlib import import_module
+
+# name -> module; loaded on first use, so the torch-free parts (layers, specs) import cheaply
+_WHERE = {
+    "AnchorState": "anchor", "AttentionMask": "automask", "AttentionStore": "automask", "NoiseMask": "automask",
+    "observing": "automask", "AnchorCache": "cache", "DiskCache": "cache", "cache_bytes": "cache",
+    "choose_cache": "cache", "Compiler": "compile", "RuleError": "compile", "LatentsCallback": "hooks",
+    "StepClock": "hooks", "record": "hooks", "swapping": "hooks", "LATENTS": "layers", "Layer": "layers",
+    "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
+    "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'framegen.engine' has no attribute '{name}'")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)

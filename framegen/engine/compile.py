@@ -1,0 +1,102 @@
+"""From resolved rules to swap rules for one loaded pipeline.
+
+A `RuleSpec` is a rule as a storyboard (or any caller) resolves it: layer names as
+written (LDM aliases or module paths), 1-based steps, and for mask rules a `MaskPlan`.
+`Compiler.rules(specs, edit)` turns a frame's specs into `SwapRule`s for one pipe at one
+size: layer names become module paths, drawn masks become tensors, automatic masks
+become mask sources. Attention masks read the anchor's attention maps, so compiling one
+adds the store it reads to `anchor.stores`; compile every frame before the anchor pass.
+"""
+
+from __future__ import annotations
+
+from .anchor import AnchorState
+from .automask import (
+    ATTENTION_DILATE, ATTENTION_THRESHOLD, NOISE_DILATE, NOISE_THRESHOLD, AttentionMask, AttentionStore, NoiseMask,
+    attention_modules, mid_resolution_layers, tag_heads, token_positions,
+)  # fmt: skip
+from .layers import LayerMap
+from .masks import DrawnMask, MaskSource, drawn_mask
+from .specs import Edit, RuleSpec
+from .swap import SwapRule
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled for this pipe; `where` is its place (RuleSpec.where + field)."""
+
+    def __init__(self, where: tuple, message: str):
+        super().__init__(message)
+        self.where = where
+
+
+class Compiler:
+    """Compiles rules for one pipe at one image size; `anchor` collects the attention
+    stores that the anchor pass must fill for the compiled attention masks."""
+
+    def __init__(self, pipe, width: int, height: int, steps: int, seed: int, anchor: AnchorState, layers: LayerMap):
+        self.pipe, self.width, self.height, self.steps, self.seed = pipe, width, height, steps, seed
+        self.anchor, self.layers = anchor, layers
+        scale = pipe.vae_scale_factor
+        self.latent_size = (width // scale, height // scale)  # (w, h)
+
+    def rules(self, specs: tuple[RuleSpec, ...] | list[RuleSpec], edit: Edit) -> list[SwapRule]:
+        return [self.rule(spec, edit) for spec in specs]
+
+    def rule(self, spec: RuleSpec, edit: Edit) -> SwapRule:
+        return SwapRule(
+            mode=spec.mode,
+            layers=frozenset(self.module_path(name, spec.where + ("layers", i)) for i, name in enumerate(spec.layers)),
+            steps=frozenset(spec.steps),
+            mask=self.mask(spec, edit) if spec.mode == "mask" else None,
+            threshold=spec.threshold or 0.0,
+            reduce=spec.reduce,
+            relative=spec.relative,
+        )
+
+    def module_path(self, name: str, where: tuple) -> str:
+        try:
+            return self.layers.module_path(name)
+        except KeyError:
+            raise RuleError(where, f"unknown layer '{name}' (known: {self.layers.listing()})") from None
+
+    def mask(self, spec: RuleSpec, edit: Edit) -> MaskSource:
+        plan = spec.mask
+        if plan.auto == "attention":
+            return self.attention_mask(spec, edit)
+        if plan.auto == "noise":
+            if getattr(self.pipe, "text_encoder_2", None) is not None:
+                raise RuleError(spec.where + ("mask", "auto"), "noise masks support SD1.x/2.x pipelines; use auto: attention")
+            threshold = plan.threshold if plan.threshold is not None else NOISE_THRESHOLD
+            dilate = plan.dilate if plan.dilate is not None else NOISE_DILATE
+            return NoiseMask(self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate)
+        return DrawnMask(drawn_mask(plan, self.width, self.height), plan.kind)
+
+    def attention_mask(self, spec: RuleSpec, edit: Edit) -> AttentionMask:
+        plan = spec.mask
+        layers = mid_resolution_layers(self.layers)
+        if plan.layers:
+            layers = []
+            for i, name in enumerate(plan.layers):
+                layer = self.layers.by_module.get(self.module_path(name, spec.where + ("mask", "layers", i)))
+                if layer is None or not layer.cross_attention:
+                    message = f"'{name}' has no cross-attention (attention masks read cross-attention maps)"
+                    raise RuleError(spec.where + ("mask", "layers"), message)
+                layers.append(layer)
+        grids = attention_modules(self.pipe, layers, self.latent_size)
+        tokenizer = self.pipe.tokenizer
+        if plan.words:
+            anchor_words = frame_words = list(plan.words)
+        else:  # the delta's words, narrowed to the objects they change
+            anchor_words = tag_heads(edit.anchor_prompt, list(edit.anchor_words))
+            frame_words = tag_heads(edit.prompt, list(edit.frame_words))
+        anchor_positions = sorted({p for w in anchor_words for p in token_positions(tokenizer, edit.anchor_prompt, w)})
+        frame_positions = sorted({p for w in frame_words for p in token_positions(tokenizer, edit.prompt, w)})
+        # the anchor's maps over the same steps as the frame's (all of them for a mask from step 1)
+        first = min(spec.steps)
+        steps = set(range(1, first)) if first > 1 else set(range(1, self.steps + 1))
+        store = AttentionStore({"anchor": anchor_positions}, grids, steps)
+        self.anchor.stores.append(store)
+        threshold = plan.threshold if plan.threshold is not None else ATTENTION_THRESHOLD
+        dilate = plan.dilate if plan.dilate is not None else ATTENTION_DILATE
+        w, h = self.latent_size
+        return AttentionMask(store, frame_positions, first, threshold, dilate, (h, w))

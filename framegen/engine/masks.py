@@ -1,0 +1,78 @@
+"""Keep-the-anchor masks: where a `mask` rule takes the anchor's values (True = keep).
+
+A `mask` rule asks its mask source for the mask at each layer's grid; the source may be
+drawn (a grid, an image, boxes: `DrawnMask`) or found by the model during the frame's
+pass (automask.AttentionMask, automask.NoiseMask). Every source has one (h, w) mask at
+its own resolution, resized with nearest-neighbour to each grid, so it marks the same
+region on every layer; `mask_png` draws it at image size for the output folder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .specs import MaskPlan
+
+
+def drawn_mask(plan: MaskPlan, width: int, height: int) -> torch.Tensor:
+    """A drawn mask as an (h, w) bool tensor at its own resolution; boxes are in image pixels."""
+    if plan.grid is not None:
+        return torch.tensor([[c == "1" for c in row] for row in plan.grid])
+    if plan.image is not None:
+        with Image.open(plan.image) as image:
+            return torch.from_numpy(np.asarray(image.convert("L")) > 127)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for x0, y0, x1, y1 in plan.boxes:
+        mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return mask
+
+
+def resized(mask: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """`mask` at a grid of `size` (h, w) by nearest-neighbour, shaped (1, 1, h, w) to broadcast."""
+    grid = mask[None, None].float()
+    return F.interpolate(grid, size=tuple(size), mode="nearest-exact").to(device) > 0.5
+
+
+def mask_png(mask: torch.Tensor, size: tuple[int, int]) -> Image.Image:
+    """A keep-the-anchor mask at image `size` (w, h): white = kept from the anchor."""
+    grid = Image.fromarray((mask.cpu().numpy() * 255).astype(np.uint8))
+    return grid.resize(size, Image.Resampling.NEAREST)
+
+
+class MaskSource:
+    """Where a `mask` rule's keep-the-anchor mask comes from. `begin` is called by
+    `hooks.swapping` before each frame pass and returns the attention stores the source
+    must observe during it; `keep` gives the mask at a layer's grid; `mask` the (h, w)
+    mask itself. `alone`: the source reads one frame's own pass, so it is not batched."""
+
+    kind = "drawn"
+    alone = False
+
+    def __init__(self):
+        self._resized: dict = {}
+
+    def begin(self, pipe) -> list:
+        return []
+
+    def mask(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def keep(self, step: int, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        key = (tuple(size), device)
+        if key not in self._resized:
+            self._resized[key] = resized(self.mask(), size, device)
+        return self._resized[key]
+
+
+class DrawnMask(MaskSource):
+    """A fixed mask: a grid, an image, boxes, or any (h, w) bool tensor."""
+
+    def __init__(self, tensor: torch.Tensor, kind: str = "drawn"):
+        super().__init__()
+        self.tensor, self.kind = tensor, kind
+
+    def mask(self) -> torch.Tensor:
+        return self.tensor

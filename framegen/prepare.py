@@ -1,0 +1,140 @@
+"""A storyboard made ready for one loaded pipeline: settings, every frame's compiled
+rules, the anchor state they read, and the keys that identify the anchor and frames.
+
+    board = load_storyboard("storyboards/demo.yaml")
+    prepared = prepare(board, pipe)
+    renderer = prepared.renderer()
+    anchor = renderer.anchor(board.spec.anchor.prompt)
+    frame = renderer.frame(*prepared.shot(board.frames[0]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import __version__
+from .engine.anchor import AnchorState
+from .engine.cache import AnchorCache, cache_key, sha256
+from .engine.compile import Compiler, RuleError, RuleSpec
+from .engine.layers import LayerMap
+from .engine.swap import SwapRule, needed_pairs
+from .errors import InvalidInput
+from .models import native_size, weights_fingerprint
+from .render import Renderer, RenderSettings, batched
+from .storyboard import FramePlan, Storyboard, mask_as_written
+
+
+@dataclass
+class Prepared:
+    board: Storyboard
+    pipe: object
+    settings: RenderSettings
+    compiler: Compiler
+    rules: dict[int, list[SwapRule]]  # frame index -> its compiled rules
+    anchor_state: AnchorState
+
+    @property
+    def needed(self) -> set[tuple[str, int]]:
+        return set().union(*(needed_pairs(rules) for rules in self.rules.values()))
+
+    def compile(self, specs: tuple[RuleSpec, ...] | list[RuleSpec], plan: FramePlan) -> list[SwapRule]:
+        """Other rules for a frame (a sweep's runs); compile them before the anchor pass."""
+        try:
+            return self.compiler.rules(specs, plan.edit(self.board.spec.anchor.prompt))
+        except RuleError as error:
+            raise InvalidInput(self.board.problem(error.where, str(error))) from None
+
+    def shot(self, plan: FramePlan) -> tuple[str, list[SwapRule]]:
+        return plan.prompt, self.rules[plan.index]
+
+    def renderer(self, cache: AnchorCache | None = None) -> Renderer:
+        """A renderer for these frames; by default its cache holds what they need, on
+        the device or (render.cache: cpu) in host memory."""
+        cache = cache if cache is not None else AnchorCache(self.needed, offload=self.board.spec.render.cache == "cpu")
+        return Renderer(self.pipe, self.settings, cache, self.anchor_state)
+
+    def batches(self, plans: list[FramePlan], size: int) -> list[list[FramePlan]]:
+        """`plans` in order, in groups of up to `size`; a frame whose mask reads its own pass alone."""
+        return batched(plans, size, alone=lambda plan: alone(self.rules[plan.index]))
+
+    # -- what identifies the anchor and each frame (disk cache, resume)
+
+    def anchor_fields(self, needed: set[tuple[str, int]]) -> dict:
+        """Everything that decides the anchor pass and its cache of `needed`: the disk cache's key."""
+        spec, settings = self.board.spec, self.settings
+        return {
+            "framegen": __version__,
+            "model": weights_fingerprint(spec.model),
+            "scheduler": {k: v for k, v in self.pipe.scheduler.config.items() if not k.startswith("_")},
+            "size": [settings.width, settings.height],
+            "steps": settings.steps,
+            "guidance": settings.guidance,
+            "seed": settings.seed,
+            "prompt": spec.anchor.prompt,
+            "negative_prompt": settings.negative_prompt,
+            "pairs": sorted(needed),
+            "dtype": str(self.pipe.unet.dtype),
+            "device": self.pipe.device.type,
+            "attention": [[sorted(s.positions.items()), sorted(s.grids.items())] for s in self.anchor_state.stores],
+        }
+
+    def describe_rules(self, plan: FramePlan) -> list[dict]:
+        """The frame's rules as resolved: module paths and step ranges, for the report."""
+        return [describe_rule(spec, rule, self.board) for spec, rule in zip(plan.rules, self.rules[plan.index])]
+
+    def frame_key(self, plan: FramePlan, anchor_key: str) -> str:
+        """Everything that decides a frame's image: the anchor's key, its prompt, its rules
+        (mask images by content)."""
+        rules = self.describe_rules(plan)
+        for rule in rules:
+            image = rule.get("mask", {}).get("image")
+            if image:
+                rule["mask_sha256"] = sha256(self.board.folder / image)
+        return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules})
+
+    def mask_paths(self, plan: FramePlan) -> list[str]:
+        """Where a frame's masks go: masks/0001.png, then masks/0001-2.png, ..."""
+        count = sum(rule.mode == "mask" for rule in self.rules[plan.index])
+        return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
+
+
+def alone(rules: list[SwapRule]) -> bool:
+    return any(rule.mask.alone for rule in rules if rule.mode == "mask")
+
+
+def prepare(board: Storyboard, pipe, frames: list[FramePlan] | None = None) -> Prepared:
+    """Compile the rules of `frames` (default: every frame) for `pipe`: layer names ->
+    module paths, masks -> mask sources."""
+    spec = board.spec
+    native = native_size(pipe.unet.config, pipe.vae_scale_factor)
+    render = spec.render
+    settings = RenderSettings(
+        render.width or native, render.height or native, render.steps, render.guidance, render.seed, render.negative_prompt
+    )
+    layers = LayerMap.of(pipe.unet)
+    anchor_state = AnchorState()
+    compiler = Compiler(pipe, settings.width, settings.height, settings.steps, settings.seed, anchor_state, layers)
+    prepared = Prepared(board, pipe, settings, compiler, {}, anchor_state)
+    frames = board.frames if frames is None else frames
+    prepared.rules = {plan.index: prepared.compile(plan.rules, plan) for plan in frames}
+    return prepared
+
+
+def describe_rule(spec: RuleSpec, rule: SwapRule, board: Storyboard) -> dict:
+    entry = {"mode": spec.mode, "layers": list(spec.layers), "modules": sorted(rule.layers), "steps": compact_steps(spec.steps)}
+    if spec.mode == "threshold":
+        entry.update(threshold=spec.threshold, reduce=spec.reduce, relative=spec.relative)
+    if spec.mode == "mask":
+        entry["mask"] = mask_as_written(spec.mask, board.folder)
+    return entry
+
+
+def compact_steps(steps) -> str:
+    """(1, 2, 3, 7, 9, 10) -> '1-3,7,9-10'."""
+    runs: list[list[int]] = []
+    for step in sorted(steps):
+        if runs and step == runs[-1][1] + 1:
+            runs[-1][1] = step
+        else:
+            runs.append([step, step])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

@@ -1,0 +1,22 @@
+"""Storyboards: the YAML schema (schema.py), where each value stands and how problems
+are said (source.py), and the resolved plan that a render follows (plan.py)."""
+
+from .plan import (
+    FramePlan,
+    Storyboard,
+    apply_delta,
+    load_storyboard,
+    mask_as_written,
+    parse_steps,
+    resolve,
+    rule_spec,
+    split_tags,
+    step_ranges,
+)
+from .schema import SCHEDULERS, Background, MaskSpec, ModelSpec, StoryboardSpec
+from .source import dotted
+
+__all__ = [
+    "SCHEDULERS", "Background", "FramePlan", "MaskSpec", "ModelSpec", "Storyboard", "StoryboardSpec", "apply_delta",
+    "dotted", "load_storyboard", "mask_as_written", "parse_steps", "resolve", "rule_spec", "split_tags", "step_ranges",
+]  # fmt: skip

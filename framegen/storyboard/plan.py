@@ -1,0 +1,284 @@
+"""A storyboard resolved into a plan: every frame's prompt and rules, ready to render.
+
+    board = load_storyboard("storyboard.yaml")   # a path, YAML text, or a mapping
+    board.frames[0].prompt, board.frames[0].rules
+
+Loading reads the YAML with a safe loader (source.py), validates it against the schema
+(schema.py) and then resolves what pydantic cannot check: step ranges, prompt deltas,
+mask files. Every problem becomes one positioned line (InvalidInput holds them all).
+Layer names are checked against a model's layer map (`Storyboard.check_layers`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..engine.specs import Edit, MaskPlan, RuleSpec
+from ..engine.layers import LayerMap
+from ..errors import InvalidInput
+from .schema import MaskRule, Steps, StoryboardSpec
+from .source import dotted, mark, pydantic_problem, read_yaml
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    index: int  # 1-based, the frame's file number
+    name: str
+    prompt: str
+    rules: tuple[RuleSpec, ...]
+    hold: int
+    # what the edit changes, for automatic masks: words of the anchor prompt that were
+    # replaced or removed, and words of the frame prompt that replace them or were added
+    anchor_words: tuple[str, ...] = ()
+    frame_words: tuple[str, ...] = ()
+
+    def edit(self, anchor_prompt: str) -> Edit:
+        return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words)
+
+
+@dataclass
+class Storyboard:
+    path: Path  # the file, or for YAML text and mappings `<storyboard>` in `folder`
+    spec: StoryboardSpec
+    frames: list[FramePlan]
+    marks: dict[tuple, tuple[int, int]] = field(repr=False)
+
+    @property
+    def folder(self) -> Path:
+        """What the storyboard's relative paths (masks, output, segmenter) resolve against."""
+        return self.path.parent
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(os.path.normpath(self.folder / (self.spec.output or f"out/{self.path.stem}")))
+
+    def where(self, path: tuple) -> str:
+        """`file:line:col` of the value at `path` (or its nearest parent)."""
+        line, col = mark(self.marks, path)
+        return f"{self.path}:{line}:{col}"
+
+    def problem(self, path: tuple, message: str) -> str:
+        return f"{self.where(path)}: {dotted(path)}: {message}"
+
+    def check_layers(self, layers: LayerMap) -> None:
+        """Raise InvalidInput for every layer name the model lacks. A layer map read from
+        a config alone (no modules) lets raw paths below a block through: those are
+        checked when the rules are compiled for the loaded U-Net."""
+        known = layers.known_names()
+        problems = []
+        for frame_rules in self._rule_paths():
+            for path, rule in frame_rules:
+                named = [(path + ("layers",), rule.layers)]
+                if getattr(rule, "mask", None) is not None and rule.mask.layers:
+                    named.append((path + ("mask", "layers"), rule.mask.layers))
+                for at, names in named:
+                    for i, name in enumerate(names):
+                        if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
+                            problems.append(f"{self.where(at + (i,))}: {dotted(at)}: unknown layer '{name}' (known: {layers.listing()})")
+        if problems:
+            raise InvalidInput(list(dict.fromkeys(problems)))
+
+    def _rule_paths(self):
+        yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
+        for f, frame in enumerate(self.spec.frames):
+            yield [(("frames", f, "swap", i), r) for i, r in enumerate(frame.swap or [])]
+
+
+_BLOCKS = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.")
+
+
+# ------------------------------------------------------------------ steps and deltas
+
+
+def step_ranges(value: Steps) -> list[tuple[int, int]]:
+    """The (first, last) ranges `steps` names, as written: `"1-20"`, `"1-5,10,15"`,
+    `[1, 2, 3]` or `7`; raises ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError("steps must be a range like '1-20', a list of ints, or 'all'")
+    if isinstance(value, int):
+        return [(value, value)]
+    if isinstance(value, list):
+        return [(v, v) for v in value]
+    parts = []
+    for piece in str(value).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", piece)
+        if not match:
+            raise ValueError(f"cannot read steps '{value}' (use '1-20', '1-5,10,15', a list, or 'all')")
+        first = int(match[1])
+        parts.append((first, int(match[2]) if match[2] else first))
+    return parts
+
+
+def parse_steps(value: Steps, total: int) -> tuple[int, ...]:
+    """`"1-20"`, `"1-5,10,15"`, `[1, 2, 3]`, `7` or `all`: 1-based, inclusive."""
+    if value == "all":
+        return tuple(range(1, total + 1))
+    parts = step_ranges(value)
+    steps: set[int] = set()
+    for first, last in parts:
+        if last < first:
+            raise ValueError(f"reversed step range {first}-{last}")
+        for step in (first, last):
+            if not 1 <= step <= total:
+                raise ValueError(f"step {step} is outside 1..{total} (render.steps)")
+        steps.update(range(first, last + 1))
+    if not steps:
+        raise ValueError("no steps given")
+    return tuple(sorted(steps))
+
+
+# ---------------------------------------------------------------------- prompt deltas
+
+
+def split_tags(prompt: str) -> list[str]:
+    return [t.strip() for t in prompt.split(",") if t.strip()]
+
+
+def apply_delta(anchor: str, replace: dict[str, str], add: list[str], remove: list[str]) -> str:
+    """The frame's prompt: `replace` substrings, then `remove` tags (or substrings),
+    then `add` tags at the end. Raises KeyError(word) for a word the prompt lacks."""
+    prompt = anchor
+    for old, new in replace.items():
+        if old not in prompt:
+            raise KeyError(old)
+        prompt = prompt.replace(old, new)
+    for word in remove:
+        tags = split_tags(prompt)
+        if word.strip() in tags:
+            tags.remove(word.strip())
+        elif word in prompt:
+            tags = split_tags(prompt.replace(word, ""))
+        else:
+            raise KeyError(word)
+        prompt = ", ".join(tags)
+    return ", ".join(split_tags(prompt) + [w.strip() for w in add if w.strip()])
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_storyboard(source: str | os.PathLike | Mapping, folder: str | os.PathLike | None = None) -> Storyboard:
+    """Read, validate and resolve a storyboard; raise InvalidInput with every problem.
+
+    `source` is a path (a `Path`, or a string without a line break), YAML text (a string
+    with line breaks) or a mapping. Text and mappings resolve relative paths against
+    `folder` (default: the working directory); error lines then name `<storyboard>` and,
+    for text, the line and column."""
+    if isinstance(source, Mapping):
+        path, data, marks = _unnamed(folder), dict(source), {}
+    elif isinstance(source, str) and "\n" in source:
+        path = _unnamed(folder)
+        data, marks = read_yaml(source, str(path))
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise InvalidInput(f"{path}: cannot read storyboard: {error.strerror or error}") from None
+        data, marks = read_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}:1:1: storyboard: expected a mapping with version, model, anchor, frames")
+    try:
+        spec = StoryboardSpec.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for e in error.errors():
+            where, message = pydantic_problem(e, data)
+            shown = tuple(p for p in where if p != "<key>")
+            problems.append(f"{path}:{':'.join(map(str, mark(marks, where)))}: {dotted(shown) or 'storyboard'}: {message}")
+        raise InvalidInput(list(dict.fromkeys(problems))) from None
+    return resolve(Storyboard(path=path, spec=spec, frames=[], marks=marks))
+
+
+def _unnamed(folder) -> Path:
+    return Path(folder if folder is not None else ".") / "<storyboard>"
+
+
+def resolve(board: Storyboard) -> Storyboard:
+    """Fill `board.frames`: each frame's prompt (its delta applied) and rules (steps parsed)."""
+    spec, problems = board.spec, []
+
+    def rules_for(rules: list, at: tuple) -> tuple[RuleSpec, ...]:
+        resolved = []
+        for i, rule in enumerate(rules):
+            try:
+                resolved.append(rule_spec(rule, spec.render.steps, board.folder, at + (i,)))
+            except ValueError as error:
+                problems.append(board.problem(at + (i, "steps"), str(error)))
+                continue
+            if isinstance(rule, MaskRule) and rule.mask.image is not None:
+                image = board.folder / rule.mask.image
+                if not image.is_file():
+                    problems.append(board.problem(at + (i, "mask", "image"), f"no such file '{image}'"))
+        return tuple(resolved)
+
+    default_rules = rules_for(spec.swap, ("swap",))
+    names: dict[str, int] = {}
+    for i, frame in enumerate(spec.frames):
+        at = ("frames", i)
+        name = frame.name or f"frame{i + 1}"
+        if name in names:
+            problems.append(board.problem(at + ("name",), f"duplicate frame name '{name}' (also frames[{names[name]}])"))
+        names.setdefault(name, i)
+        rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
+        prompt = frame.prompt
+        if prompt is None:
+            try:
+                prompt = apply_delta(spec.anchor.prompt, frame.replace, _as_list(frame.add), _as_list(frame.remove))
+            except KeyError as missing:
+                word = missing.args[0]
+                kind = "replace" if word in frame.replace else "remove"
+                problems.append(board.problem(at + (kind,), f"'{word}' is not in the anchor prompt"))
+                continue
+            anchor_words = tuple(frame.replace) + tuple(_as_list(frame.remove))
+            frame_words = tuple(frame.replace.values()) + tuple(_as_list(frame.add))
+        else:  # a whole new prompt: the tags that differ
+            anchor_tags, frame_tags = split_tags(spec.anchor.prompt), split_tags(prompt)
+            anchor_words = tuple(t for t in anchor_tags if t not in frame_tags)
+            frame_words = tuple(t for t in frame_tags if t not in anchor_tags)
+        board.frames.append(
+            FramePlan(
+                index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold,
+                anchor_words=tuple(w.strip() for w in anchor_words if w.strip()),
+                frame_words=tuple(w.strip() for w in frame_words if w.strip()),
+            )
+        )  # fmt: skip
+    if problems:
+        raise InvalidInput(problems)
+    return board
+
+
+def rule_spec(rule, total_steps: int, folder: Path, where: tuple = ()) -> RuleSpec:
+    """A schema rule (FullRule, MaskRule, ThresholdRule) resolved for the engine; raises
+    ValueError for steps outside 1..total_steps."""
+    return RuleSpec(
+        mode=rule.mode,
+        layers=tuple(rule.layers),
+        steps=parse_steps(rule.steps, total_steps),
+        threshold=getattr(rule, "threshold", None),
+        reduce=getattr(rule, "reduce", "element"),
+        relative=getattr(rule, "relative", False),
+        mask=rule.mask.plan(folder) if isinstance(rule, MaskRule) else None,
+        where=where,
+    )
+
+
+def mask_as_written(mask: MaskPlan, folder: Path) -> dict:
+    """A resolved mask as a storyboard writes it (the keys given; an image path relative
+    to `folder` as written, or absolute): for reports, keys and sweeps."""
+    written = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(mask).items() if v is not None}
+    if mask.boxes is not None:
+        written["boxes"] = [list(box) for box in mask.boxes]
+    if mask.image is not None:
+        written["image"] = str(mask.image.relative_to(folder) if mask.image.is_relative_to(folder) else mask.image)
+    return written

@@ -1,0 +1,205 @@
+"""The storyboard's schema (version 1), as pydantic models: what `load_storyboard`
+validates a YAML file against. Every model forbids unknown keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..engine.specs import MaskPlan
+
+SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp_2m", "pndm", "lms")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    id: str = Field(min_length=1)
+    scheduler: Literal[SCHEDULERS] | None = None  # None: the model's own
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = "auto"
+    revision: str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device '{value}' (use auto, cpu, cuda, cuda:N or mps)")
+        return value
+
+
+class RenderSpec(_Strict):
+    width: int | None = Field(None, gt=0)  # None: the model's native size
+    height: int | None = Field(None, gt=0)
+    steps: int = Field(50, ge=1, le=1000)
+    guidance: float = Field(7.5, ge=0)
+    seed: int = Field(1111, ge=0)
+    negative_prompt: str = ""
+    cache: Literal["device", "cpu", "disk"] = "device"
+    batch: int = Field(1, ge=1)  # frames per U-Net batch
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError(f"{value} is not a multiple of 8 (the VAE works on 8-pixel blocks)")
+        return value
+
+
+Steps = Union[Literal["all"], int, str, list[int]]
+
+
+class _RuleBase(_Strict):
+    layers: list[str] = Field(min_length=1)
+    steps: Steps = "all"
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
+
+
+class FullRule(_RuleBase):
+    mode: Literal["full"]
+
+
+class MaskSpec(_Strict):
+    """1 = keep the anchor. Drawn (`grid`, `image`, `boxes`) or found by the model (`auto`)."""
+
+    grid: list[str] | None = None
+    image: str | None = None
+    boxes: list[tuple[int, int, int, int]] | None = None
+    auto: Literal["attention", "noise"] | None = None
+    # auto masks only: the delta's words unless given; attention layers (default: the
+    # model's mid-resolution cross-attention layers); relative threshold; dilation in
+    # latent cells (defaults per kind: automask.py)
+    words: list[str] | None = None
+    layers: list[str] | None = None
+    threshold: float | None = Field(None, ge=0)
+    dilate: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "MaskSpec":
+        given = [k for k in ("grid", "image", "boxes", "auto") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of grid, image, boxes or auto")
+        tuning = [k for k in ("words", "layers", "threshold", "dilate") if k in self.model_fields_set]
+        if self.auto is None and tuning:
+            raise ValueError(f"{', '.join(tuning)} only apply to auto masks")
+        if self.auto == "noise" and self.layers is not None:
+            raise ValueError("layers only apply to auto: attention (noise masks come from the U-Net's output)")
+        return self
+
+    def plan(self, folder: Path) -> MaskPlan:
+        """The mask as the engine takes it; an image path resolved against `folder`."""
+        return MaskPlan(
+            grid=tuple(self.grid) if self.grid is not None else None,
+            image=folder / self.image if self.image is not None else None,
+            boxes=tuple(tuple(box) for box in self.boxes) if self.boxes is not None else None,
+            auto=self.auto,
+            words=tuple(self.words) if self.words is not None else None,
+            layers=tuple(self.layers) if self.layers is not None else None,
+            threshold=self.threshold,
+            dilate=self.dilate,
+        )
+
+    @field_validator("words", mode="before")
+    @classmethod
+    def _word_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_list(cls, value):
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, rows: list[str] | None) -> list[str] | None:
+        if rows is None:
+            return rows
+        if not rows or any(not re.fullmatch(r"[01]+", r) for r in rows):
+            raise ValueError("grid rows must be non-empty strings of 0 and 1")
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError("grid rows must all have the same length")
+        return rows
+
+    @field_validator("boxes")
+    @classmethod
+    def _boxes(cls, boxes):
+        for x0, y0, x1, y1 in boxes or []:
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError(f"box [{x0}, {y0}, {x1}, {y1}] is empty (use [x0, y0, x1, y1])")
+        return boxes
+
+
+class MaskRule(_RuleBase):
+    mode: Literal["mask"]
+    mask: MaskSpec
+
+
+class ThresholdRule(_RuleBase):
+    mode: Literal["threshold"]
+    threshold: float = Field(ge=0)
+    reduce: Literal["element", "position"] = "element"
+    relative: bool = False  # threshold x the anchor tensor's mean |value| at that layer and step
+
+
+Rule = Annotated[Union[FullRule, MaskRule, ThresholdRule], Field(discriminator="mode")]
+
+
+class Anchor(_Strict):
+    prompt: str
+
+
+class Frame(_Strict):
+    name: str | None = None
+    prompt: str | None = None
+    replace: dict[str, str] = {}
+    add: str | list[str] = []
+    remove: str | list[str] = []
+    swap: list[Rule] | None = None  # None: the storyboard's default rules
+    hold: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _prompt_or_delta(self) -> "Frame":
+        if self.prompt is not None and (self.replace or self.add or self.remove):
+            raise ValueError("give either a full prompt or a delta (replace/add/remove), not both")
+        return self
+
+
+class Video(_Strict):
+    fps: float = Field(8, gt=0)
+    crf: int = Field(18, ge=0, le=51)
+
+
+class Background(_Strict):
+    segmenter: Literal["rembg", "none"] = "rembg"
+    model: str | None = None  # None: `demo` for the demo model, else rembg's u2net
+    model_path: str | None = None
+
+
+class ReportSpec(_Strict):
+    background: Background = Background()
+
+
+class Checks(_Strict):
+    max_background_mse: float | None = Field(None, ge=0)
+
+
+class StoryboardSpec(_Strict):
+    version: Literal[1]
+    model: ModelSpec
+    render: RenderSpec = RenderSpec()
+    anchor: Anchor
+    swap: list[Rule] = []
+    frames: list[Frame] = Field(min_length=1)
+    video: Video = Video()
+    report: ReportSpec = ReportSpec()
+    checks: Checks = Checks()
+    output: str | None = None

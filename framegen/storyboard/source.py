@@ -1,0 +1,156 @@
+"""Where every value of a storyboard stands, and problems as one positioned line.
+
+`read_yaml` parses with a safe loader and remembers the (line, col) of every value by
+its path in the data; `pydantic_problem` maps a validation error onto that path and
+says it in the user's words:
+
+    storyboard.yaml:12:7: frames[2].swap[0].steps: step 60 is outside 1..50
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel
+
+from ..errors import InvalidInput
+from .schema import FullRule, MaskRule, StoryboardSpec, ThresholdRule
+
+
+def dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------- YAML + marks
+
+
+def read_yaml(text: str, path: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
+    """Parse YAML safely and record the 1-based (line, col) of every value, keyed by
+    its path; a mapping key's own place is stored under path + ('<key>',). `path`
+    names the text in error lines."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InvalidInput(f"{place}: invalid YAML: {error.problem or error.context}") from None
+    finally:
+        loader.dispose()
+
+    marks: dict[tuple, tuple[int, int]] = {}
+    problems: list[str] = []
+
+    def walk(node, at: tuple):
+        marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                    problems.append(f"{path}:{line}:{col}: {dotted(at + (key,))}: duplicate key '{key}'")
+                seen.add(key)
+                marks[at + (key, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                walk(value_node, at + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, at + (i,))
+
+    if node is not None:
+        walk(node, ())
+    if problems:
+        raise InvalidInput(problems)
+    return data, marks
+
+
+# ------------------------------------------------------------------------- validation
+
+
+def _data_path(loc: tuple, data: Any) -> tuple:
+    """Map a pydantic error location onto the data, dropping the union tag it inserts
+    after a rule's index (`('swap', 0, 'mask', 'grid')` -> `('swap', 0, 'grid')`)."""
+    path, node, tag_dropped = [], data, False
+    for part in loc:
+        if isinstance(node, dict) and part == node.get("mode") and not tag_dropped:
+            tag_dropped = True
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path.append(part)
+        else:  # a missing key: name it, and point at its parent
+            path.append(part)
+            break
+    return tuple(path)
+
+
+def _model_at(path: tuple):
+    """The pydantic model class that validates the mapping at `path` (for key hints)."""
+    model: Any = StoryboardSpec
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = next((c for c in _classes(annotation) if issubclass(c, BaseModel)), None)
+    return model
+
+
+def _classes(annotation) -> list[type]:
+    found, stack = [], [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type):
+            found.append(a)
+        stack.extend(get_args(a))
+    return found
+
+
+def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
+    loc, kind, message = tuple(error["loc"]), error["type"], error["msg"]
+    path = _data_path(loc, data)
+    if kind == "extra_forbidden":
+        parent = path[:-1]
+        model = _model_at(parent)
+        mapping = data_at(data, parent)
+        if isinstance(mapping, dict) and "mode" in mapping:  # a rule: its mode's fields
+            model = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule}.get(mapping["mode"], model)
+        known = ", ".join(model.model_fields) if model else ""
+        return path + ("<key>",), f"unknown key '{path[-1]}'" + (f" (known: {known})" if known else "")
+    if kind == "missing":
+        return path, "required"
+    if kind == "union_tag_invalid":
+        return path + ("mode",), f"unknown mode '{error['ctx']['tag']}' (known: full, mask, threshold)"
+    if kind == "union_tag_not_found":
+        return path, "a rule needs 'mode' (full, mask or threshold)"
+    if kind == "too_short" and path == ("frames",):
+        return path, "a storyboard needs at least one frame"
+    if kind == "literal_error":
+        return path, f"'{error['input']}' is not one of {error['ctx']['expected']}"
+    return path, message.removeprefix("Value error, ")
+
+
+def data_at(data: Any, path: tuple) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+
+
+def mark(marks: dict, path: tuple) -> tuple[int, int]:
+    """(line, col) of the value at `path`, or of its nearest parent that has one."""
+    while path and path not in marks:
+        path = path[:-1]
+    return marks.get(path, (1, 1))
