@@ -3,7 +3,7 @@
 For each (seed, edit) pair the anchor is rendered once; for the tag the edit changes (e.g.
 "red shirt") the sheet shows its modifier's and its head's maps per resolution level of the
 cross-attention layers, summed over the steps before the mask phase and scaled to 0..1
-(`AttentionMaps.region`, the mask's own computation). Tuning pairs by default.
+(`AttentionStore.region`, the mask's own computation). Tuning pairs by default.
 
     OMP_NUM_THREADS=1 python benchmarks/attention_maps.py --pairs 8 --out docs/automask-maps.png
 """
@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from framegen.assemble import contact_sheet
-from framegen.automask import AttentionMaps, attention_modules, token_positions, watching
 from framegen.demo import load_pipeline
-from framegen.hooks import hooked
-from framegen.layers import LayerMap
+from framegen.engine.automask import AttentionStore, attention_modules, observing, token_positions
+from framegen.engine.hooks import hooked
+from framegen.engine.layers import LayerMap
+from framegen.files import contact_sheet
 from framegen.storyboard import split_tags
 from tools.demo.evaluate import edits
 
@@ -56,14 +56,14 @@ def main() -> None:
         *modifiers, head = tag.split()
         words = [" ".join(modifiers), head]  # e.g. "red", "shirt"
         watched = {
-            level: AttentionMaps(
+            level: AttentionStore(
                 {w: token_positions(pipe.tokenizer, prompt, w) for w in words},
                 attention_modules(pipe, members, (side, side)),
                 set(range(1, args.before_step)),
             )
             for level, members in sorted(levels.items())
         }
-        with hooked(pipe, args.steps, set(), lambda *_: None) as clock, watching(pipe, clock, list(watched.values())):
+        with hooked(pipe, args.steps, set(), lambda *_: None) as clock, observing(pipe, clock, list(watched.values())):
             anchor = pipe(
                 prompt, num_inference_steps=args.steps, guidance_scale=args.guidance,
                 generator=torch.Generator("cpu").manual_seed(edit.seed),
@@ -74,10 +74,15 @@ def main() -> None:
             for word in words:
                 region = maps.region(word, args.before_step)
                 grey = np.zeros(maps.size) if region is None else region.numpy()
-                image = Image.fromarray((grey * 255).astype(np.uint8)).resize(anchor.size, Image.BILINEAR).convert("RGB")
+                image = (
+                    Image.fromarray((grey * 255).astype(np.uint8)).resize(anchor.size, Image.BILINEAR).convert("RGB")
+                )
                 tiles.append((f"{word} {names}", image))
     contact_sheet(tiles, 1 + 2 * len(levels), tile_width=96).save(args.out)
-    print(f"wrote {args.out}: {args.pairs} anchors; columns: the anchor, then the edited tag's modifier and head per level")
+    print(
+        f"wrote {args.out}: {args.pairs} anchors; "
+        "columns: the anchor, then the edited tag's modifier and head per level"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import time
 from framegen.demo import load_pipeline
 from tools.demo.evaluate import Evaluator, edits
 
-PHASES = '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}, {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{%s}}}}]'
+PHASES = (
+    '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}, '
+    '{{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{%s}}}}]'
+)
 
 
 def main() -> None:
@@ -35,17 +38,24 @@ def main() -> None:
     parser.add_argument("--first-phase", default="IN8, OUT3, OUT4, OUT5, OUT6")
     parser.add_argument("--second-phase", default="LATENTS")
     parser.add_argument("--threshold", type=float, default=0.13, help="the absolute threshold row's (the paper's 0.13)")
-    parser.add_argument("--variant", action="append", default=[], help="NAME=MASK, e.g. 't3=auto: attention, threshold: 0.3'")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME=MASK, e.g. 't3=auto: attention, threshold: 0.3'"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
     templates = {"whole": '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}]'}
-    specs = {"whole": "(none)", "whole + hand mask": "image: mask.png", "whole + threshold": f"(threshold {args.threshold})"}
+    specs = {
+        "whole": "(none)",
+        "whole + hand mask": "image: mask.png",
+        "whole + threshold": f"(threshold {args.threshold})",
+    }
     for variant in args.variant:
         name, spec = variant.split("=", 1)
         templates[name], specs[name] = PHASES % spec.replace("{", "{{").replace("}", "}}"), spec
     evaluator = Evaluator(
-        load_pipeline(), steps=args.steps, threshold=args.threshold, first_phase=args.first_phase, second_phase=args.second_phase,
+        load_pipeline(), steps=args.steps, threshold=args.threshold,
+        first_phase=args.first_phase, second_phase=args.second_phase,
         templates=templates, settings=list(specs),
     )  # fmt: skip
     rows = {name: [] for name in specs}
@@ -58,12 +68,16 @@ def main() -> None:
         values = [v for v in values if v is not None]
         return statistics.fmean(values) if values else float("nan")
 
-    print(f"demo model, {args.pairs} pairs from seed {args.first_seed}, {args.steps} steps, whole {args.first_phase} for steps 1-{evaluator.phase}, then a mask on {args.second_phase}")
+    print(
+        f"demo model, {args.pairs} pairs from seed {args.first_seed}, {args.steps} steps, "
+        f"whole {args.first_phase} for steps 1-{evaluator.phase}, then a mask on {args.second_phase}"
+    )
     print("| setting | mask | background MSE | foreground MSE | edit success |")
     print("|---|---|---|---|---|")
     for name, results in rows.items():
         print(
-            f"| {name} | `{specs[name]}` | {mean(r['background_mse'] for r in results):.1f} | {mean(r['foreground_mse'] for r in results):.1f} "
+            f"| {name} | `{specs[name]}` | {mean(r['background_mse'] for r in results):.1f} "
+            f"| {mean(r['foreground_mse'] for r in results):.1f} "
             f"| {sum(r['edited'] for r in results) / len(results):.0%} |"
         )
     print(f"wall time {time.perf_counter() - start:.0f} s")

@@ -1,8 +1,9 @@
 """Consistency of the demo model: background / foreground MSE and edit success per
 swap setting, over (seed, edit) pairs drawn from the scene grammar.
 
-    python benchmarks/consistency.py [--pairs 20] [--first-seed 20000000] [--steps 30] [--guidance 3] [--sheet sheet.png]
-        [--first-phase "OUT3, OUT4"] [--second-phase "OUT3, OUT4, OUT5, OUT6, OUT10" | LATENTS] [--per-pair]
+    python benchmarks/consistency.py [--pairs 20] [--first-seed 20000000] [--steps 30] [--guidance 3]
+        [--sheet sheet.png] [--first-phase "OUT3, OUT4"]
+        [--second-phase "OUT3, OUT4, OUT5, OUT6, OUT10" | LATENTS] [--per-pair]
 
 Settings: no swap; whole-tensor OUT3+OUT4 for the first 40% of steps (the paper's best
 whole-tensor setting); that plus a second phase for the remaining steps on
@@ -28,24 +29,34 @@ import argparse
 import statistics
 import time
 
-from framegen.assemble import contact_sheet
 from framegen.demo import load_pipeline
+from framegen.files import contact_sheet
 from tools.demo.evaluate import SETTINGS, Evaluator, edits
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--first-seed", type=int, default=20_000_000, help="pairs use seeds from here (tuning pairs: 30,000,000)")
+    parser.add_argument(
+        "--first-seed", type=int, default=20_000_000, help="pairs use seeds from here (tuning pairs: 30,000,000)"
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--threshold", type=float, default=0.13, help="absolute threshold (the paper's 0.13)")
-    parser.add_argument("--relative", type=float, default=0.1, help="relative threshold: fraction of the anchor tensor's mean |value|")
-    parser.add_argument("--first-phase", default="OUT3, OUT4", help="layers of the two-phase settings' whole-tensor phase")
-    parser.add_argument("--second-phase", default="OUT3, OUT4, OUT5, OUT6, OUT10", help="layers of their mask / threshold phase")
+    parser.add_argument(
+        "--relative", type=float, default=0.1, help="relative threshold: fraction of the anchor tensor's mean |value|"
+    )
+    parser.add_argument(
+        "--first-phase", default="OUT3, OUT4", help="layers of the two-phase settings' whole-tensor phase"
+    )
+    parser.add_argument(
+        "--second-phase", default="OUT3, OUT4, OUT5, OUT6, OUT10", help="layers of their mask / threshold phase"
+    )
     parser.add_argument("--sheet", help="write a contact sheet (anchor + one column per setting) here")
     parser.add_argument("--weights", help="a demo-shaped diffusers folder to measure instead of the bundled one")
-    parser.add_argument("--per-pair", action="store_true", help="also print each pair's background MSE per setting (* = edit made)")
+    parser.add_argument(
+        "--per-pair", action="store_true", help="also print each pair's background MSE per setting (* = edit made)"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -57,8 +68,13 @@ def main() -> None:
     else:
         pipe = load_pipeline()
     evaluator = Evaluator(
-        pipe, steps=args.steps, guidance=args.guidance, threshold=args.threshold, relative=args.relative,
-        first_phase=args.first_phase, second_phase=args.second_phase,
+        pipe,
+        steps=args.steps,
+        guidance=args.guidance,
+        threshold=args.threshold,
+        relative=args.relative,
+        first_phase=args.first_phase,
+        second_phase=args.second_phase,
     )
     rows = {name: [] for name in SETTINGS}
     sheet_rows, anchor_found = [], []
@@ -74,17 +90,20 @@ def main() -> None:
         return statistics.fmean(values) if values else float("nan")
 
     print(
-        f"{args.weights or 'demo model'}, {evaluator.size}, {args.pairs} (seed, edit) pairs, seeds {args.first_seed}+, {args.steps} DDIM steps, guidance {args.guidance}, "
-        f"whole-tensor phase steps 1-{evaluator.phase} (two-phase rows: {args.first_phase}, then {args.second_phase}), threshold {args.threshold}, relative threshold {args.relative}"
+        f"{args.weights or 'demo model'}, {evaluator.size}, {args.pairs} (seed, edit) pairs, "
+        f"seeds {args.first_seed}+, {args.steps} DDIM steps, guidance {args.guidance}, "
+        f"whole-tensor phase steps 1-{evaluator.phase} (two-phase rows: {args.first_phase}, then {args.second_phase}), "
+        f"threshold {args.threshold}, relative threshold {args.relative}"
     )
-    print(f"| setting | background MSE | foreground MSE | background fraction | edit success |")
+    print("| setting | background MSE | foreground MSE | background fraction | edit success |")
     print("|---|---|---|---|---|")
     base = mean(r["background_mse"] for r in rows["no swap"])
     for name, results in rows.items():
         background = mean(r["background_mse"] for r in results)
         success = sum(r["edited"] for r in results) / len(results)
         print(
-            f"| {name} | {background:.1f} ({base / background:.1f}x less) | {mean(r['foreground_mse'] for r in results):.1f} "
+            f"| {name} | {background:.1f} ({base / background:.1f}x less) "
+            f"| {mean(r['foreground_mse'] for r in results):.1f} "
             f"| {mean(r['background_fraction'] for r in results):.2f} | {success:.0%} |"
         )
     if args.per_pair:
@@ -92,14 +111,25 @@ def main() -> None:
         print("| seed | edit | anchor person found | " + " | ".join(SETTINGS) + " |")
         print("|---" * (3 + len(SETTINGS)) + "|")
         for i, edit in enumerate(edits(args.pairs, args.first_seed)):
-            cells = [f"{rows[name][i]['background_mse']:.0f}{'*' if rows[name][i]['edited'] else ''}" for name in SETTINGS]
-            print(f"| {edit.seed} | {edit.attribute.split('_')[0]} → {edit.colour} | {anchor_found[i]:.0%} | " + " | ".join(cells) + " |")
+            cells = [
+                f"{rows[name][i]['background_mse']:.0f}{'*' if rows[name][i]['edited'] else ''}" for name in SETTINGS
+            ]
+            print(
+                f"| {edit.seed} | {edit.attribute.split('_')[0]} → {edit.colour} | {anchor_found[i]:.0%} | "
+                + " | ".join(cells)
+                + " |"
+            )
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
     if args.sheet:
         columns = ["anchor", *SETTINGS]
-        tiles = [(f"{columns[c][:22]}" if r == 0 else "", image) for r, images in enumerate(sheet_rows) for c, image in enumerate(images)]
+        tiles = [
+            (f"{columns[c][:22]}" if r == 0 else "", image)
+            for r, images in enumerate(sheet_rows)
+            for c, image in enumerate(images)
+        ]
         contact_sheet(tiles, len(columns), tile_width=64).save(args.sheet)
+
 
 if __name__ == "__main__":
     main()

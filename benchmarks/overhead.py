@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from framegen.cache import cache_bytes
-from framegen.render import Renderer
+from framegen.engine.cache import cache_bytes
+from framegen.prepare import prepare
 from framegen.storyboard import load_storyboard
 from framegen.tiny import tiny_pipeline
 
@@ -39,7 +39,8 @@ frames:
     replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
     swap:
       - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
-      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", mask: {{grid: ["1111", "1001", "1001", "1111"]}}}}
+      - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}",
+         mask: {{grid: ["1111", "1001", "1001", "1111"]}}}}
   - name: threshold
     replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
     swap:
@@ -49,7 +50,8 @@ frames:
     replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
     swap:
       - {{mode: full, layers: [OUT3, OUT4], steps: "1-{phase}"}}
-      - {{mode: threshold, reduce: position, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}", threshold: 0.13}}
+      - {{mode: threshold, reduce: position, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "{after}-{steps}",
+         threshold: 0.13}}
   - name: auto-attention
     replace: {{"school uniform, blue skirt": "pants, dress shirts"}}
     swap:
@@ -82,21 +84,25 @@ def main() -> None:
         board = load_storyboard(path)
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    renderer = Renderer(board, pipe)
-    render = board.spec.render
+    prepared = prepare(board, pipe)
+    renderer, settings = prepared.renderer(), prepared.settings
+    anchor_prompt = board.spec.anchor.prompt
 
     def plain():
         pipe(
-            board.spec.anchor.prompt, width=renderer.width, height=renderer.height,
-            num_inference_steps=render.steps, guidance_scale=render.guidance,
-            generator=torch.Generator("cpu").manual_seed(render.seed),
-        )  # fmt: skip
+            anchor_prompt,
+            width=settings.width,
+            height=settings.height,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            generator=torch.Generator("cpu").manual_seed(settings.seed),
+        )
 
-    variants = {"plain diffusers": plain, "anchor + caching": renderer.anchor}
+    variants = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(anchor_prompt)}
     for plan in board.frames:
-        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(plan)
+        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
 
-    renderer.anchor()  # warm-up: first calls allocate
+    renderer.anchor(anchor_prompt)  # warm-up: first calls allocate
     plain()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
@@ -106,9 +112,12 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
 
     base = statistics.median(times["plain diffusers"])
-    print(f"tiny-random, {args.size}x{args.size}, {args.steps} steps, DDIM, CPU, torch threads {torch.get_num_threads()}, "
-          f"median of {args.repeats} interleaved runs; rules: full OUT3+OUT4 steps 1-{phase}, then mask/threshold "
-          f"on OUT3,4,5,6,10 steps {phase + 1}-{args.steps}")  # fmt: skip
+    print(
+        f"tiny-random, {args.size}x{args.size}, {args.steps} steps, DDIM, CPU, "
+        f"torch threads {torch.get_num_threads()}, "
+        f"median of {args.repeats} interleaved runs; rules: full OUT3+OUT4 steps 1-{phase}, then mask/threshold "
+        f"on OUT3,4,5,6,10 steps {phase + 1}-{args.steps}"
+    )
     print(f"{'variant':<28}{'median s':>10}{'ratio':>8}")
     worst = 0.0
     for name, samples in times.items():
@@ -117,11 +126,17 @@ def main() -> None:
         if name not in ("plain diffusers", "frame: auto-noise"):  # noise masks add U-Net calls by design
             worst = max(worst, ratio)
         print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
-    minimum = cache_bytes(renderer, renderer.cache.needed)  # from the layer table's shapes
-    print(f"cache bytes {renderer.cache.nbytes:,} vs minimum {minimum:,} (ratio {renderer.cache.nbytes / minimum:.3f}); "
-          f"{len(renderer.cache)} tensors for {len(renderer.cache.needed)} (layer, step) pairs")  # fmt: skip
-    print(f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "
-          f"{'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target")  # fmt: skip
+    cache = renderer.cache
+    # the minimum, from the layer table's shapes
+    minimum = cache_bytes(pipe, cache.needed, settings.width, settings.height, settings.steps, settings.guidance)
+    print(
+        f"cache bytes {cache.nbytes:,} vs minimum {minimum:,} (ratio {cache.nbytes / minimum:.3f}); "
+        f"{len(cache)} tensors for {len(cache.needed)} (layer, step) pairs"
+    )
+    print(
+        f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "
+        f"{'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ render: {{steps: 30, guidance: 3.0, seed: 3, batch: {batch}, cache: {cache}}}
 anchor: {{prompt: "girl, white hair, red shirt, blue skirt, grass, day, house, tree"}}
 swap:
   - {{mode: full, layers: [OUT3, OUT4], steps: "1-12"}}
-  - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "13-30", mask: {{grid: ["1111", "1001", "1001", "1111"]}}}}
+  - {{mode: mask, layers: [OUT3, OUT4, OUT5, OUT6, OUT10], steps: "13-30",
+     mask: {{grid: ["1111", "1001", "1001", "1111"]}}}}
 frames:
 {frames}
 report: {{background: {{segmenter: none}}}}
@@ -43,13 +44,16 @@ report: {{background: {{segmenter: none}}}}
 
 SD15_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
     cross_attention_dim=768, attention_head_dim=8,
 )  # fmt: skip
 
 
 def board(folder: Path, frames: int, batch: int = 1, cache: str = "device") -> Path:
-    lines = "\n".join(f'  - {{name: f{i}, replace: {{"red shirt": "{COLOURS[i % len(COLOURS)]} shirt"}}}}' for i in range(frames))
+    lines = "\n".join(
+        f'  - {{name: f{i}, replace: {{"red shirt": "{COLOURS[i % len(COLOURS)]} shirt"}}}}' for i in range(frames)
+    )
     path = folder / f"b{batch}-{cache}.yaml"
     path.write_text(BOARD.format(batch=batch, cache=cache, frames=lines))
     return path
@@ -59,7 +63,7 @@ def paper_cache_bytes() -> dict[str, int]:
     """Per (module, step) bytes of the paper's needed pairs on an SD1.5-shaped U-Net."""
     from diffusers import UNet2DConditionModel
 
-    from framegen.layers import LayerMap
+    from framegen.engine.layers import LayerMap
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD15_UNET).to(torch.float16)
@@ -67,12 +71,18 @@ def paper_cache_bytes() -> dict[str, int]:
     sizes: dict[str, int] = {}
     hooks = [
         unet.get_submodule(layers.module_path(name)).register_forward_hook(
-            lambda module, args, output, name=name: sizes.__setitem__(name, (output[0] if isinstance(output, tuple) else output).nbytes)
+            lambda module, args, output, name=name: sizes.__setitem__(
+                name, (output[0] if isinstance(output, tuple) else output).nbytes
+            )
         )
         for name in ("OUT3", "OUT4", "OUT5", "OUT6", "OUT10")
     ]
     latents = torch.empty(2, 4, 896 // 8, 640 // 8, device="meta", dtype=torch.float16)  # [uncond, cond]
-    unet(latents, torch.tensor(999, device="meta"), encoder_hidden_states=torch.empty(2, 77, 768, device="meta", dtype=torch.float16))
+    unet(
+        latents,
+        torch.tensor(999, device="meta"),
+        encoder_hidden_states=torch.empty(2, 77, 768, device="meta", dtype=torch.float16),
+    )
     for hook in hooks:
         hook.remove()
     steps = {name: list(range(1, 21)) for name in ("OUT3", "OUT4")}
@@ -91,7 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    print(f"CPU, torch threads {torch.get_num_threads()}; demo model 64x64, 30 DDIM steps, guidance 3, {args.frames} frames")
+    threads = torch.get_num_threads()
+    print(f"CPU, torch threads {threads}; demo model 64x64, 30 DDIM steps, guidance 3, {args.frames} frames")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         render_storyboard(load_storyboard(board(folder, 2)), folder / "warm", pipe=pipe)  # first calls allocate
@@ -100,7 +111,7 @@ def main() -> None:
         for batch in (1, 2, 4):
             out = folder / f"batch{batch}"
             start = time.perf_counter()
-            report, _ = render_storyboard(load_storyboard(board(folder, args.frames, batch)), out, pipe=pipe)
+            render_storyboard(load_storyboard(board(folder, args.frames, batch)), out, pipe=pipe)
             seconds = time.perf_counter() - start
             rate = args.frames / seconds
             base = base or rate
@@ -113,7 +124,7 @@ def main() -> None:
             if label.startswith("second"):
                 shutil.rmtree(out / "frames")
             start = time.perf_counter()
-            report, _ = render_storyboard(load_storyboard(path), out, pipe=pipe)
+            report = render_storyboard(load_storyboard(path), out, pipe=pipe).report
             times.append(time.perf_counter() - start)
             print(f"| {label}: anchor_cache {report['anchor_cache']} | {times[-1]:.2f} | {times[-1] / times[0]:.2f}x |")
 
@@ -124,7 +135,10 @@ def main() -> None:
     print(f"| device | {paper['device']:,} (all 50 steps) |")
     print(f"| cpu | {paper['cpu']:,} (two steps in flight: {paper['cpu'] / paper['device']:.3f} of device) |")
     print(f"| disk | {paper['disk']:,} (one tensor at a time, read from disk) |")
-    print("GPU: no GPU was lent to this task, so batch-4 vs batch-1 and cpu vs device cache time on CUDA are not measured.")
+    print(
+        "GPU: no GPU was lent to this task, so batch-4 vs batch-1 and cpu vs device cache time on CUDA "
+        "are not measured."
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from diffusers import StableDiffusionPipeline
 from tools.demo.evaluate import SETTINGS, Evaluator, edits
 
 TEXT = "IN1, IN2, IN4, IN5, IN7, IN8, MID, OUT3, OUT4, OUT5, OUT6, OUT7, OUT8, OUT9, OUT10, OUT11"
-SETTINGS["all text 1-6"] = '[{{mode: full, layers: [%s], steps: "1-6"}}]' % TEXT
-SETTINGS["all text 1-12"] = '[{{mode: full, layers: [%s], steps: "1-{phase}"}}]' % TEXT
+SETTINGS["all text 1-6"] = "[{{mode: full, layers: [" + TEXT + '], steps: "1-6"}}]'
+SETTINGS["all text 1-12"] = "[{{mode: full, layers: [" + TEXT + '], steps: "1-{phase}"}}]'
 NAMES = ["no swap", "whole OUT3+OUT4", "whole IN8+OUT3-6", "all text 1-6", "all text 1-12"]
 
 

@@ -1,33 +1,58 @@
-"""framegen from Python, one level below `render_storyboard`.
+"""framegen from Python: the engine on a pipeline you already have, then a whole storyboard.
 
     python examples/api.py
 
-Renders the anchor and one frame of the tiny storyboard with a `Renderer`, then shows
-that a swap rule is a plain function of (anchor tensor, current tensor, step, layer).
+Any diffusers Stable Diffusion pipeline works, e.g. `StableDiffusionPipeline.from_pretrained(...)`;
+to run offline this example brings framegen's tiny random one. Writes anchor.png and frame.png.
 """
-
-from pathlib import Path
 
 import torch
 
-from framegen.render import Renderer
-from framegen.storyboard import load_storyboard
-from framegen.swap import SwapRule, swap
+from framegen import load_storyboard, render_storyboard
+from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
+from framegen.tiny import tiny_pipeline
 
-board = load_storyboard(Path(__file__).parents[1] / "storyboards" / "tiny.yaml")
-renderer = Renderer(board)  # loads the model, resolves layer names and rules
-print("layers:", {rule.mode: sorted(r.layers) for rule, r in zip(board.frames[0].rules, renderer.rules[1])})
+# -- 1. bring your own pipe: record the anchor, swap into a frame
+pipe, steps = tiny_pipeline(), 20
+layers = LayerMap.of(pipe.unet)  # LDM names (IN4, MID, OUT3, LATENTS) -> this U-Net's modules
+layout = SwapRule("full", frozenset({layers.module_path("OUT3"), layers.module_path("OUT4")}), frozenset(range(1, 9)))
+left_half = torch.zeros(8, 8, dtype=torch.bool)
+left_half[:, :4] = True  # True = keep the anchor
+# LATENTS in a mask: prompt-to-prompt's local blend, through the clock's diffusers PipelineCallback
+blend = SwapRule("mask", frozenset({layers.module_path("LATENTS")}), frozenset(range(9, steps + 1)), mask=left_half)
+rules = [layout, blend]
+cache = AnchorCache(needed_pairs(rules))  # exactly the (layer, step) pairs the rules read
 
-anchor = renderer.anchor()  # caches only the (layer, step) pairs the frames need
-print(f"anchor cached {len(renderer.cache)} tensors, {renderer.cache.nbytes:,} bytes")
 
-frame = renderer.frame(board.frames[0])
-print(f"frame '{frame.plan.name}' ({frame.plan.prompt!r}) in {frame.seconds:.2f} s")
-anchor.save("anchor.png")
-frame.image.save("frame.png")
+def generate(prompt, clock):
+    generator = torch.Generator("cpu").manual_seed(1111)  # every image from the same noise
+    options = dict(width=64, height=64, num_inference_steps=steps, generator=generator)
+    return pipe(prompt, callback_on_step_end=clock.callback, **options).images[0]
 
-# The rules on their own: keep the anchor where the two differ by less than 0.5.
-rule = SwapRule(mode="threshold", layers=frozenset({"mid_block"}), steps=frozenset({1}), threshold=0.5)
-a, c = torch.zeros(2, 4, 8, 8), torch.linspace(0, 1, 512).reshape(2, 4, 8, 8)
-out = swap([rule], a, c, step=1, layer="mid_block")
-print(f"threshold 0.5 kept the anchor in {(out == a).float().mean():.0%} of the elements")
+
+with record(pipe, steps, cache) as clock:
+    generate("girl, white hair, red shirt", clock).save("anchor.png")
+with swapping(pipe, steps, cache, rules) as clock:
+    generate("girl, white hair, blue shirt", clock).save("frame.png")
+print(f"anchor cache: {len(cache)} tensors, {cache.nbytes:,} bytes")
+
+# -- 2. a rule on its own is a pure function of (anchor, current, keep)
+threshold = SwapRule("threshold", frozenset({"mid_block"}), frozenset({1}), threshold=0.5)
+anchor, current = torch.zeros(2, 4, 8, 8), torch.linspace(0, 1, 512).reshape(2, 4, 8, 8)
+print(f"threshold 0.5 kept the anchor in {(threshold(anchor, current) == anchor).float().mean():.0%} of the elements")
+
+# -- 3. a whole storyboard, from a mapping (a path or YAML text work too)
+board = load_storyboard(
+    {
+        "version": 1,
+        "model": {"id": "tiny-random"},
+        "render": {"width": 64, "height": 64, "steps": 8},
+        "anchor": {"prompt": "girl, white hair, red shirt"},
+        "swap": [{"mode": "full", "layers": "OUT3, OUT4", "steps": "1-3"}],
+        "frames": [{"name": "blue", "replace": {"red shirt": "blue shirt"}}],
+        "report": {"background": {"segmenter": "none"}},
+        "checks": {"max_background_mse": 10000},
+    }
+)
+result = render_storyboard(board, output="out/api")
+print(f"storyboard: passed={result.passed}, frame 'blue' background MSE {result.frames[0]['background_mse']:.1f}")

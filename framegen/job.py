@@ -113,12 +113,18 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     fields = prepared.anchor_fields(renderer.cache.needed)
     anchor_key = cache_key(fields)
     keys = {plan.index: prepared.frame_key(plan, anchor_key) for plan in board.frames}
-    done = {p.index for p in board.frames if read_png_text(out / f"frames/{p.index:04d}.png").get("framegen-key") == keys[p.index]}
+    done = {
+        p.index
+        for p in board.frames
+        if read_png_text(out / f"frames/{p.index:04d}.png").get("framegen-key") == keys[p.index]
+    }
     pending = [p for p in board.frames if p.index not in done]
 
     # 1. the anchor: built, or reused from the disk cache or the output folder
     if main_process:
-        anchor, anchor_cache, anchor_seconds = obtain_anchor(prepared, renderer, out, anchor_key, fields, bool(pending), progress)
+        anchor, anchor_cache, anchor_seconds = obtain_anchor(
+            prepared, renderer, out, anchor_key, fields, bool(pending), progress
+        )
     if state is not None:
         state.wait_for_everyone()  # the cache on disk is complete
         if not main_process and pending:
@@ -130,7 +136,11 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
 
     # 2. the frames, each written as soon as it is done
     for group in prepared.batches(pending, board.spec.render.batch):
-        progress.image(group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}", prepared.settings.steps, len(group))
+        progress.image(
+            group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}",
+            prepared.settings.steps,
+            len(group),
+        )
         for plan, result in zip(group, renderer.frames([prepared.shot(plan) for plan in group], progress.step)):
             for path, (_, mask) in zip(prepared.mask_paths(plan), result.masks):
                 write_png(mask_png(mask, result.image.size), out / path)

@@ -95,7 +95,9 @@ def configs_online(model_id: str, revision: str | None = None) -> tuple[dict, in
         vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
-        raise RenderFailure(f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}") from None
+        raise RenderFailure(
+            f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
+        ) from None
     return unet, 2 ** (len(vae["block_out_channels"]) - 1)
 
 
@@ -179,7 +181,9 @@ def weights_fingerprint(spec: ModelSpec) -> dict:
     elif is_hub_id(spec.id):
         import os
 
-        hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub").expanduser()
+        hub = Path(
+            os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
+        ).expanduser()
         ref = hub / f"models--{spec.id.replace('/', '--')}" / "refs" / (spec.revision or "main")
         commit = ref.read_text().strip() if ref.is_file() else spec.revision
         return {"id": spec.id, "revision": spec.revision, "commit": commit}

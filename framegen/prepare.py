@@ -39,10 +39,7 @@ class Prepared:
 
     def compile(self, specs: tuple[RuleSpec, ...] | list[RuleSpec], plan: FramePlan) -> list[SwapRule]:
         """Other rules for a frame (a sweep's runs); compile them before the anchor pass."""
-        try:
-            return self.compiler.rules(specs, plan.edit(self.board.spec.anchor.prompt))
-        except RuleError as error:
-            raise InvalidInput(self.board.problem(error.where, str(error))) from None
+        return compile_rules(self.compiler, self.board, specs, plan)
 
     def shot(self, plan: FramePlan) -> tuple[str, list[SwapRule]]:
         return plan.prompt, self.rules[plan.index]
@@ -109,19 +106,36 @@ def prepare(board: Storyboard, pipe, frames: list[FramePlan] | None = None) -> P
     native = native_size(pipe.unet.config, pipe.vae_scale_factor)
     render = spec.render
     settings = RenderSettings(
-        render.width or native, render.height or native, render.steps, render.guidance, render.seed, render.negative_prompt
+        render.width or native,
+        render.height or native,
+        render.steps,
+        render.guidance,
+        render.seed,
+        render.negative_prompt,
     )
     layers = LayerMap.of(pipe.unet)
     anchor_state = AnchorState()
     compiler = Compiler(pipe, settings.width, settings.height, settings.steps, settings.seed, anchor_state, layers)
-    prepared = Prepared(board, pipe, settings, compiler, {}, anchor_state)
     frames = board.frames if frames is None else frames
-    prepared.rules = {plan.index: prepared.compile(plan.rules, plan) for plan in frames}
-    return prepared
+    rules = {plan.index: compile_rules(compiler, board, plan.rules, plan) for plan in frames}
+    return Prepared(board, pipe, settings, compiler, rules, anchor_state)
+
+
+def compile_rules(compiler: Compiler, board: Storyboard, specs, plan: FramePlan) -> list[SwapRule]:
+    """A frame's rules for the compiler's pipe; a rule that does not fit it is a positioned InvalidInput."""
+    try:
+        return compiler.rules(specs, plan.edit(board.spec.anchor.prompt))
+    except RuleError as error:
+        raise InvalidInput(board.problem(error.where, str(error))) from None
 
 
 def describe_rule(spec: RuleSpec, rule: SwapRule, board: Storyboard) -> dict:
-    entry = {"mode": spec.mode, "layers": list(spec.layers), "modules": sorted(rule.layers), "steps": compact_steps(spec.steps)}
+    entry = {
+        "mode": spec.mode,
+        "layers": list(spec.layers),
+        "modules": sorted(rule.layers),
+        "steps": compact_steps(spec.steps),
+    }
     if spec.mode == "threshold":
         entry.update(threshold=spec.threshold, reduce=spec.reduce, relative=spec.relative)
     if spec.mode == "mask":

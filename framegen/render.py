@@ -12,8 +12,8 @@ anchor cache and the anchor's other state, and frames come with their compiled r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -72,11 +72,15 @@ class Renderer:
             images, _ = self.generate([prompt for prompt, _ in shots], on_step, clock)
         seconds = (time.perf_counter() - start) / len(shots)
         return [
-            FrameImage(image, seconds, [(rule.mask.kind, rule.mask.mask()) for rule in frame_rules if rule.mode == "mask"])
+            FrameImage(
+                image, seconds, [(rule.mask.kind, rule.mask.mask()) for rule in frame_rules if rule.mode == "mask"]
+            )
             for image, frame_rules in zip(images, rules)
         ]
 
-    def generate(self, prompts: list[str], on_step: OnStep | None, clock: StepClock) -> tuple[list[Image.Image], torch.Tensor]:
+    def generate(
+        self, prompts: list[str], on_step: OnStep | None, clock: StepClock
+    ) -> tuple[list[Image.Image], torch.Tensor]:
         """One image per prompt, in one batch, with the render's settings, and the final
         latents. The hooks are the caller's; `clock` sees each step's latents (LATENTS)."""
         settings, final = self.settings, {}

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .files import read_png_text
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure
+from .files import read_png_text
 from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
@@ -128,10 +128,10 @@ def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dic
     background (background_mse null) cannot show consistency, so it fails."""
     if max_background_mse is None:
         return []
-    failing = [
-        f["name"] for f in frames if f["background_mse"] is None or f["background_mse"] > max_background_mse
+    failing = [f["name"] for f in frames if f["background_mse"] is None or f["background_mse"] > max_background_mse]
+    return [
+        {"name": "max_background_mse", "limit": max_background_mse, "passed": not failing, "failing_frames": failing}
     ]
-    return [{"name": "max_background_mse", "limit": max_background_mse, "passed": not failing, "failing_frames": failing}]
 
 
 def failure_lines(report: dict) -> list[str]:
@@ -161,7 +161,7 @@ def junit_xml(report: dict) -> str:
     for check in report["checks"]:
         for frame in report["frames"]:
             name = frame["name"]
-            case = f'    <testcase classname={quoteattr("framegen." + check["name"])} name={quoteattr(name)}'
+            case = f"    <testcase classname={quoteattr('framegen.' + check['name'])} name={quoteattr(name)}"
             if name in check["failing_frames"]:
                 failures += 1
                 mse = by_name[name]["background_mse"]
@@ -192,7 +192,17 @@ def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
 
 
-def build_report(prepared, cache, out: Path, anchor: Image.Image, images: list[Image.Image], keys: dict, done: set, segmenter, frame_count: int) -> dict:
+def build_report(
+    prepared,
+    cache,
+    out: Path,
+    anchor: Image.Image,
+    images: list[Image.Image],
+    keys: dict,
+    done: set,
+    segmenter,
+    frame_count: int,
+) -> dict:
     """report.json's content: every frame (its image read back from `out`) scored against
     the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
     board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
@@ -223,7 +233,11 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, images: list[I
             "width": settings.width,
             "height": settings.height,
         },
-        "model": {"id": spec.model.id, "dtype": str(prepared.pipe.unet.dtype).removeprefix("torch."), "device": str(prepared.pipe.device)},
+        "model": {
+            "id": spec.model.id,
+            "dtype": str(prepared.pipe.unet.dtype).removeprefix("torch."),
+            "device": str(prepared.pipe.device),
+        },
         "cache_bytes": cache.nbytes,
         "cache_entries": len(cache),
         "anchor_cache": None,

@@ -9,7 +9,14 @@ import torch
 from PIL import Image
 
 from framegen.cli import main
-from framegen.engine.automask import AttentionStore, attention_modules, keep_mask, mid_resolution_layers, tag_heads, token_positions
+from framegen.engine.automask import (
+    AttentionStore,
+    attention_modules,
+    keep_mask,
+    mid_resolution_layers,
+    tag_heads,
+    token_positions,
+)
 from framegen.engine.layers import LayerMap
 from framegen.prepare import prepare
 from framegen.storyboard import load_storyboard
@@ -55,7 +62,10 @@ def test_token_positions_with_a_bpe_tokenizer():
     ids = tokenizer(prompt).input_ids
     twintail = token_positions(tokenizer, prompt, "twintail")  # not in the grammar: several tokens
     assert len(twintail) > 1 and tokenizer.decode([ids[p] for p in twintail]).strip() == "twintail"
-    assert [tokenizer.decode([ids[p]]).strip() for p in token_positions(tokenizer, prompt, "red shirt")] == ["red", "shirt"]
+    assert [tokenizer.decode([ids[p]]).strip() for p in token_positions(tokenizer, prompt, "red shirt")] == [
+        "red",
+        "shirt",
+    ]
     assert token_positions(tokenizer, prompt, "hair") == [4]  # <start> girl , white hair: a whole word only
     assert token_positions(tokenizer, prompt, "pants") == []
 
@@ -73,7 +83,11 @@ def test_words_come_from_each_kind_of_delta(write_board):
     [
         ("girl, white hair, red shirt, blue skirt", ["red shirt"], ["shirt"]),
         ("girl, white hair, red shirt, blue skirt", ["red"], ["shirt"]),  # a word inside a tag
-        ("girl, school uniform, blue sailor collar, blue skirt", ["school uniform, blue sailor collar"], ["uniform", "collar"]),
+        (
+            "girl, school uniform, blue sailor collar, blue skirt",
+            ["school uniform, blue sailor collar"],
+            ["uniform", "collar"],
+        ),
         ("girl, white hair, red shirt", ["girl", "white hair"], ["girl", "hair"]),
         ("girl, redhead, red shirt", ["red"], ["shirt"]),  # whole words only: not "redhead"
         ("a photo of a girl in a red shirt on the grass", ["red"], ["red"]),  # a phrase, not a tag: the span itself
@@ -95,7 +109,10 @@ def test_attention_masks_watch_the_heads_of_the_delta_or_the_given_words(tiny_pi
     prompts = {plan.name: plan.prompt for plan in prepared.board.frames}
     assert pants.anchor_store.positions["anchor"] == positions(ANCHOR, "uniform", "skirt")
     assert pants.frame_positions == positions(prompts["pants"], "pants", "shirts")
-    assert (smile.anchor_store.positions["anchor"], smile.frame_positions) == (positions(ANCHOR, "outdoor"), positions(prompts["smile"], "smile"))
+    assert (smile.anchor_store.positions["anchor"], smile.frame_positions) == (
+        positions(ANCHOR, "outdoor"),
+        positions(prompts["smile"], "smile"),
+    )
     assert free.anchor_store.positions["anchor"] == positions(ANCHOR, "girl", "uniform", "skirt")
     assert free.frame_positions == positions(prompts["free"], "boy", "night")
 

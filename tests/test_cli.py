@@ -28,7 +28,11 @@ def rendered(tmp_path_factory):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys\nfrom framegen.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys\nfrom framegen.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "usage: framegen" in result.stdout and result.stdout.strip().endswith("False")
 
@@ -48,7 +52,12 @@ def test_render_writes_frames_video_and_report(rendered):
     assert report["model"] == {"id": "tiny-random", "dtype": "float32", "device": "cpu"}
     assert [f["name"] for f in report["frames"]] == ["pants", "smile", "free"]
     pants = report["frames"][0]
-    assert pants["rules"][0] == {"mode": "full", "layers": ["OUT3", "OUT4"], "modules": ["up_blocks.1.attentions.0", "up_blocks.1.attentions.1"], "steps": "1-3"}
+    assert pants["rules"][0] == {
+        "mode": "full",
+        "layers": ["OUT3", "OUT4"],
+        "modules": ["up_blocks.1.attentions.0", "up_blocks.1.attentions.1"],
+        "steps": "1-3",
+    }
     assert pants["rules"][1]["steps"] == "4-8" and pants["background_fraction"] == 1.0
     assert pants["background_mse"] > 0 and pants["foreground_mse"] is None
     # OUT3+OUT4 (16 and 16 channels... of the tiny U-Net) at 3 steps, plus the 5 mask layers at 5 steps
@@ -97,7 +106,9 @@ def test_invalid_input_is_one_line_exit_2(tmp_path, capsys):
     board.write_text(TINY_BOARD.replace("[OUT3, OUT4]", "[OUT3, OUT13]").lstrip())
     code, out, err = run(capsys, "render", board)
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith(f"{board}:6:33: swap[0].layers: unknown layer 'OUT13' (known: IN0, IN1")
+    assert err.count("\n") == 1 and err.startswith(
+        f"{board}:6:33: swap[0].layers: unknown layer 'OUT13' (known: IN0, IN1"
+    )
     assert "Traceback" not in err
 
 

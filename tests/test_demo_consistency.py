@@ -74,9 +74,15 @@ report: {{background: {{segmenter: none}}}}
     anchor = renderer.anchor(board.spec.anchor.prompt)
     person = evaluator.segmenter.person(anchor)
     whole, auto = (render_frame(prepared, renderer, plan) for plan in board.frames)
-    keep = np.asarray(Image.fromarray(auto.masks[0][1].numpy().astype(np.uint8) * 255).resize(anchor.size, Image.NEAREST)) > 127
+    keep = (
+        np.asarray(Image.fromarray(auto.masks[0][1].numpy().astype(np.uint8) * 255).resize(anchor.size, Image.NEAREST))
+        > 127
+    )
     assert FREED[0] < (~keep).mean() < FREED[1]  # a region, not the whole image
     assert (~keep & person).sum() >= COVERED * person.sum()  # on the person
-    mse = {name: compare(anchor, f.image, person, evaluator.segmenter.person(f.image))["background_mse"] for name, f in (("whole", whole), ("auto", auto))}
+    mse = {
+        name: compare(anchor, f.image, person, evaluator.segmenter.person(f.image))["background_mse"]
+        for name, f in (("whole", whole), ("auto", auto))
+    }
     assert mse["auto"] < BLEND_GAIN * mse["whole"], mse
     assert garment_colour(auto.image, evaluator.segmenter.person(auto.image), edit.attribute) == edit.colour

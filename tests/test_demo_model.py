@@ -16,7 +16,10 @@ HELD_OUT_SEEDS = range(10_000_000, 10_000_016)  # training used seeds 0..19_999
 
 
 def test_import_is_cheap():
-    code = "import sys, framegen; before = set(sys.modules); import framegen.demo; print(sorted({'torch', 'diffusers', 'transformers', 'onnxruntime'} & (set(sys.modules) - before)))"
+    code = (
+        "import sys, framegen; before = set(sys.modules); import framegen.demo; "
+        "print(sorted({'torch', 'diffusers', 'transformers', 'onnxruntime'} & (set(sys.modules) - before)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -27,7 +30,9 @@ def test_scenes_are_deterministic_from_seed():
     assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
     assert np.array_equal(a.person_mask, b.person_mask)
     assert a.image.size == (64, 64) and a.image.mode == "RGB"
-    assert make_scene(124).caption != a.caption or not np.array_equal(np.asarray(make_scene(124).image), np.asarray(a.image))
+    assert make_scene(124).caption != a.caption or not np.array_equal(
+        np.asarray(make_scene(124).image), np.asarray(a.image)
+    )
 
 
 def test_captions_use_only_grammar_words_and_reflect_attributes():
@@ -36,7 +41,12 @@ def test_captions_use_only_grammar_words_and_reflect_attributes():
         text = caption(attrs)
         tags = text.split(", ")
         assert all(word in GRAMMAR_WORDS for tag in tags for word in tag.split(" "))
-        assert tags[:4] == [attrs["person"], f"{attrs['hair_colour']} hair", f"{attrs['top_colour']} shirt", f"{attrs['bottom_colour']} {attrs['bottom']}"]
+        assert tags[:4] == [
+            attrs["person"],
+            f"{attrs['hair_colour']} hair",
+            f"{attrs['top_colour']} shirt",
+            f"{attrs['bottom_colour']} {attrs['bottom']}",
+        ]
         assert set(tags[4:]) == {attrs["sky"], attrs["ground"], *attrs["scenery"]}
         assert attrs["person"] in scenes.PEOPLE and attrs["bottom"] in scenes.BOTTOMS
         assert attrs["sky"] in scenes.SKIES and attrs["ground"] in scenes.GROUNDS
@@ -98,7 +108,10 @@ def test_pipeline_renders_offline(pipe):
 
     image = pipe(
         "girl, blonde hair, red shirt, blue skirt, grass, day, house",
-        width=64, height=64, num_inference_steps=10, guidance_scale=3.0,
+        width=64,
+        height=64,
+        num_inference_steps=10,
+        guidance_scale=3.0,
         generator=torch.Generator().manual_seed(0),
     ).images[0]
     assert image.size == demo.NATIVE_SIZE

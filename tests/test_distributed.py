@@ -17,13 +17,28 @@ def free_port() -> int:
 
 def test_two_processes_equal_one(tmp_path):
     board = tmp_path / "board.yaml"
-    board.write_text(TINY_BOARD.lstrip().replace("smile, remove: outdoor}", "smile, remove: outdoor}\n  - {name: night, add: night}"))
+    board.write_text(
+        TINY_BOARD.lstrip().replace("smile, remove: outdoor}", "smile, remove: outdoor}\n  - {name: night, add: night}")
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]  # fmt: skip
-    two = subprocess.run([*launch, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    launch = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]  # fmt: skip
+    two = subprocess.run(
+        [*launch, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
-    one = subprocess.run([sys.executable, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, "-m", "framegen", "render", "-q", str(board), "-o", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
 
     assert (tmp_path / "two" / "clip.mp4").read_bytes() == (tmp_path / "one" / "clip.mp4").read_bytes()

@@ -10,8 +10,8 @@ import torch
 from framegen.engine.cache import AnchorCache, DiskCache
 from framegen.engine.hooks import record, swapping
 from framegen.engine.layers import LayerMap
-from framegen.models import set_scheduler
 from framegen.engine.swap import SwapRule, needed_pairs
+from framegen.models import set_scheduler
 
 STEPS = 8
 ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"
@@ -70,8 +70,12 @@ def test_full_swap_of_every_text_layer_reproduces_the_anchor_with_another_prompt
 def test_all_ones_mask_equals_full_and_zeros_equals_no_swap(tiny_pipe):
     names = ["OUT3", "OUT4", "OUT10"]
     _, full, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "full", names))
-    _, ones, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", names, mask=torch.ones(10, 14, dtype=torch.bool)))
-    _, zeros, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", names, mask=torch.zeros(10, 14, dtype=torch.bool)))
+    _, ones, _ = anchor_and_frame(
+        tiny_pipe, rules_of(tiny_pipe, "mask", names, mask=torch.ones(10, 14, dtype=torch.bool))
+    )
+    _, zeros, _ = anchor_and_frame(
+        tiny_pipe, rules_of(tiny_pipe, "mask", names, mask=torch.zeros(10, 14, dtype=torch.bool))
+    )
     assert np.array_equal(ones, full)
     assert np.array_equal(zeros, generate(tiny_pipe, OTHER))
     assert not np.array_equal(full, generate(tiny_pipe, OTHER))
@@ -90,7 +94,9 @@ def test_latents_swapped_at_the_last_step_give_the_anchor_and_a_zero_mask_gives_
     anchor, last, cache = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "full", ["LATENTS"], steps={STEPS}))
     assert np.array_equal(last, anchor)
     assert set(cache.tensors) == {("latents", STEPS - 1)} and cache.tensors[("latents", STEPS - 1)].shape[0] == 1
-    _, zeros, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", ["latents"], mask=torch.zeros(2, 2, dtype=torch.bool)))
+    _, zeros, _ = anchor_and_frame(
+        tiny_pipe, rules_of(tiny_pipe, "mask", ["latents"], mask=torch.zeros(2, 2, dtype=torch.bool))
+    )
     assert np.array_equal(zeros, generate(tiny_pipe, OTHER))
     _, earlier, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "full", ["LATENTS"], steps={STEPS - 1}))
     assert not np.array_equal(earlier, anchor)  # the last step still follows the frame's prompt
@@ -98,7 +104,9 @@ def test_latents_swapped_at_the_last_step_give_the_anchor_and_a_zero_mask_gives_
 
 def test_latents_mask_is_local_blending_the_kept_half_is_the_anchors_bit_for_bit(tiny_pipe):
     left = torch.tensor([[True, False]])
-    anchor, frame, _ = anchor_and_frame(tiny_pipe, rules_of(tiny_pipe, "mask", ["LATENTS"], mask=left), output_type="latent")
+    anchor, frame, _ = anchor_and_frame(
+        tiny_pipe, rules_of(tiny_pipe, "mask", ["LATENTS"], mask=left), output_type="latent"
+    )
     half = anchor.shape[-1] // 2
     assert torch.equal(frame[..., :half], anchor[..., :half])
     assert not torch.equal(frame[..., half:], anchor[..., half:])
@@ -125,7 +133,9 @@ def test_step_ranges_hit_exactly_the_named_steps(tiny_pipe, monkeypatch):
 
 
 def test_cache_holds_only_the_needed_pairs(tiny_pipe):
-    rules = rules_of(tiny_pipe, "full", ["OUT3", "OUT4"], steps={1, 2, 3}) + rules_of(tiny_pipe, "full", ["OUT10"], steps={8})
+    rules = rules_of(tiny_pipe, "full", ["OUT3", "OUT4"], steps={1, 2, 3}) + rules_of(
+        tiny_pipe, "full", ["OUT10"], steps={8}
+    )
     _, _, cache = anchor_and_frame(tiny_pipe, rules)
     out3, out4, out10 = "up_blocks.1.attentions.0", "up_blocks.1.attentions.1", "up_blocks.3.attentions.1"
     # DDIM: one U-Net call per step, so schedule position = step - 1
@@ -145,13 +155,17 @@ def test_host_memory_cache_gives_the_same_frame(tiny_pipe):
 
 
 def test_disk_cache_gives_the_same_frame(tiny_pipe, tmp_path):
-    rules = rules_of(tiny_pipe, "full", ["OUT3", "OUT4"], steps={1, 2, 3, 4}) + rules_of(tiny_pipe, "mask", ["OUT10"], steps={6}, mask=torch.eye(4, dtype=torch.bool))
+    rules = rules_of(tiny_pipe, "full", ["OUT3", "OUT4"], steps={1, 2, 3, 4}) + rules_of(
+        tiny_pipe, "mask", ["OUT10"], steps={6}, mask=torch.eye(4, dtype=torch.bool)
+    )
     _, in_memory, memory_cache = anchor_and_frame(tiny_pipe, rules)
     disk = DiskCache(needed_pairs(rules), tmp_path / "cache")
     _, from_disk, _ = anchor_and_frame(tiny_pipe, rules, cache=disk)
     assert np.array_equal(in_memory, from_disk)
     # one file per schedule position that holds a needed pair, nothing else in memory
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"position-{i:04d}.safetensors" for i in (0, 1, 2, 3, 5)]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        f"position-{i:04d}.safetensors" for i in (0, 1, 2, 3, 5)
+    ]
     assert len(disk) == len(memory_cache) == 2 * 4 + 1 and disk.nbytes == memory_cache.nbytes
     disk.clear()
     assert not (tmp_path / "cache").exists()

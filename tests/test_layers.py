@@ -20,8 +20,10 @@ PAPER_SD1 = {  # the paper's table: alias -> diffusers module
 def shapes_of(unet, layers, latent_w, latent_h):
     shapes, handles = {}, []
     for layer in layers.layers:
+
         def hook(module, args, output, name=layer.name):
             shapes[name] = tuple((output[0] if isinstance(output, tuple) else output).shape)
+
         if layer.name != "LATENTS":  # no module: the U-Net's input stands in for it
             handles.append(unet.get_submodule(layer.module).register_forward_hook(hook))
     latents = torch.randn(2, 4, latent_h, latent_w)
@@ -38,7 +40,11 @@ def test_sd1_aliases_are_the_papers_modules_and_text_layers():
     for alias, module in PAPER_SD1.items():
         assert layers.module_path(alias) == module
     assert [layer.name for layer in layers.cross_attention_layers()] == list(PAPER_SD1)
-    assert [layer.name for layer in layers.layers][:1] + [layer.name for layer in layers.layers][-2:] == ["IN0", "OUT11", "LATENTS"]
+    assert [layer.name for layer in layers.layers][:1] + [layer.name for layer in layers.layers][-2:] == [
+        "IN0",
+        "OUT11",
+        "LATENTS",
+    ]
     assert len(layers.layers) == 26 and layers.module_path("latents") == layers.module_path("LATENTS") == "latents"
 
 

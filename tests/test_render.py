@@ -14,6 +14,7 @@ from .conftest import open_board, render_frame
 def mask_tensor(spec, width, height, folder):
     return drawn_mask(spec.plan(folder), width, height)
 
+
 BOARD = """
 version: 1
 model: {{id: tiny-random}}
@@ -59,7 +60,12 @@ def test_grid_image_and_boxes_masks_give_the_same_frame(tmp_path, tiny_pipe):
     _, everything_kept, _ = render_board(tmp_path, tiny_pipe, '{grid: ["11", "11"]}')
     assert not np.array_equal(by_grid, nothing_kept) and not np.array_equal(by_grid, everything_kept)
     (rules,) = prepared.rules.values()
-    assert rules[0].layers == {"up_blocks.1.attentions.0", "up_blocks.2.attentions.0", "up_blocks.3.attentions.1", "mid_block"}
+    assert rules[0].layers == {
+        "up_blocks.1.attentions.0",
+        "up_blocks.2.attentions.0",
+        "up_blocks.3.attentions.1",
+        "mid_block",
+    }
 
 
 def test_host_cache_renders_the_same_frame(tmp_path, tiny_pipe):
@@ -93,7 +99,9 @@ def test_latents_layer_from_a_storyboard_on_every_cache(tmp_path, tiny_pipe):
     and byte prediction as the modules' outputs."""
     from framegen.engine.cache import DiskCache, cache_bytes
 
-    text = BOARD.format(mask='{grid: ["10", "01"]}', cache="{cache}").replace("[OUT3, OUT6, OUT10, MID]", "[LATENTS, OUT10]")
+    text = BOARD.format(mask='{grid: ["10", "01"]}', cache="{cache}").replace(
+        "[OUT3, OUT6, OUT10, MID]", "[LATENTS, OUT10]"
+    )
     frames = {}
     for cache in ("device", "disk"):
         path = tmp_path / f"{cache}.yaml"
@@ -105,6 +113,37 @@ def test_latents_layer_from_a_storyboard_on_every_cache(tmp_path, tiny_pipe):
         renderer.anchor(board.spec.anchor.prompt)
         frames[cache] = np.asarray(render_frame(prepared, renderer, board.frames[0]).image)
         settings = prepared.settings
-        assert cache_bytes(tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance) == renderer.cache.nbytes
+        assert (
+            cache_bytes(
+                tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance
+            )
+            == renderer.cache.nbytes
+        )
     assert {layer for layer, _ in renderer.cache.needed} == {"latents", "up_blocks.3.attentions.1"}
     assert np.array_equal(frames["device"], frames["disk"])
+
+
+def test_the_api_example_runs_offline(tmp_path):
+    """examples/api.py: the engine on a pipe the user brings (LATENTS through the clock's
+    diffusers PipelineCallback), a rule as a pure function, and a storyboard from a mapping."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "api.py"
+    run = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", str(example)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "threshold 0.5 kept the anchor in 50% of the elements" in run.stdout
+    assert "storyboard: passed=True" in run.stdout
+    assert (tmp_path / "anchor.png").is_file() and (tmp_path / "out" / "api" / "report.json").is_file()
+
+
+def test_the_clock_callback_is_a_diffusers_pipeline_callback(tiny_pipe):
+    from diffusers.callbacks import PipelineCallback
+
+    from framegen.engine.hooks import StepClock
+
+    clock = StepClock(tiny_pipe.scheduler, 4)
+    assert isinstance(clock.callback, PipelineCallback) and clock.callback.tensor_inputs == ["latents"]

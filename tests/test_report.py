@@ -68,7 +68,7 @@ def brightness_segmenter_onnx(path):
 def test_rembg_session_with_a_local_onnx_model(tmp_path):
     import torch
 
-    model = brightness_segmenter_onnx(tmp_path / "seg.onnx")
+    brightness_segmenter_onnx(tmp_path / "seg.onnx")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # importing rembg (pymatting) resets this; the segmenter restores it
     image = np.full((64, 64, 3), 20, np.uint8)

@@ -129,7 +129,9 @@ def test_a_killed_render_resumes_with_the_same_output(tiny_pipe, tmp_path):
     for key in ("background_mse", "foreground_mse", "background_fraction", "masks", "rules"):
         assert [f[key] for f in resumed["frames"]] == [f[key] for f in clean["frames"]]
     for name in ("0001.png", "0002.png", "0003.png"):  # same pixels (the PNG's timing text differs)
-        assert np.array_equal(np.asarray(Image.open(out / "frames" / name)), np.asarray(Image.open(tmp_path / "clean" / "frames" / name)))
+        assert np.array_equal(
+            np.asarray(Image.open(out / "frames" / name)), np.asarray(Image.open(tmp_path / "clean" / "frames" / name))
+        )
 
     # a changed frame is rendered again, the others are kept
     path.write_text(path.read_text().replace("smile", "frown"))
@@ -161,7 +163,9 @@ def test_predicted_cache_bytes_and_where_auto_puts_the_cache(tiny_pipe, tmp_path
     prepared, renderer = open_board(board, tiny_pipe)
     renderer.anchor(board.spec.anchor.prompt)
     settings = prepared.settings
-    size = cache_bytes(tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance)
+    size = cache_bytes(
+        tiny_pipe, renderer.cache.needed, settings.width, settings.height, settings.steps, settings.guidance
+    )
     assert size == renderer.cache.nbytes  # shapes predicted exactly
     chosen = choose_cache("auto", renderer.cache.needed, tiny_pipe.device, tmp_path / "c", size)
     assert type(chosen) is cache.AnchorCache and not chosen.offload  # small: stays where it is computed

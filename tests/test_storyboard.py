@@ -28,7 +28,10 @@ def test_deltas():
     )
     assert apply_delta(anchor, {}, ["smile"], ["outdoor"]) == "girl, white hair, school uniform, blue skirt, smile"
     assert apply_delta(anchor, {}, [], ["white"]) == "girl, hair, school uniform, blue skirt, outdoor"  # substring
-    assert apply_delta(anchor, {"white": "red"}, ["a", "b"], ["girl"]) == "red hair, school uniform, blue skirt, outdoor, a, b"
+    assert (
+        apply_delta(anchor, {"white": "red"}, ["a", "b"], ["girl"])
+        == "red hair, school uniform, blue skirt, outdoor, a, b"
+    )
     for replace, remove in (({"pants": "x"}, []), ({}, ["indoor"])):
         with pytest.raises(KeyError):
             apply_delta(anchor, replace, [], remove)
@@ -80,7 +83,10 @@ ERRORS = [
     ("swap: [{mode: full, layers: [OUT3], steps: 5-2}]", "swap[0].steps: reversed step range 5-2"),
     ("swap: [{mode: full, layers: [OUT3, OUT13]}]", "swap[0].layers: unknown layer 'OUT13' (known: IN0, IN1,"),
     ("swap: [{mode: threshold, layers: [OUT3]}]", "swap[0].threshold: required"),
-    ("swap: [{mode: mask, layers: [OUT3], mask: {grid: ['10', '1']}}]", "swap[0].mask.grid: grid rows must all have the same length"),
+    (
+        "swap: [{mode: mask, layers: [OUT3], mask: {grid: ['10', '1']}}]",
+        "swap[0].mask.grid: grid rows must all have the same length",
+    ),
     ("swap: [{mode: mask, layers: [OUT3], mask: {image: none.png}}]", "swap[0].mask.image: no such file"),
     ("swap: [{mode: mask, layers: [OUT3], mask: {}}]", "swap[0].mask: give exactly one of grid, image, boxes or auto"),
 ]
@@ -110,9 +116,14 @@ def test_delta_and_name_errors(write_board):
 
 
 def test_yaml_errors(write_board):
-    assert problems(write_board("version: 1\nmodel: {id: x\n"))[0].endswith("invalid YAML: expected ',' or '}', but got '<stream end>'")
+    assert problems(write_board("version: 1\nmodel: {id: x\n"))[0].endswith(
+        "invalid YAML: expected ',' or '}', but got '<stream end>'"
+    )
     assert "duplicate key 'version'" in problems(write_board("version: 1\nversion: 1\n"))[0]
-    assert "needs at least one frame" in problems(write_board("version: 1\nmodel: {id: x}\nanchor: {prompt: a}\nframes: []\n"))[0]
+    assert (
+        "needs at least one frame"
+        in problems(write_board("version: 1\nmodel: {id: x}\nanchor: {prompt: a}\nframes: []\n"))[0]
+    )
     assert "cannot read storyboard" in problems(Path("/nonexistent/board.yaml"))[0]
 
 
@@ -126,3 +137,25 @@ def test_layer_names_follow_the_model_structure(write_board):
     board.check_layers(LayerMap(dict(SD1_UNET)))
     with pytest.raises(InvalidInput, match="unknown layer 'IN11'"):
         board.check_layers(LayerMap(dict(SDXL_UNET)))  # SDXL has IN0..IN8 only
+
+
+def test_a_storyboard_loads_from_yaml_text_and_from_a_mapping(tmp_path):
+    import yaml
+
+    path = tmp_path / "board.yaml"
+    path.write_text(TINY_BOARD.lstrip())
+    from_file = load_storyboard(path)
+    for source in (TINY_BOARD.lstrip(), yaml.safe_load(TINY_BOARD)):
+        board = load_storyboard(source, folder=tmp_path)
+        assert board.spec == from_file.spec and board.frames == from_file.frames
+        assert board.folder == tmp_path and board.output_dir == tmp_path / "out" / "<storyboard>"
+    # text keeps the positions of its problems; a mapping has none to give
+    bad = TINY_BOARD.lstrip().replace("steps: 8", "steps: 0")
+    with pytest.raises(InvalidInput) as text_error:
+        load_storyboard(bad, folder=tmp_path)
+    assert text_error.value.problems == [
+        f"{tmp_path / '<storyboard>'}:3:40: render.steps: Input should be greater than or equal to 1"
+    ]
+    with pytest.raises(InvalidInput) as mapping_error:
+        load_storyboard(yaml.safe_load(bad), folder=tmp_path)
+    assert mapping_error.value.problems[0].startswith(f"{tmp_path / '<storyboard>'}:1:1: render.steps:")

@@ -63,14 +63,23 @@ def test_subset_sweep_table_shape_and_resume(tmp_path, capsys):
     assert [(r["row"], r["col"]) for r in rows[1:4]] == [("01", "1-2"), ("10", "1-2"), ("11", "1-2")]
     md = (out / "sweep.md").read_text()
     assert "| subset (bits: OUT3, OUT4) | steps 1-2 | steps 1-3 |" in md
-    assert sum(line.startswith("| 01 |") or line.startswith("| 10 |") or line.startswith("| 11 |") for line in md.splitlines()) == 3
+    assert (
+        sum(
+            line.startswith("| 01 |") or line.startswith("| 10 |") or line.startswith("| 11 |")
+            for line in md.splitlines()
+        )
+        == 3
+    )
     assert (out / "sheet-whole.png").exists() and len(list((out / "runs").glob("*.png"))) == 1 + 7
 
     # a killed sweep: the last row was cut mid-line and two rows never written
     text = (out / "sweep.csv").read_text().splitlines(keepends=True)
     (out / "sweep.csv").write_text("".join(text[:-3]) + text[-3][:25])
     kept = {r["key"]: r for r in rows[:-3]}
-    code, _, err = main(["sweep", str(board), "--layers", "OUT3,OUT4", "--subsets", "--steps", "1-2,1-3", "-o", str(out)]), *capsys.readouterr()
+    code, _, err = (
+        main(["sweep", str(board), "--layers", "OUT3,OUT4", "--subsets", "--steps", "1-2,1-3", "-o", str(out)]),
+        *capsys.readouterr(),
+    )
     assert code == 0 and "7 runs, 4 already done, 3 to render" in err
     again = rows_of(out)
     assert len(again) == 7 and {r["key"] for r in again} == {r["key"] for r in rows}
@@ -84,8 +93,8 @@ def test_best_yaml_renders_the_same_numbers(tmp_path, capsys):
     board = tmp_path / "board.yaml"
     board.write_text(BOARD)
     out = tmp_path / "sweep"
-    code, _, _ = sweep(capsys, board, "--frame", "hair", "--layers", "OUT3,OUT4", "--steps", "1-2,1-3", "--then", "mask",
-                       "--then-layers", "OUT5,OUT6", "--subsets", "-o", out)  # fmt: skip
+    code, _, _ = sweep(capsys, board, "--frame", "hair", "--layers", "OUT3,OUT4", "--steps", "1-2,1-3",
+                       "--then", "mask", "--then-layers", "OUT5,OUT6", "--subsets", "-o", out)  # fmt: skip
     assert code == 0
     rows = rows_of(out)
     assert len(rows) == 1 + 2 * 4  # the frame's own mask serves the second phase
@@ -109,7 +118,9 @@ def test_probe_swaps_each_cross_attention_layer_alone(tmp_path, capsys):
     code, _, _ = sweep(capsys, board, "--probe", "--cache", "disk", "-o", tmp_path / "probe")
     assert code == 0
     rows = rows_of(tmp_path / "probe")
-    assert [r["row"] for r in rows] == ["no swap", "IN1", "IN2", "IN4", "IN5", "IN7", "IN8", "MID"] + [f"OUT{i}" for i in range(3, 12)]
+    assert [r["row"] for r in rows] == ["no swap", "IN1", "IN2", "IN4", "IN5", "IN7", "IN8", "MID"] + [
+        f"OUT{i}" for i in range(3, 12)
+    ]
     assert all(json.loads(r["key"])[0]["steps"] == "1-6" for r in rows[1:])
     assert "| OUT11 |" in (tmp_path / "probe" / "sweep.md").read_text()
     assert not (tmp_path / "probe" / "anchor-cache").exists()  # the streamed cache is removed
@@ -121,7 +132,10 @@ def test_probe_swaps_each_cross_attention_layer_alone(tmp_path, capsys):
         (["--layers", "OUT3,OUT13"], "--layers: unknown layer 'OUT13' (known: IN0, IN1"),
         (["--layers", "OUT3", "--steps", "1-9"], "--steps: range 1-9 is not inside 1..6"),
         (["--layers", "OUT3", "--steps", "a-b"], "--steps: cannot read 'a-b'"),
-        (["--frame", "hair", "--layers", "OUT3", "--steps", "1-6", "--then", "mask"], "--then mask: the phase 1-6 leaves no later steps"),
+        (
+            ["--frame", "hair", "--layers", "OUT3", "--steps", "1-6", "--then", "mask"],
+            "--then mask: the phase 1-6 leaves no later steps",
+        ),
         (["--layers", "OUT3", "--then", "threshold", "--thresholds", "0.2:0.1:0.01"], "--thresholds: cannot read"),
         (["--layers", "OUT3", "--then", "mask"], "--then mask: give --mask FILE"),
         (["--layers", "OUT3", "--thresholds", "0.1"], "add --then mask or --then threshold"),
@@ -152,8 +166,8 @@ def test_mask_phase_with_an_automatic_mask(tmp_path, capsys):
     board = tmp_path / "board.yaml"
     board.write_text(BOARD)
     out = tmp_path / "auto"
-    code, _, _ = sweep(capsys, board, "--layers", "OUT3", "--steps", "1-2", "--then", "mask", "--then-layers", "OUT5,OUT6",
-                       "--mask", "auto:attention", "-o", out)  # fmt: skip
+    code, _, _ = sweep(capsys, board, "--layers", "OUT3", "--steps", "1-2", "--then", "mask",
+                       "--then-layers", "OUT5,OUT6", "--mask", "auto:attention", "-o", out)  # fmt: skip
     assert code == 0
     rows = rows_of(out)
     assert json.loads(rows[1]["key"])[1]["mask"] == {"auto": "attention"}

@@ -68,7 +68,9 @@ def cmd_check(args) -> int:
         print(line, file=sys.stderr)
     if code == EXIT_OK:
         worst = max((f["background_mse"] for f in report["frames"]), default=None)
-        print(f"ok: {len(report['frames'])} frames, worst background MSE {json.dumps(worst)} <= {args.max_background_mse}")
+        print(
+            f"ok: {len(report['frames'])} frames, worst background MSE {json.dumps(worst)} <= {args.max_background_mse}"
+        )
     return code
 
 

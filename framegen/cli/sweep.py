@@ -20,21 +20,66 @@ MAX_SUBSET_LAYERS = 10  # 1,023 subsets
 def add_arguments(sweep) -> None:
     sweep.add_argument("storyboard")
     sweep.add_argument("--frame", metavar="NAME", help="the frame whose prompt is the edit (default: the first)")
-    sweep.add_argument("--probe", action="store_true", help="swap each layer alone at every step (default layers: every cross-attention layer)")
+    sweep.add_argument(
+        "--probe",
+        action="store_true",
+        help="swap each layer alone at every step (default layers: every cross-attention layer)",
+    )
     sweep.add_argument("--layers", metavar="L,L", help="layers of the whole-tensor phase (or the probe's candidates)")
-    sweep.add_argument("--subsets", action="store_true", help="every non-empty subset of the searched layers (--then-layers when --then is given)")
-    sweep.add_argument("--steps", metavar="RANGES", help="whole-tensor step ranges, e.g. 1-15,1-20,1-25 (default: the first 40%%)")
+    sweep.add_argument(
+        "--subsets",
+        action="store_true",
+        help="every non-empty subset of the searched layers (--then-layers when --then is given)",
+    )
+    sweep.add_argument(
+        "--steps", metavar="RANGES", help="whole-tensor step ranges, e.g. 1-15,1-20,1-25 (default: the first 40%%)"
+    )
     sweep.add_argument("--then", choices=["mask", "threshold"], help="a second phase on the steps after each range")
     sweep.add_argument("--then-layers", metavar="L,L", help="the second phase's layers (default: --layers)")
-    sweep.add_argument("--thresholds", metavar="A:B:S", help="thresholds for --then threshold: start:stop:step or a list (default 0.01:0.20:0.01)")
-    sweep.add_argument("--reduce", choices=["element", "position"], default="element", help="threshold per element (default) or per position")
-    sweep.add_argument("--relative", action="store_true", help="thresholds as fractions of the anchor tensor's mean |value| (see swap rules)")
-    sweep.add_argument("--mask", metavar="FILE", help="region for --then mask: an image (white = keep the anchor), auto:attention or auto:noise (default: the frame's mask rule)")
-    sweep.add_argument("--min-foreground-mse", type=float, metavar="X", help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)")
-    sweep.add_argument("--cache", choices=["auto", "device", "cpu", "disk"], default="auto", help="where the anchor cache lives (auto: device, else host memory, else disk)")
-    sweep.add_argument("--batch", type=int, default=1, metavar="N", help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly")
+    sweep.add_argument(
+        "--thresholds",
+        metavar="A:B:S",
+        help="thresholds for --then threshold: start:stop:step or a list (default 0.01:0.20:0.01)",
+    )
+    sweep.add_argument(
+        "--reduce",
+        choices=["element", "position"],
+        default="element",
+        help="threshold per element (default) or per position",
+    )
+    sweep.add_argument(
+        "--relative",
+        action="store_true",
+        help="thresholds as fractions of the anchor tensor's mean |value| (see swap rules)",
+    )
+    sweep.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="region for --then mask: an image (white = keep the anchor), auto:attention or auto:noise "
+        "(default: the frame's mask rule)",
+    )
+    sweep.add_argument(
+        "--min-foreground-mse",
+        type=float,
+        metavar="X",
+        help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)",
+    )
+    sweep.add_argument(
+        "--cache",
+        choices=["auto", "device", "cpu", "disk"],
+        default="auto",
+        help="where the anchor cache lives (auto: device, else host memory, else disk)",
+    )
+    sweep.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly",
+    )
     sweep.add_argument("-o", "--output", help="output folder")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
 
 def cmd_sweep(args) -> int:
     from ..sweep import Sweep, write_summary
@@ -46,7 +91,15 @@ def cmd_sweep(args) -> int:
     board.check_layers(layers)
     runs = plan_from_args(args, board, frame, layers)
     out = Path(args.output) if args.output else board.output_dir / "sweep"
-    sweep = Sweep(board, frame, runs, out, cache=args.cache, pipe=pipe if pipe is not None else load_pipeline(board.spec.model), batch=args.batch)
+    sweep = Sweep(
+        board,
+        frame,
+        runs,
+        out,
+        cache=args.cache,
+        pipe=pipe if pipe is not None else load_pipeline(board.spec.model),
+        batch=args.batch,
+    )
     start = time.perf_counter()
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     if args.quiet:
@@ -63,7 +116,11 @@ def cmd_sweep(args) -> int:
     )
     best, min_foreground = write_summary(sweep, rows, args.min_foreground_mse, header)
     seconds = time.perf_counter() - start
-    chosen = "none kept the edit" if best is None else f"{rows[best.key]['rules']} (background MSE {float(rows[best.key]['background_mse']):.2f})"
+    chosen = (
+        "none kept the edit"
+        if best is None
+        else f"{rows[best.key]['rules']} (background MSE {float(rows[best.key]['background_mse']):.2f})"
+    )
     print(f"wrote {out}/ (sweep.csv, sweep.md, best.yaml, sheets) in {seconds:.0f} s; best: {chosen}")
     return EXIT_OK
 
@@ -94,7 +151,9 @@ def parse_thresholds(text: str) -> list[float]:
         else:
             values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise InvalidInput(f"--thresholds: cannot read '{text}' (use start:stop:step like 0.01:0.20:0.01, or 0.05,0.13)") from None
+        raise InvalidInput(
+            f"--thresholds: cannot read '{text}' (use start:stop:step like 0.01:0.20:0.01, or 0.05,0.13)"
+        ) from None
     if any(v < 0 for v in values):
         raise InvalidInput("--thresholds: thresholds must be >= 0")
     return values
@@ -151,7 +210,10 @@ def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) 
 
     total = board.spec.render.steps
     if args.then is None and (args.then_layers or args.thresholds or args.mask or args.relative):
-        raise InvalidInput("--then-layers, --thresholds, --relative and --mask belong to a second phase: add --then mask or --then threshold")
+        raise InvalidInput(
+            "--then-layers, --thresholds, --relative and --mask belong to a second phase: "
+            "add --then mask or --then threshold"
+        )
     if args.probe:
         if args.then or args.subsets or args.steps:
             raise InvalidInput("--probe swaps each layer alone at every step: drop --steps, --subsets and --then")
@@ -168,12 +230,16 @@ def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) 
     then_layers = parse_layers(args.then_layers, layers, "--then-layers") if args.then_layers else names
     searched = then_layers if args.then else names
     if args.subsets and len(searched) > MAX_SUBSET_LAYERS:
-        raise InvalidInput(f"--subsets: {len(searched)} layers make {2 ** len(searched) - 1:,} runs; give at most {MAX_SUBSET_LAYERS}")
+        raise InvalidInput(
+            f"--subsets: {len(searched)} layers make {2 ** len(searched) - 1:,} runs; give at most {MAX_SUBSET_LAYERS}"
+        )
     mask = None
     if args.then == "mask":
         mask = frame_mask(board, frame, args.mask)
         if mask is None:
-            raise InvalidInput(f"--then mask: give --mask FILE (white = keep the anchor) or a mask rule in frame '{frame.name}'")
+            raise InvalidInput(
+                f"--then mask: give --mask FILE (white = keep the anchor) or a mask rule in frame '{frame.name}'"
+            )
     thresholds = parse_thresholds(args.thresholds or "0.01:0.20:0.01") if args.then == "threshold" else []
     return plan_runs(
         total_steps=total, layers=names, ranges=ranges, use_subsets=args.subsets, then=args.then,

@@ -26,7 +26,10 @@ def load_pipeline(dtype=None):
     from diffusers import StableDiffusionPipeline
 
     if not (WEIGHTS_DIR / "model_index.json").is_file():
-        raise FileNotFoundError(f"demo weights missing in {WEIGHTS_DIR}; train them from the checkout root with `python -m tools.demo.train --out demo-train --install framegen/demo/weights`")
+        raise FileNotFoundError(
+            f"demo weights missing in {WEIGHTS_DIR}; train them from the checkout root with "
+            "`python -m tools.demo.train --out demo-train --install framegen/demo/weights`"
+        )
     pipe = StableDiffusionPipeline.from_pretrained(
         WEIGHTS_DIR,
         dtype=dtype or torch.float32,

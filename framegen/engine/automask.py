@@ -22,8 +22,8 @@ rule uses like a drawn one; on the LATENTS layer that is prompt-to-prompt's loca
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -207,7 +207,9 @@ class AttentionMask(MaskSource):
     def begin(self, pipe) -> list[AttentionStore]:
         """A frame pass starts: fresh maps to observe during it."""
         self.tensor, self._resized = None, {}
-        self.frame_store = AttentionStore({"frame": self.frame_positions}, self.anchor_store.grids, set(range(1, self.first_step)))
+        self.frame_store = AttentionStore(
+            {"frame": self.frame_positions}, self.anchor_store.grids, set(range(1, self.first_step))
+        )
         return [self.frame_store]
 
     def mask(self) -> torch.Tensor:
@@ -230,7 +232,9 @@ class NoiseMask(MaskSource):
 
     kind = "noise"
 
-    def __init__(self, anchor: AnchorState, anchor_prompt: str, frame_prompt: str, seed: int, threshold: float, dilate: int):
+    def __init__(
+        self, anchor: AnchorState, anchor_prompt: str, frame_prompt: str, seed: int, threshold: float, dilate: int
+    ):
         super().__init__()
         self.anchor, self.prompts, self.seed = anchor, (anchor_prompt, frame_prompt), seed
         self.threshold, self.dilate = threshold, dilate
@@ -249,7 +253,10 @@ class NoiseMask(MaskSource):
         anchor's latents noised to NOISE_STRENGTH of the training schedule (the forward
         process itself, so any scheduler works), in units of its mean."""
         device, dtype = anchor_latents.device, anchor_latents.dtype
-        embeds = [pipe.encode_prompt(p, device, 1, False)[0] for p in self.prompts]
+        embeds = [
+            pipe.encode_prompt(p, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
+            for p in self.prompts
+        ]
         steps = pipe.scheduler.config.num_train_timesteps
         timestep = int(steps * NOISE_STRENGTH)
         alpha_bar = pipe.scheduler.alphas_cumprod[timestep].to(device, dtype)

@@ -168,14 +168,19 @@ class DiskCache(AnchorCache):
         self.folder.mkdir(parents=True, exist_ok=True)
         if extras:
             save_file({k: v.contiguous().cpu() for k, v in extras.items()}, str(self.folder / "extras.safetensors"))
-        files = sorted(p.name for p in self.folder.glob("*.safetensors")) + sorted(p.name for p in self.folder.glob("*.png"))
+        files = sorted(p.name for p in self.folder.glob("*.safetensors")) + sorted(
+            p.name for p in self.folder.glob("*.png")
+        )
         manifest = {
             "key": key,
             "fields": fields,
             "entries": self._entries,
             "bytes": self._bytes,
             "positions": sorted(self._files),
-            "files": {name: {"bytes": (self.folder / name).stat().st_size, "sha256": sha256(self.folder / name)} for name in files},
+            "files": {
+                name: {"bytes": (self.folder / name).stat().st_size, "sha256": sha256(self.folder / name)}
+                for name in files
+            },
         }
         temporary = self.folder / f".{MANIFEST}.tmp"
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -266,7 +271,9 @@ def free_memory(device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose_cache(mode: str, needed: set[tuple[str, int]], device: torch.device, folder: Path, size: int | None = None) -> AnchorCache:
+def choose_cache(
+    mode: str, needed: set[tuple[str, int]], device: torch.device, folder: Path, size: int | None = None
+) -> AnchorCache:
     """The cache for `mode`: `device`, `cpu` (host memory; the device's own on a CPU),
     `disk` (in `folder`), or `auto`: on the device if the cache's `size` (cache_bytes)
     takes under half of its free memory, else in host memory under the same rule, else

@@ -12,8 +12,17 @@ from __future__ import annotations
 
 from .anchor import AnchorState
 from .automask import (
-    ATTENTION_DILATE, ATTENTION_THRESHOLD, NOISE_DILATE, NOISE_THRESHOLD, AttentionMask, AttentionStore, NoiseMask,
-    attention_modules, mid_resolution_layers, tag_heads, token_positions,
+    ATTENTION_DILATE,
+    ATTENTION_THRESHOLD,
+    NOISE_DILATE,
+    NOISE_THRESHOLD,
+    AttentionMask,
+    AttentionStore,
+    NoiseMask,
+    attention_modules,
+    mid_resolution_layers,
+    tag_heads,
+    token_positions,
 )  # fmt: skip
 from .layers import LayerMap
 from .masks import DrawnMask, MaskSource, drawn_mask
@@ -65,7 +74,9 @@ class Compiler:
             return self.attention_mask(spec, edit)
         if plan.auto == "noise":
             if getattr(self.pipe, "text_encoder_2", None) is not None:
-                raise RuleError(spec.where + ("mask", "auto"), "noise masks support SD1.x/2.x pipelines; use auto: attention")
+                raise RuleError(
+                    spec.where + ("mask", "auto"), "noise masks support SD1.x/2.x pipelines; use auto: attention"
+                )
             threshold = plan.threshold if plan.threshold is not None else NOISE_THRESHOLD
             dilate = plan.dilate if plan.dilate is not None else NOISE_DILATE
             return NoiseMask(self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate)

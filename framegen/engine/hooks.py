@@ -22,11 +22,10 @@ The LATENTS layer is no module: the pipeline hands each step's latents to the cl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
-
 from diffusers.callbacks import PipelineCallback
 
 from .automask import AttentionStore, observing
@@ -142,7 +141,9 @@ def record(pipe, num_steps: int, cache: AnchorCache, observers: list[AttentionSt
 
 
 @contextmanager
-def swapping(pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | list[list[SwapRule]]) -> Iterator[StepClock]:
+def swapping(
+    pipe, num_steps: int, cache: AnchorCache, rules: list[SwapRule] | list[list[SwapRule]]
+) -> Iterator[StepClock]:
     """Run a frame inside this block; its activations are swapped by `rules`.
 
     For a batch of N frames give one rule list per frame: the U-Net batch is then

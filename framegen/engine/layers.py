@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 LATENTS = "latents"  # module path of the LATENTS layer: not a module, see hooks.hooked
 
 
@@ -99,7 +98,7 @@ class LayerMap:
         self.modules = set(modules) if modules is not None else set(self.by_module)
 
     @classmethod
-    def of(cls, unet) -> "LayerMap":
+    def of(cls, unet) -> LayerMap:
         return cls(unet.config, {name for name, _ in unet.named_modules() if name})
 
     def __contains__(self, name: str) -> bool:

@@ -26,7 +26,6 @@ class MaskPlan:
         return self.auto or next(k for k in ("grid", "image", "boxes") if getattr(self, k) is not None)
 
 
-
 @dataclass(frozen=True)
 class RuleSpec:
     mode: str  # full | mask | threshold

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..engine.layers import LayerMap
+from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
 from .schema import MaskRule, Steps, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
@@ -80,7 +80,8 @@ class Storyboard:
                 for at, names in named:
                     for i, name in enumerate(names):
                         if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
-                            problems.append(f"{self.where(at + (i,))}: {dotted(at)}: unknown layer '{name}' (known: {layers.listing()})")
+                            message = f"unknown layer '{name}' (known: {layers.listing()})"
+                            problems.append(f"{self.where(at + (i,))}: {dotted(at)}: {message}")
         if problems:
             raise InvalidInput(list(dict.fromkeys(problems)))
 
@@ -195,7 +196,9 @@ def load_storyboard(source: str | os.PathLike | Mapping, folder: str | os.PathLi
         for e in error.errors():
             where, message = pydantic_problem(e, data)
             shown = tuple(p for p in where if p != "<key>")
-            problems.append(f"{path}:{':'.join(map(str, mark(marks, where)))}: {dotted(shown) or 'storyboard'}: {message}")
+            problems.append(
+                f"{path}:{':'.join(map(str, mark(marks, where)))}: {dotted(shown) or 'storyboard'}: {message}"
+            )
         raise InvalidInput(list(dict.fromkeys(problems))) from None
     return resolve(Storyboard(path=path, spec=spec, frames=[], marks=marks))
 
@@ -228,7 +231,9 @@ def resolve(board: Storyboard) -> Storyboard:
         at = ("frames", i)
         name = frame.name or f"frame{i + 1}"
         if name in names:
-            problems.append(board.problem(at + ("name",), f"duplicate frame name '{name}' (also frames[{names[name]}])"))
+            problems.append(
+                board.problem(at + ("name",), f"duplicate frame name '{name}' (also frames[{names[name]}])")
+            )
         names.setdefault(name, i)
         rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
         prompt = frame.prompt

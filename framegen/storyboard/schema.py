@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -51,7 +51,7 @@ class RenderSpec(_Strict):
         return value
 
 
-Steps = Union[Literal["all"], int, str, list[int]]
+Steps = Literal["all"] | int | str | list[int]
 
 
 class _RuleBase(_Strict):
@@ -84,7 +84,7 @@ class MaskSpec(_Strict):
     dilate: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "MaskSpec":
+    def _exactly_one(self) -> MaskSpec:
         given = [k for k in ("grid", "image", "boxes", "auto") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of grid, image, boxes or auto")
@@ -150,7 +150,7 @@ class ThresholdRule(_RuleBase):
     relative: bool = False  # threshold x the anchor tensor's mean |value| at that layer and step
 
 
-Rule = Annotated[Union[FullRule, MaskRule, ThresholdRule], Field(discriminator="mode")]
+Rule = Annotated[FullRule | MaskRule | ThresholdRule, Field(discriminator="mode")]
 
 
 class Anchor(_Strict):
@@ -167,7 +167,7 @@ class Frame(_Strict):
     hold: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _prompt_or_delta(self) -> "Frame":
+    def _prompt_or_delta(self) -> Frame:
         if self.prompt is not None and (self.replace or self.add or self.remove):
             raise ValueError("give either a full prompt or a delta (replace/add/remove), not both")
         return self

@@ -147,8 +147,6 @@ def data_at(data: Any, path: tuple) -> Any:
     return data
 
 
-
-
 def mark(marks: dict, path: tuple) -> tuple[int, int]:
     """(line, col) of the value at `path`, or of its nearest parent that has one."""
     while path and path not in marks:

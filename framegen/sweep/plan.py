@@ -104,7 +104,10 @@ def plan_runs(
 def run_specs(run: Run, board: Storyboard) -> list[RuleSpec]:
     """The run's rules resolved like a storyboard's (schema, then steps and mask paths)."""
     rules = TypeAdapter(list[Rule]).validate_python(list(run.rules))
-    return [rule_spec(rule, board.spec.render.steps, board.folder, ("sweep", "run", "swap", i)) for i, rule in enumerate(rules)]
+    return [
+        rule_spec(rule, board.spec.render.steps, board.folder, ("sweep", "run", "swap", i))
+        for i, rule in enumerate(rules)
+    ]
 
 
 def describe(run: Run) -> str:
@@ -113,7 +116,11 @@ def describe(run: Run) -> str:
     for rule in run.rules:
         text = f"{rule['mode']} {'+'.join(rule['layers'])} {rule['steps']}"
         if rule["mode"] == "threshold":
-            text += f" < {rule['threshold']:g}" + (" relative" if rule.get("relative") else "") + (f" ({rule['reduce']})" if "reduce" in rule else "")
+            text += (
+                f" < {rule['threshold']:g}"
+                + (" relative" if rule.get("relative") else "")
+                + (f" ({rule['reduce']})" if "reduce" in rule else "")
+            )
         parts.append(text)
     return "; ".join(parts) or "no swap"
 

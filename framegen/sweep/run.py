@@ -22,7 +22,18 @@ from ..report import compare, segmenter_for
 from ..storyboard import FramePlan, Storyboard
 from .plan import Run, describe, fingerprint, run_specs
 
-CSV_COLUMNS = ["key", "table", "row", "col", "rules", "background_mse", "foreground_mse", "background_fraction", "seconds", "image"]
+CSV_COLUMNS = [
+    "key",
+    "table",
+    "row",
+    "col",
+    "rules",
+    "background_mse",
+    "foreground_mse",
+    "background_fraction",
+    "seconds",
+    "image",
+]
 
 
 def read_rows(path: Path) -> dict[str, dict]:
@@ -41,7 +52,9 @@ def read_rows(path: Path) -> dict[str, dict]:
 
 def _csv_line(row: dict) -> str:
     buffer = io.StringIO()
-    csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n").writerow({k: "" if v is None else v for k, v in row.items()})
+    csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n").writerow(
+        {k: "" if v is None else v for k, v in row.items()}
+    )
     return buffer.getvalue()
 
 
@@ -50,7 +63,16 @@ def number(value) -> float | None:
 
 
 class Sweep:
-    def __init__(self, board: Storyboard, frame: FramePlan, runs: list[Run], out: Path, cache: str = "auto", pipe=None, batch: int = 1):
+    def __init__(
+        self,
+        board: Storyboard,
+        frame: FramePlan,
+        runs: list[Run],
+        out: Path,
+        cache: str = "auto",
+        pipe=None,
+        batch: int = 1,
+    ):
         self.board, self.frame, self.runs, self.out = board, frame, runs, out
         self.batch = batch  # runs per U-Net batch: faster, but then within one 8-bit level of a render
         self.cache_mode = cache
@@ -70,9 +92,13 @@ class Sweep:
                 )
         rows = read_rows(self.out / "sweep.csv")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text(json.dumps({"fingerprint": self.fingerprint, "framegen_version": __version__}, indent=2) + "\n", meta_path)
+        write_text(
+            json.dumps({"fingerprint": self.fingerprint, "framegen_version": __version__}, indent=2) + "\n", meta_path
+        )
         # rewrite without a row cut short by a kill, so appends start on a fresh line
-        write_text("".join([",".join(CSV_COLUMNS) + "\n"] + [_csv_line(r) for r in rows.values()]), self.out / "sweep.csv")
+        write_text(
+            "".join([",".join(CSV_COLUMNS) + "\n"] + [_csv_line(r) for r in rows.values()]), self.out / "sweep.csv"
+        )
         return rows
 
     def run(self, progress=None, log=print) -> dict[str, dict]:
@@ -85,7 +111,9 @@ class Sweep:
         prepared = prepare(self.board, self.pipe, frames=[])
         settings, step = prepared.settings, progress.step if progress is not None else None
         rules = {run.key: prepared.compile(run_specs(run, self.board), self.frame) for run in todo}
-        needed = set().union(*({(layer, s) for r in rs for layer in r.layers for s in r.steps} for rs in rules.values()))
+        needed = set().union(
+            *({(layer, s) for r in rs for layer in r.layers for s in r.steps} for rs in rules.values())
+        )
         size = cache_bytes(self.pipe, needed, settings.width, settings.height, settings.steps, settings.guidance)
         cache = choose_cache(self.cache_mode, needed, self.pipe.device, self.out / "anchor-cache", size)
         renderer = prepared.renderer(cache)
@@ -95,7 +123,8 @@ class Sweep:
             progress.image("anchor", settings.steps)
         try:
             anchor = renderer.anchor(self.board.spec.anchor.prompt, step)
-            log(f"anchor cache: {cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {cache.where} ({self.pipe.device})")
+            where = f"{cache.where} ({self.pipe.device})"
+            log(f"anchor cache: {cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {where}")
             write_png(anchor, self.out / "runs" / "anchor.png")
             anchor_person = segmenter.person(anchor)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:

@@ -34,7 +34,10 @@ def default_min_foreground(runs: list[Run], rows: dict[str, dict]) -> float:
 
 def best_yaml(run: Run | None, row: dict | None, frame: FramePlan, min_foreground: float) -> str:
     if run is None:
-        return f"# no run kept a foreground MSE of at least {min_foreground:.1f} (the edit vanished); try a lower --min-foreground-mse\nswap: []\n"
+        return (
+            f"# no run kept a foreground MSE of at least {min_foreground:.1f} (the edit vanished); "
+            "try a lower --min-foreground-mse\nswap: []\n"
+        )
     header = (
         f"# framegen sweep: best run for frame '{frame.name}' ({describe(run)})\n"
         f"# background MSE {_fmt(row['background_mse'], 2)}, foreground MSE {_fmt(row['foreground_mse'], 2)} "
@@ -47,7 +50,13 @@ def best_yaml(run: Run | None, row: dict | None, frame: FramePlan, min_foregroun
 
 def tables_markdown(runs: list[Run], rows: dict[str, dict], min_foreground: float, header: str) -> str:
     baseline = rows[runs[0].key]
-    lines = [header, "", f"No swap: background MSE {_fmt(baseline['background_mse'])}, foreground MSE {_fmt(baseline['foreground_mse'])}.", ""]
+    lines = [
+        header,
+        "",
+        f"No swap: background MSE {_fmt(baseline['background_mse'])}, "
+        f"foreground MSE {_fmt(baseline['foreground_mse'])}.",
+        "",
+    ]
     tables: dict[str, list[Run]] = {}
     for run in runs[1:]:
         tables.setdefault(run.table, []).append(run)
@@ -81,7 +90,10 @@ def tables_markdown(runs: list[Run], rows: dict[str, dict], min_foreground: floa
             lines.append("Cells: background MSE.")
         lines.append("")
     if min_foreground > 0:
-        lines.append(f"`*`: foreground MSE below {min_foreground:.1f} (half the no-swap frame's unless set): the edit mostly vanished.")
+        lines.append(
+            f"`*`: foreground MSE below {min_foreground:.1f} (half the no-swap frame's unless set): "
+            "the edit mostly vanished."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +120,9 @@ def _fmt(value, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def write_summary(sweep: Sweep, rows: dict[str, dict], min_foreground: float | None, header: str) -> tuple[Run | None, float]:
+def write_summary(
+    sweep: Sweep, rows: dict[str, dict], min_foreground: float | None, header: str
+) -> tuple[Run | None, float]:
     runs, out = sweep.runs, sweep.out
     if min_foreground is None:
         min_foreground = default_min_foreground(runs, rows)
@@ -118,7 +132,10 @@ def write_summary(sweep: Sweep, rows: dict[str, dict], min_foreground: float | N
 
     anchor = Image.open(out / "runs" / "anchor.png")
     baseline = rows[runs[0].key]
-    start = [("anchor", anchor), (f"no swap\nbg {_fmt(baseline['background_mse'])}", Image.open(out / baseline["image"]))]
+    start = [
+        ("anchor", anchor),
+        (f"no swap\nbg {_fmt(baseline['background_mse'])}", Image.open(out / baseline["image"])),
+    ]
     tables: dict[str, list[Run]] = {}
     for run in runs[1:]:
         tables.setdefault(run.table, []).append(run)

@@ -155,13 +155,23 @@ class Evaluator:
     def _prepared(self, folder: Path, edit: Edit, settings: list[str]) -> Prepared:
         frames = "\n".join(
             f'  - {{name: "{name}", prompt: "{edit.frame_prompt}", swap: '
-            + self.templates[name].format(phase=self.phase, after=self.phase + 1, steps=self.steps, threshold=self.threshold, relative=self.relative, first=self.first_phase, second=self.second_phase)
+            + self.templates[name].format(
+                phase=self.phase,
+                after=self.phase + 1,
+                steps=self.steps,
+                threshold=self.threshold,
+                relative=self.relative,
+                first=self.first_phase,
+                second=self.second_phase,
+            )
             + "}"
             for name in settings
         )
         path = folder / f"{edit.seed}-{len(settings)}.yaml"
         path.write_text(
-            BOARD.format(steps=self.steps, guidance=self.guidance, seed=edit.seed, anchor=edit.anchor_prompt, frames=frames)
+            BOARD.format(
+                steps=self.steps, guidance=self.guidance, seed=edit.seed, anchor=edit.anchor_prompt, frames=frames
+            )
         )
         return prepare(load_storyboard(path), self.pipe)
 
@@ -179,11 +189,15 @@ class Evaluator:
             if hand:
                 # the hand-drawn region's stand-in: keep the anchor where it has no person
                 Image.fromarray(np.where(anchor_person, 0, 255).astype(np.uint8)).save(folder / HAND_MASK)
-                Image.fromarray(np.where(grid_drawn(anchor_person, GRID_CELLS), 0, 255).astype(np.uint8)).save(folder / GRID_MASK)
+                Image.fromarray(np.where(grid_drawn(anchor_person, GRID_CELLS), 0, 255).astype(np.uint8)).save(
+                    folder / GRID_MASK
+                )
                 masked = self._prepared(folder, edit, hand)
                 masked_renderer = masked.renderer()
                 masked_renderer.anchor(edit.anchor_prompt)
-                frames.update((plan.name, masked_renderer.frame(*masked.shot(plan)).image) for plan in masked.board.frames)
+                frames.update(
+                    (plan.name, masked_renderer.frame(*masked.shot(plan)).image) for plan in masked.board.frames
+                )
         for name in self.settings:
             image = frames[name]
             person = self.segmenter.person(image)

@@ -36,7 +36,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--weights", type=Path, help="a demo-shaped diffusers folder to start from (default: the bundled model)")
+    parser.add_argument(
+        "--weights", type=Path, help="a demo-shaped diffusers folder to start from (default: the bundled model)"
+    )
     parser.add_argument("--shift", type=float, help="retrain for a cosine noise schedule shifted by this SNR factor")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as documented)")
     args = parser.parse_args(argv)
@@ -69,7 +71,9 @@ def main(argv=None):
     scaling = vae.config.scaling_factor
     log(f"data: {len(images)} scenes at {size}, latents {tuple(lat_mean.shape)} in {time.time() - t0:.0f}s")
 
-    ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
+    ids = tokenizer(
+        captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt"
+    ).input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
     if args.shift is not None:
         pipe.scheduler = DDIMScheduler(**scheduler_config(args.shift))
@@ -81,14 +85,25 @@ def main(argv=None):
     )  # fmt: skip
     unet.register_to_config(sample_size=args.size // pipe.vae_scale_factor)
     vae.register_to_config(sample_size=args.size)
-    log(f"done: {step} steps at batch {args.batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, {(time.time() - t0) / 60:.1f} min")
+    log(
+        f"done: {step} steps at batch {args.batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, "
+        f"{(time.time() - t0) / 60:.1f} min"
+    )
 
     weights = args.out / "weights"
     shutil.rmtree(weights, ignore_errors=True)
     pipe.save_pretrained(weights, safe_serialization=True)
     shutil.copy(WEIGHTS_DIR / "segmenter.onnx", weights / "segmenter.onnx")
     g = torch.Generator().manual_seed(0)
-    out = pipe(SAMPLE_PROMPTS, width=args.size, height=args.size, num_inference_steps=25, guidance_scale=3.0, generator=g, output_type="np").images
+    out = pipe(
+        SAMPLE_PROMPTS,
+        width=args.size,
+        height=args.size,
+        num_inference_steps=25,
+        guidance_scale=3.0,
+        generator=g,
+        output_type="np",
+    ).images
     save_grid((out * 255).round().astype(np.uint8), args.out / "samples.png", len(SAMPLE_PROMPTS))
     log(f"wrote {weights}")
 

@@ -113,7 +113,12 @@ def sample_attributes(seed: int) -> dict:
 
 def caption(attributes: dict) -> str:
     a = attributes
-    person = [a["person"], f"{a['hair_colour']} hair", f"{a['top_colour']} shirt", f"{a['bottom_colour']} {a['bottom']}"]
+    person = [
+        a["person"],
+        f"{a['hair_colour']} hair",
+        f"{a['top_colour']} shirt",
+        f"{a['bottom_colour']} {a['bottom']}",
+    ]
     background = [a["ground"], a["sky"], *a["scenery"]]
     random.Random(a["caption_seed"]).shuffle(background)
     return ", ".join(person + background)
@@ -149,7 +154,9 @@ def _draw_background(draw: ImageDraw.ImageDraw, a: dict, W: int, H: int):
     if "house" in a["scenery"]:
         cx, base, w, h = a["house_x"] * W, horizon + 2 * u, 16 * u, 12 * u
         draw.rectangle([cx - w / 2, base - h, cx + w / 2, base], fill=(200, 170, 120))
-        draw.polygon([(cx - w / 2 - 2 * u, base - h), (cx + w / 2 + 2 * u, base - h), (cx, base - h - 8 * u)], fill=(160, 40, 30))
+        draw.polygon(
+            [(cx - w / 2 - 2 * u, base - h), (cx + w / 2 + 2 * u, base - h), (cx, base - h - 8 * u)], fill=(160, 40, 30)
+        )
         draw.rectangle([cx - 2 * u, base - 6 * u, cx + 2 * u, base], fill=(90, 50, 20))
     if "tree" in a["scenery"]:
         cx, base = a["tree_x"] * W, horizon + 3 * u
@@ -191,8 +198,12 @@ def _draw_person(layers: dict, a: dict, W: int, H: int):
         both(None, "rectangle", (cx - head_r * 1.15, head_cy, cx + head_r * 1.15, neck + 0.12 * h), colour=hair)
     # legs / bottom
     bottom, bc = a["bottom"], RGB[a["bottom_colour"]]
-    both(None, "rectangle", (cx - torso_w / 2 + 0.02 * h, waist, cx - torso_w / 2 + 0.02 * h + leg_w, foot), colour=SKIN)
-    both(None, "rectangle", (cx + torso_w / 2 - 0.02 * h - leg_w, waist, cx + torso_w / 2 - 0.02 * h, foot), colour=SKIN)
+    both(
+        None, "rectangle", (cx - torso_w / 2 + 0.02 * h, waist, cx - torso_w / 2 + 0.02 * h + leg_w, foot), colour=SKIN
+    )
+    both(
+        None, "rectangle", (cx + torso_w / 2 - 0.02 * h - leg_w, waist, cx + torso_w / 2 - 0.02 * h, foot), colour=SKIN
+    )
     if bottom == "pants":
         both("bottom", "rectangle", (cx - torso_w / 2, waist, cx - 0.01 * h, foot - 0.04 * h), colour=bc)
         both("bottom", "rectangle", (cx + 0.01 * h, waist, cx + torso_w / 2, foot - 0.04 * h), colour=bc)
@@ -201,15 +212,29 @@ def _draw_person(layers: dict, a: dict, W: int, H: int):
         both("bottom", "rectangle", (cx - torso_w / 2, waist, cx + torso_w / 2, waist + 0.17 * h), colour=bc)
     else:  # skirt: a wide trapezoid
         flare = 0.14 * h
-        both("bottom", "polygon", [(cx - torso_w / 2, waist), (cx + torso_w / 2, waist), (cx + torso_w / 2 + flare, waist + 0.26 * h), (cx - torso_w / 2 - flare, waist + 0.26 * h)], colour=bc)
+        both(
+            "bottom",
+            "polygon",
+            [
+                (cx - torso_w / 2, waist),
+                (cx + torso_w / 2, waist),
+                (cx + torso_w / 2 + flare, waist + 0.26 * h),
+                (cx - torso_w / 2 - flare, waist + 0.26 * h),
+            ],
+            colour=bc,
+        )
     # shoes
     both(None, "rectangle", (cx - torso_w / 2 - 0.02 * h, foot - 0.04 * h, cx - 0.02 * h, foot), colour=SHOES)
     both(None, "rectangle", (cx + 0.02 * h, foot - 0.04 * h, cx + torso_w / 2 + 0.02 * h, foot), colour=SHOES)
     # shirt with sleeves, hands
     tc = RGB[a["top_colour"]]
     arm_w = 0.1 * h
-    both(None, "rectangle", (cx - torso_w / 2 - arm_w, waist - 0.02 * h, cx - torso_w / 2, waist + 0.04 * h), colour=SKIN)
-    both(None, "rectangle", (cx + torso_w / 2, waist - 0.02 * h, cx + torso_w / 2 + arm_w, waist + 0.04 * h), colour=SKIN)
+    both(
+        None, "rectangle", (cx - torso_w / 2 - arm_w, waist - 0.02 * h, cx - torso_w / 2, waist + 0.04 * h), colour=SKIN
+    )
+    both(
+        None, "rectangle", (cx + torso_w / 2, waist - 0.02 * h, cx + torso_w / 2 + arm_w, waist + 0.04 * h), colour=SKIN
+    )
     both("top", "rectangle", (cx - torso_w / 2 - arm_w, neck, cx + torso_w / 2 + arm_w, neck + 0.12 * h), colour=tc)
     both("top", "rectangle", (cx - torso_w / 2 - arm_w, neck, cx - torso_w / 2, waist - 0.02 * h), colour=tc)
     both("top", "rectangle", (cx + torso_w / 2, neck, cx + torso_w / 2 + arm_w, waist - 0.02 * h), colour=tc)
@@ -217,9 +242,19 @@ def _draw_person(layers: dict, a: dict, W: int, H: int):
     # head and hair on top
     both(None, "ellipse", (cx - head_r, head_cy - head_r, cx + head_r, head_cy + head_r), colour=SKIN)
     if boy:
-        both(None, "chord", (cx - head_r * 1.08, head_cy - head_r * 1.12, cx + head_r * 1.08, head_cy + head_r * 0.6), colour=hair)
+        both(
+            None,
+            "chord",
+            (cx - head_r * 1.08, head_cy - head_r * 1.12, cx + head_r * 1.08, head_cy + head_r * 0.6),
+            colour=hair,
+        )
     else:
-        both(None, "chord", (cx - head_r * 1.15, head_cy - head_r * 1.15, cx + head_r * 1.15, head_cy + head_r * 0.9), colour=hair)
+        both(
+            None,
+            "chord",
+            (cx - head_r * 1.15, head_cy - head_r * 1.15, cx + head_r * 1.15, head_cy + head_r * 0.9),
+            colour=hair,
+        )
     # eyes
     eye = max(0.025 * h, 1)
     for dx in (-0.4, 0.4):

@@ -66,8 +66,14 @@ VAE_CONFIG = dict(
     sample_size=64,
 )
 SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
 )
 
 
@@ -84,6 +90,8 @@ def scheduler_config(shift: float | None) -> dict:
     alpha_bar = 1 / (1 + (1 - cosine) / (cosine * shift))
     betas = 1 - alpha_bar / np.concatenate([[1.0], alpha_bar[:-1]])
     return {**SCHEDULER_CONFIG, "beta_schedule": "linear", "trained_betas": np.clip(betas, 0, 0.999).round(8).tolist()}
+
+
 SAMPLE_PROMPTS = [
     "girl, blonde hair, red shirt, blue skirt, grass, day, house, tree",
     "girl, black hair, yellow shirt, purple pants, snow, night, moon",
@@ -141,7 +149,14 @@ class TinySegmenter(nn.Module):
         super().__init__()
 
         def block(i, o):
-            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+            return nn.Sequential(
+                nn.Conv2d(i, o, 3, padding=1),
+                nn.BatchNorm2d(o),
+                nn.ReLU(),
+                nn.Conv2d(o, o, 3, padding=1),
+                nn.BatchNorm2d(o),
+                nn.ReLU(),
+            )
 
         self.enc = nn.ModuleList([block(3, c[0]), block(c[0], c[1]), block(c[1], c[2]), block(c[2], c[3])])
         self.dec = nn.ModuleList([block(c[3] + c[2], c[2]), block(c[2] + c[1], c[1]), block(c[1] + c[0], c[0])])
@@ -238,7 +253,9 @@ def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents
     return loss.item()
 
 
-def train_denoiser(unet, text_encoder, noise_scheduler, latents, ids, empty, *, seconds, batch, lr, warmup, decay, rng, log, log_every):
+def train_denoiser(
+    unet, text_encoder, noise_scheduler, latents, ids, empty, *, seconds, batch, lr, warmup, decay, rng, log, log_every
+):
     """Train U-Net and text encoder jointly for `seconds` (AdamW, warmup then cosine lr,
     `denoiser_step` each step), then load the EMA weights into them. `latents` is
     (posterior mean, posterior std, scaling factor). Returns (steps, losses)."""
@@ -256,9 +273,25 @@ def train_denoiser(unet, text_encoder, noise_scheduler, latents, ids, empty, *, 
             g["lr"] = lr_at((time.time() - t0) / seconds, step, warmup, lr)
         idx = torch.from_numpy(rng.integers(0, len(mean), batch))
         sample = (mean[idx] + std[idx] * torch.randn_like(mean[idx])) * scaling
-        losses.append(denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, sample, ids[idx], empty, min(decay, (1 + step) / (10 + step))))
+        losses.append(
+            denoiser_step(
+                unet,
+                text_encoder,
+                noise_scheduler,
+                opt,
+                params,
+                ema,
+                sample,
+                ids[idx],
+                empty,
+                min(decay, (1 + step) / (10 + step)),
+            )
+        )
         if step % log_every == 0:
-            log(f"unet step {step} loss {np.mean(losses[-log_every:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {(step + 1) * batch / (time.time() - t0):.1f} samples/s")
+            log(
+                f"unet step {step} loss {np.mean(losses[-log_every:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{(step + 1) * batch / (time.time() - t0):.1f} samples/s"
+            )
         step += 1
     with torch.no_grad():
         for e, p in zip(ema, params):
@@ -294,7 +327,10 @@ def main(argv=None):
     log = Log(args.out / "train.log")
     log(f"== framegen demo training: {vars(args)} threads={torch.get_num_threads()}")
     budget = {"vae": 0.2 * args.minutes * 60, "unet": 0.7 * args.minutes * 60, "segmenter": 0.1 * args.minutes * 60}
-    metrics: dict = {"command": "python -m tools.demo.train " + " ".join(argv or os.sys.argv[1:]), "threads": args.threads}
+    metrics: dict = {
+        "command": "python -m tools.demo.train " + " ".join(argv or os.sys.argv[1:]),
+        "threads": args.threads,
+    }
     wall: dict = {}
 
     # -- data
@@ -333,7 +369,10 @@ def main(argv=None):
         opt.step()
         if step % 50 == 0:
             mse = F.mse_loss(recon, x).item()
-            log(f"vae step {step} loss {loss.item():.4f} psnr {10 * math.log10(4 / max(mse, 1e-10)):.2f} kl {kl.item():.1f} lr {opt.param_groups[0]['lr']:.2e}")
+            log(
+                f"vae step {step} loss {loss.item():.4f} psnr {10 * math.log10(4 / max(mse, 1e-10)):.2f} "
+                f"kl {kl.item():.1f} lr {opt.param_groups[0]['lr']:.2e}"
+            )
         step += 1
     vae.eval().requires_grad_(False)
     with torch.no_grad():
@@ -364,16 +403,25 @@ def main(argv=None):
     t0 = time.time()
     tokenizer = build_tokenizer(args.out / "tokenizer_src", TEXT_LENGTH)
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=TEXT_LENGTH, projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=TEXT_LENGTH,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     text_encoder = CLIPTextModel(text_config)
     unet = UNet2DConditionModel(**UNET_CONFIG)
     metrics["params_unet"] = sum(p.numel() for p in unet.parameters())
     metrics["params_text_encoder"] = sum(p.numel() for p in text_encoder.parameters())
     log(f"unet params {metrics['params_unet']:,} text params {metrics['params_text_encoder']:,} vocab {len(tokenizer)}")
-    ids = tokenizer(captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
+    ids = tokenizer(
+        captions, padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt"
+    ).input_ids
     empty = tokenizer([""], padding="max_length", max_length=TEXT_LENGTH, return_tensors="pt").input_ids
     noise_scheduler = DDPMScheduler.from_config(DDIMScheduler(**scheduler_config(args.shift)).config)
     step, losses = train_denoiser(
@@ -388,8 +436,13 @@ def main(argv=None):
     # -- pipeline + samples
     t0 = time.time()
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(**scheduler_config(args.shift)), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**scheduler_config(args.shift)),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -402,7 +455,15 @@ def main(argv=None):
         rows = []
         for seed in range(3):
             g = torch.Generator().manual_seed(seed)
-            out = pipe(SAMPLE_PROMPTS, height=64, width=64, num_inference_steps=25, guidance_scale=guidance, generator=g, output_type="np").images
+            out = pipe(
+                SAMPLE_PROMPTS,
+                height=64,
+                width=64,
+                num_inference_steps=25,
+                guidance_scale=guidance,
+                generator=g,
+                output_type="np",
+            ).images
             rows.append((out * 255).round().astype(np.uint8))
         save_grid(np.concatenate(rows), args.out / f"samples_unet_cfg{guidance:g}.png", len(SAMPLE_PROMPTS))
     wall["samples"] = time.time() - t0
@@ -412,7 +473,9 @@ def main(argv=None):
     t0 = time.time()
     n_recon = 1024
     with torch.no_grad():
-        recon = torch.cat([vae.decode(vae.encode(c).latent_dist.mode()).sample for c in to_tensor(images[:n_recon]).split(128)])
+        recon = torch.cat(
+            [vae.decode(vae.encode(c).latent_dist.mode()).sample for c in to_tensor(images[:n_recon]).split(128)]
+        )
     recon_images = to_uint8(recon)
     log(f"segmenter: {n_recon} VAE reconstructions in {time.time() - t0:.0f}s")
     seg = TinySegmenter()
@@ -449,12 +512,20 @@ def main(argv=None):
     metrics["segmenter_final_loss"] = float(np.mean(seg_losses[-100:]))
     onnx_path = weights / "segmenter.onnx"
     torch.onnx.export(
-        RembgSegmenter(seg), torch.zeros(1, 3, 320, 320), str(onnx_path), dynamo=False, opset_version=17,
-        input_names=["input"], output_names=["mask"],
+        RembgSegmenter(seg),
+        torch.zeros(1, 3, 320, 320),
+        str(onnx_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["mask"],
     )
     wall["segmenter"] = time.time() - t0
     metrics["segmenter_iou_heldout"] = segmenter_iou(onnx_path, range(HELD_OUT_SEED, HELD_OUT_SEED + 64))
-    log(f"segmenter done: {step} steps, loss {metrics['segmenter_final_loss']:.4f}, held-out IoU (64 scenes, rembg path) {metrics['segmenter_iou_heldout']:.3f}")
+    log(
+        f"segmenter done: {step} steps, loss {metrics['segmenter_final_loss']:.4f}, "
+        f"held-out IoU (64 scenes, rembg path) {metrics['segmenter_iou_heldout']:.3f}"
+    )
 
     # -- wrap up
     shutil.rmtree(args.out / "tokenizer_src", ignore_errors=True)
