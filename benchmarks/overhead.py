@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -78,10 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     phase = round(args.steps * 0.4)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "overhead.yaml"
-        path.write_text(BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1))
-        board = load_storyboard(path)
+    board = load_storyboard(BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1))
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
     prepared = prepare(board, pipe)
