@@ -1,11 +1,13 @@
-"""Files on disk: every output is written to a temporary name and renamed into place,
-so an interrupted render leaves the earlier output whole."""
+"""Files on disk: every output is written to a temporary name (TEMP_PREFIX...) and
+renamed into place only when complete, so an interrupted render leaves the earlier
+output whole; the clip is decoded and counted before it replaces the earlier one."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from .errors import RenderFailure
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+TEMP_PREFIX = ".framegen-tmp-"  # every temporary file framegen makes starts so (output.py cleans them up)
+CLIP_MARK = "framegen clip"  # in the MP4's metadata: the clip is framegen's to replace
 
 
 @contextmanager
@@ -23,7 +27,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix); rename it over `path` on
     success, delete it on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     temporary = Path(name)
     try:
@@ -59,39 +63,79 @@ def write_text(text: str, path: Path) -> None:
         temporary.write_text(text, encoding="utf-8")
 
 
-def write_mp4(images: list[Image.Image], holds: list[int], path: Path, fps: float, crf: int = 18) -> int:
-    """Encode H.264 / yuv420p at the images' exact size; image i is shown holds[i]
-    times. Returns the number of video frames written."""
+def write_mp4(frames: Iterable[tuple[Image.Image, int]], path: Path, fps: float, crf: int = 18) -> int:
+    """Encode (image, hold) pairs as H.264 / yuv420p at the images' exact size, each
+    image shown `hold` times, one image in memory at a time. The clip replaces `path`
+    only once ffmpeg is done and a decode counts every frame; else the earlier file
+    stays and RenderFailure says why. Returns the number of video frames."""
     import imageio_ffmpeg
 
-    width, height = images[0].size
-    if width % 2 or height % 2:
-        raise RenderFailure(f"H.264 yuv420p needs even sides, got {width}x{height}")
-    count = 0
+    count, writer = 0, None
     with atomic_path(path) as temporary:
-        writer = imageio_ffmpeg.write_frames(
-            str(temporary),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p",
-            macro_block_size=1,  # the default (16) silently rescales other sizes
-            output_params=["-crf", str(crf)],
-            ffmpeg_log_level="error",
-        )
         try:
-            writer.send(None)
-            for image, hold in zip(images, holds):
+            for image, hold in frames:
+                if writer is None:
+                    writer = _mp4_writer(temporary, image.size, fps, crf)
                 data = np.ascontiguousarray(np.asarray(image.convert("RGB")))
                 for _ in range(hold):
                     writer.send(data)
                     count += 1
-        except (OSError, RuntimeError) as error:
-            raise RenderFailure(f"video encoding failed: {str(error).splitlines()[0]}") from None
+        except (OSError, RuntimeError, BrokenPipeError) as error:
+            raise RenderFailure(
+                f"{path}: video encoding failed ({_cause(path, error)}); the earlier clip is kept"
+            ) from None
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
+        try:
+            decoded, _ = imageio_ffmpeg.count_frames_and_secs(str(temporary))
+        except (OSError, RuntimeError) as error:
+            decoded, error_text = None, _cause(path, error)
+        if decoded != count:
+            found = error_text if decoded is None else f"it decodes to {decoded} of {count} frames"
+            raise RenderFailure(f"{path}: the encoded clip is incomplete ({found}); the earlier clip is kept")
     return count
+
+
+def _mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int):
+    import imageio_ffmpeg
+
+    width, height = size
+    if width % 2 or height % 2:
+        raise RenderFailure(f"H.264 yuv420p needs even sides, got {width}x{height}")
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,  # the default (16) silently rescales other sizes
+        output_params=["-crf", str(crf), "-metadata", f"comment={CLIP_MARK}"],
+        ffmpeg_log_level="quiet",  # failures are found by decoding the result, and said in one line
+    )
+    writer.send(None)
+    return writer
+
+
+def _cause(path: Path, error: Exception) -> str:
+    """Why writing beside `path` failed: a full disk says how much is free."""
+    free = shutil.disk_usage(path.parent).free
+    if free < 1 << 20 or "No space left" in str(error):
+        return f"no space left on the device: {free:,} bytes free in {path.parent}"
+    return str(error).strip().splitlines()[-1][:200] if str(error).strip() else type(error).__name__
+
+
+def is_framegen_clip(path: Path) -> bool:
+    """Whether the MP4 at `path` carries framegen's mark (so framegen may replace it)."""
+    mark = CLIP_MARK.encode()
+    with open(path, "rb") as file:
+        tail = b""
+        for block in iter(lambda: file.read(1 << 20), b""):
+            if mark in tail + block:
+                return True
+            tail = block[-len(mark) :]
+    return False
 
 
 def contact_sheet(tiles: list[tuple[str, Image.Image]], columns: int, tile_width: int = 160) -> Image.Image:

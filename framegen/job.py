@@ -29,9 +29,13 @@ from .engine.masks import mask_png
 from .errors import RenderFailure
 from .files import read_png_text, write_mp4, write_png, write_text
 from .models import configs_before_loading, load_pipeline
+from .output import OutputFolder
 from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
 from .storyboard import Storyboard
+
+
+MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output.py)
 
 
 class Quiet:
@@ -94,11 +98,24 @@ def process_state():
 
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> RenderResult | None:
     """Render every frame and write the output folder; raises FramegenError on failure.
+    `output` (default: the storyboard's) may lie anywhere: giving it is consent.
     Returns None in the processes of a distributed render other than the main one."""
-    progress = progress or Quiet()
     out = Path(output) if output is not None else board.output_dir
     state = process_state()
-    main_process = state is None or state.is_main_process
+    if state is not None and not state.is_main_process:  # the main process holds the folder
+        return _render(board, out, pipe, progress or Quiet(), state, None)
+    with OutputFolder(out).open() as folder:
+        folder.check_replaceable(["anchor.png", "clip.mp4", "report.json", "report.csv", *output_names(board)])
+        return _render(board, out, pipe, progress or Quiet(), state, folder)
+
+
+def output_names(board: Storyboard) -> list[str]:
+    """The frames and masks a render of `board` writes, relative to its output folder."""
+    return [name for plan in board.frames for name in (plan.image, *plan.mask_images)]
+
+
+def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputFolder | None) -> RenderResult | None:
+    main_process = folder is not None
     checked = check_layers_before_loading(board)
     if pipe is None:
         pipe = load_pipeline(board.spec.model, device=state.device if state is not None else None)
@@ -113,11 +130,7 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     fields = prepared.anchor_fields(renderer.cache.needed)
     anchor_key = cache_key(fields)
     keys = {plan.index: prepared.frame_key(plan, anchor_key) for plan in board.frames}
-    done = {
-        p.index
-        for p in board.frames
-        if read_png_text(out / f"frames/{p.index:04d}.png").get("framegen-key") == keys[p.index]
-    }
+    done = {p.index for p in board.frames if read_png_text(out / p.image).get("framegen-key") == keys[p.index]}
     pending = [p for p in board.frames if p.index not in done]
 
     # 1. the anchor: built, or reused from the disk cache or the output folder
@@ -136,30 +149,29 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
 
     # 2. the frames, each written as soon as it is done
     for group in prepared.batches(pending, board.spec.render.batch):
-        progress.image(
-            group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}",
-            prepared.settings.steps,
-            len(group),
-        )
+        name = group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}"
+        progress.image(name, prepared.settings.steps, len(group))
         for plan, result in zip(group, renderer.frames([prepared.shot(plan) for plan in group], progress.step)):
-            for path, (_, mask) in zip(prepared.mask_paths(plan), result.masks):
-                write_png(mask_png(mask, result.image.size), out / path)
+            for path, (_, mask) in zip(plan.mask_images, result.masks):
+                write_png(mask_png(mask, result.image.size), out / path, MASK_TEXT)
             # the frame last: its key vouches for its masks too
             text = {"framegen-key": keys[plan.index], "framegen-seconds": f"{result.seconds:.3f}"}
             if state is not None:
                 text["framegen-process"] = str(state.process_index)
-            write_png(result.image, out / f"frames/{plan.index:04d}.png", text)
+            write_png(result.image, out / plan.image, text)
     if state is not None:
         state.wait_for_everyone()  # every frame is on disk
     if not main_process:
         return None
 
-    # 3. the clip and the report
-    images = read_frames(board, out, keys)
-    remove_stale(board, prepared, out)
-    holds = [1, *(plan.hold for plan in board.frames)]
-    frame_count = write_mp4([anchor, *images], holds, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
-    report = build_report(prepared, renderer.cache, out, anchor, images, keys, done, segmenter, frame_count)
+    # 3. the clip and the report, one frame in memory at a time
+    for plan in board.frames:
+        if read_png_text(out / plan.image).get("framegen-key") != keys[plan.index]:
+            raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
+    folder.remove_stale({name for name in output_names(board)})
+    shown = [(anchor, 1), *((read_image(out / plan.image), plan.hold) for plan in board.frames)]
+    frame_count = write_mp4(iter(shown), out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
+    report = build_report(prepared, renderer.cache, out, anchor, done, segmenter, frame_count)
     report.update(anchor_cache=anchor_cache)
     report["anchor"]["seconds"] = round(anchor_seconds, 3)
     result = RenderResult(out, report)
@@ -168,53 +180,36 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     return result
 
 
-def read_frames(board: Storyboard, out: Path, keys: dict) -> list[Image.Image]:
-    """Every frame as written into `out`, checked against its key."""
-    images = []
-    for plan in board.frames:
-        path = out / f"frames/{plan.index:04d}.png"
-        if read_png_text(path).get("framegen-key") != keys[plan.index]:
-            raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
-        images.append(Image.open(path).convert("RGB"))
-    return images
-
-
-def remove_stale(board: Storyboard, prepared: Prepared, out: Path) -> None:
-    """Drop frames and masks of an earlier, longer storyboard."""
-    written = {f"frames/{plan.index:04d}.png" for plan in board.frames}
-    written |= {path for plan in board.frames for path in prepared.mask_paths(plan)}
-    for stale in [*(out / "frames").glob("*.png"), *(out / "masks").glob("*.png")]:
-        if f"{stale.parent.name}/{stale.name}" not in written:
-            stale.unlink()
+def read_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def obtain_anchor(
     prepared: Prepared, renderer, out: Path, anchor_key: str, fields: dict, need_cache: bool, progress
 ) -> tuple[Image.Image, str, float]:
-    """(anchor image, 'built' | 'reused', seconds): from a sound disk cache, or from the
-    output folder when no frame is left to render, else by the anchor pass (sealing the
-    disk cache, if there is one). The output's anchor.png ends up this anchor's."""
+    """(anchor image, how, seconds): `not needed` (no frame left to render: the output
+    folder's anchor, the cache untouched), `reused` (a sound disk cache) or `built` (the
+    anchor pass, sealing the disk cache if there is one). The output's anchor.png ends
+    up this anchor's."""
     anchor_path = out / "anchor.png"
     in_output = read_png_text(anchor_path).get("framegen-key") == anchor_key
+    if not need_cache and in_output:
+        return read_image(anchor_path), "not needed", 0.0
     cache = renderer.cache
-    on_disk = isinstance(cache, DiskCache)
-    anchor, how, seconds = None, "reused", 0.0
-    if on_disk:
+    if isinstance(cache, DiskCache):
         status, tensors = cache.reopen(anchor_key)
         if status == "reused":
             prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, prepared.pipe.unet.dtype)
-            anchor = Image.open(cache.folder / "anchor.png").convert("RGB")
-    if anchor is None and not need_cache and in_output:
-        anchor = Image.open(anchor_path).convert("RGB")
-    if anchor is None:
-        progress.image("anchor", prepared.settings.steps)
-        start = time.perf_counter()
-        anchor, how = renderer.anchor(prepared.board.spec.anchor.prompt, progress.step), "built"
-        seconds = time.perf_counter() - start
-        if on_disk:
-            cache.folder.mkdir(parents=True, exist_ok=True)
-            anchor.save(cache.folder / "anchor.png")
-            cache.seal(anchor_key, prepared.anchor_state.to_tensors(), fields)
-    if not in_output:
-        write_png(anchor, anchor_path, {"framegen-key": anchor_key})
-    return anchor, how, seconds
+            anchor = read_image(cache.folder / "anchor.png")
+            if not in_output:
+                write_png(anchor, anchor_path, {"framegen-key": anchor_key})
+            return anchor, "reused", 0.0
+    progress.image("anchor", prepared.settings.steps)
+    start = time.perf_counter()
+    anchor = renderer.anchor(prepared.board.spec.anchor.prompt, progress.step)
+    seconds = time.perf_counter() - start
+    if isinstance(cache, DiskCache):
+        cache.seal(anchor_key, prepared.anchor_state.to_tensors(), fields, anchor)
+    write_png(anchor, anchor_path, {"framegen-key": anchor_key})
+    return anchor, "built", seconds

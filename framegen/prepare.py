@@ -89,11 +89,6 @@ class Prepared:
                 rule["mask_sha256"] = sha256(self.board.folder / image)
         return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules})
 
-    def mask_paths(self, plan: FramePlan) -> list[str]:
-        """Where a frame's masks go: masks/0001.png, then masks/0001-2.png, ..."""
-        count = sum(rule.mode == "mask" for rule in self.rules[plan.index])
-        return [f"masks/{plan.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
-
 
 def alone(rules: list[SwapRule]) -> bool:
     return any(rule.mask.alone for rule in rules if rule.mode == "mask")

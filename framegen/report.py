@@ -21,7 +21,6 @@ from PIL import Image
 
 from . import __version__
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure
-from .files import read_png_text
 from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
@@ -192,36 +191,27 @@ def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
 
 
-def build_report(
-    prepared,
-    cache,
-    out: Path,
-    anchor: Image.Image,
-    images: list[Image.Image],
-    keys: dict,
-    done: set,
-    segmenter,
-    frame_count: int,
-) -> dict:
-    """report.json's content: every frame (its image read back from `out`) scored against
-    the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
+def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, segmenter, frame_count: int) -> dict:
+    """report.json's content: every frame (read back from `out`, one at a time) scored
+    against the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
     board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
     anchor_person = segmenter.person(anchor)
     frames = []
-    for plan, image in zip(board.frames, images):
-        text = read_png_text(out / f"frames/{plan.index:04d}.png")
+    for plan in board.frames:
+        with Image.open(out / plan.image) as file:
+            image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
         kinds = [rule.mask.kind for rule in prepared.rules[plan.index] if rule.mode == "mask"]
         frames.append(
             {
                 "index": plan.index,
                 "name": plan.name,
                 "prompt": plan.prompt,
-                "image": f"frames/{plan.index:04d}.png",
+                "image": plan.image,
                 "hold": plan.hold,
                 "rules": prepared.describe_rules(plan),
-                "masks": [{"kind": kind, "image": p} for kind, p in zip(kinds, prepared.mask_paths(plan))],
+                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, plan.mask_images)],
                 **compare(anchor, image, anchor_person, segmenter.person(image)),
-                "seconds": round(float(text.get("framegen-seconds", "0")), 3),
+                "seconds": round(seconds, 3),
                 "reused": plan.index in done,
             }
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 
 import torch
@@ -24,6 +24,11 @@ import torch
 from .layers import LATENTS, LayerMap
 
 MANIFEST = "manifest.json"
+EXTRAS = "extras.safetensors"
+ANCHOR_IMAGE = "anchor.png"
+CACHE_FILE = re.compile(
+    r"position-\d{4,}\.safetensors|extras\.safetensors|anchor\.png|manifest\.json|\.manifest\.json\.tmp"
+)
 
 
 class AnchorCache:
@@ -123,12 +128,19 @@ class DiskCache(AnchorCache):
         return self._entries
 
     def clear(self) -> None:
-        """Forget and delete everything, the manifest first (an interrupted clear leaves
-        an invalid cache, never a wrong one)."""
+        """Forget and delete the cache's own files, the manifest first (an interrupted
+        clear leaves an invalid cache, never a wrong one); anything else in the folder
+        stays, and so does the folder then."""
+        if self.folder.is_symlink():
+            raise ValueError(f"{self.folder}: the anchor cache's folder is a symbolic link; it is not written through")
         self._pending, self._pending_position, self._open = {}, None, {}
-        if self.folder.exists():
+        if self.folder.is_dir():
             (self.folder / MANIFEST).unlink(missing_ok=True)
-            shutil.rmtree(self.folder, ignore_errors=True)
+            for file in self.folder.iterdir():
+                if CACHE_FILE.fullmatch(file.name) and file.is_file() and not file.is_symlink():
+                    file.unlink()
+            if not any(self.folder.iterdir()):
+                self.folder.rmdir()
         self._files, self._bytes, self._entries = {}, 0, 0
 
     def store(self, path: str, clock, tensor: torch.Tensor) -> None:
@@ -161,16 +173,19 @@ class DiskCache(AnchorCache):
 
     # -- reuse across renders
 
-    def seal(self, key: str, extras: dict[str, torch.Tensor], fields: dict) -> None:
-        """Write `extras` (anchor latents, attention maps) and, last, the manifest."""
+    def seal(self, key: str, extras: dict[str, torch.Tensor], fields: dict, anchor=None) -> None:
+        """Write `extras` (anchor latents, attention maps), the `anchor` image if given,
+        and, last, the manifest: every file's size and SHA-256, and its own digest."""
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        names = [file.name for _, file in sorted(self._files.items())]
         if extras:
-            save_file({k: v.contiguous().cpu() for k, v in extras.items()}, str(self.folder / "extras.safetensors"))
-        files = sorted(p.name for p in self.folder.glob("*.safetensors")) + sorted(
-            p.name for p in self.folder.glob("*.png")
-        )
+            save_file({k: v.contiguous().cpu() for k, v in extras.items()}, str(self.folder / EXTRAS))
+            names.append(EXTRAS)
+        if anchor is not None:
+            anchor.save(self.folder / ANCHOR_IMAGE)
+            names.append(ANCHOR_IMAGE)
         manifest = {
             "key": key,
             "fields": fields,
@@ -179,16 +194,17 @@ class DiskCache(AnchorCache):
             "positions": sorted(self._files),
             "files": {
                 name: {"bytes": (self.folder / name).stat().st_size, "sha256": sha256(self.folder / name)}
-                for name in files
+                for name in names
             },
         }
+        manifest["digest"] = _digest(manifest)
         temporary = self.folder / f".{MANIFEST}.tmp"
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
         temporary.replace(self.folder / MANIFEST)
 
     def reopen(self, key: str) -> tuple[str, dict[str, torch.Tensor]]:
         """('reused', extras) when the folder holds a sound cache for `key`; else
-        ('built' or the reason it was not usable, {}) with the folder emptied."""
+        (the reason it was not usable, {}) with the cache's files deleted."""
         from safetensors.torch import load_file
 
         reason = check_folder(self.folder, key)
@@ -198,28 +214,39 @@ class DiskCache(AnchorCache):
         manifest = json.loads((self.folder / MANIFEST).read_text())
         self._files = {p: self.folder / f"position-{p:04d}.safetensors" for p in manifest["positions"]}
         self._entries, self._bytes = manifest["entries"], manifest["bytes"]
-        extras_file = self.folder / "extras.safetensors"
+        extras_file = self.folder / EXTRAS
         return "reused", load_file(str(extras_file)) if extras_file.exists() else {}
 
 
 def check_folder(folder: Path, key: str) -> str | None:
-    """None when `folder` holds a complete cache for `key`, else why not."""
+    """None when `folder` holds a complete cache for `key`, else why not. The manifest's
+    digest covers all of it (an edited or shortened manifest is not trusted), and every
+    file it names is checked against its size and SHA-256."""
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         return "none yet" if not folder.exists() else "incomplete (no manifest)"
     try:
         manifest = json.loads(manifest_path.read_text())
+        if manifest.pop("digest", None) != _digest(manifest):
+            return "manifest edited or corrupt (digest)"
         if manifest["key"] != key:
             return "made for other settings"
+        expected_positions = {f"position-{p:04d}.safetensors" for p in manifest["positions"]}
+        if not expected_positions <= set(manifest["files"]):
+            return "manifest lists positions without files"
         for name, expected in manifest["files"].items():
             file = folder / name
-            if not file.exists() or file.stat().st_size != expected["bytes"]:
+            if not CACHE_FILE.fullmatch(name) or not file.is_file() or file.stat().st_size != expected["bytes"]:
                 return f"{name} is missing or truncated"
             if sha256(file) != expected["sha256"]:
                 return f"{name} is corrupt (checksum)"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "unreadable manifest"
     return None
+
+
+def _digest(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def sha256(path: Path) -> str:

@@ -41,6 +41,17 @@ class FramePlan:
     def edit(self, anchor_prompt: str) -> Edit:
         return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words)
 
+    @property
+    def image(self) -> str:
+        """Where the frame goes in the output folder."""
+        return f"frames/{self.index:04d}.png"
+
+    @property
+    def mask_images(self) -> list[str]:
+        """Where its mask rules' masks go: masks/0001.png, then masks/0001-2.png, ..."""
+        count = sum(rule.mode == "mask" for rule in self.rules)
+        return [f"masks/{self.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
+
 
 @dataclass
 class Storyboard:

@@ -9,11 +9,10 @@ import csv
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 from .. import __version__
-from ..engine.cache import DiskCache, cache_bytes, choose_cache
+from ..engine.cache import cache_bytes, choose_cache
 from ..errors import InvalidInput
 from ..files import write_png, write_text
 from ..prepare import alone, prepare
@@ -145,7 +144,5 @@ class Sweep:
                         os.fsync(table.fileno())
                         rows[run.key] = {k: "" if v is None else str(v) for k, v in row.items()}  # as read back
         finally:
-            cache.clear()
-            if isinstance(cache, DiskCache):
-                shutil.rmtree(cache.folder, ignore_errors=True)
+            cache.clear()  # a disk cache deletes its own files, and its folder once empty
         return rows

@@ -1,0 +1,129 @@
+"""The output folder: what framegen may write, replace and delete there.
+
+A user's files are worth more than any render, so framegen replaces or deletes a file
+only when it can prove that it wrote it: frame, anchor and mask PNGs carry a framegen
+text chunk, the clip carries framegen's mark in its metadata, report.json names
+framegen's version, report.csv starts with framegen's header, and the anchor cache
+keeps framegen's own file names. Everything else is left alone; a file in the way of
+an output is an error that names it, found before any rendering.
+
+`OutputFolder.open()` holds the folder for one render: it refuses a path that is a
+file, a symlinked subfolder, an unwritable folder, or a folder another render holds
+(an advisory lock the OS drops when a render dies, so a killed render never blocks
+the next), and it removes temporary files a killed render left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import InvalidInput, RenderFailure
+from .files import TEMP_PREFIX, is_framegen_clip, read_png_text
+from .report import CSV_COLUMNS
+
+LOCK = ".framegen.lock"
+SUBFOLDERS = ("frames", "masks", "anchor-cache")
+FRAME_NAME = re.compile(r"\d{4}\.png")
+MASK_NAME = re.compile(r"\d{4}(-\d+)?\.png")
+
+
+class OutputFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @contextmanager
+    def open(self) -> Iterator[OutputFolder]:
+        """Hold the folder for one render (see the module's docstring)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise InvalidInput(f"{self.path}: the output folder is a file")
+        for name in SUBFOLDERS:
+            if (self.path / name).is_symlink():
+                raise InvalidInput(f"{self.path / name}: is a symbolic link; framegen writes only inside {self.path}")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = self._lock()
+        except OSError as error:
+            raise RenderFailure(f"{self.path}: cannot write the output folder ({error.strerror or error})") from None
+        try:
+            self.remove_temporary_files()
+            yield self
+        finally:
+            (self.path / LOCK).unlink(missing_ok=True)  # still ours: removed before the lock is let go
+            os.close(lock)
+
+    def _lock(self) -> int:
+        """An exclusive lock on the folder's lock file, or InvalidInput when another render
+        holds it. The file may be an earlier render's: a killed render's lock is gone with it."""
+        path = self.path / LOCK
+        for _ in range(3):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise InvalidInput(
+                    f"{self.path}: another framegen render is writing here; wait for it or use another -o"
+                ) from None
+            if path.exists() and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+            os.close(fd)  # the holder removed the file as we opened it: take the new one
+        raise InvalidInput(f"{self.path}: another framegen render is starting here; try again")
+
+    def remove_temporary_files(self) -> None:
+        """Temporary files of an earlier render that was killed (framegen's prefix only)."""
+        for folder in (self.path, *(self.path / name for name in SUBFOLDERS)):
+            if folder.is_dir() and not folder.is_symlink():
+                for leftover in folder.glob(f"{TEMP_PREFIX}*"):
+                    if leftover.is_file() and not leftover.is_symlink():
+                        leftover.unlink(missing_ok=True)
+
+    def check_replaceable(self, names: list[str]) -> None:
+        """Raise InvalidInput naming every existing file among `names` (relative paths) that
+        framegen did not write: it would be replaced."""
+        foreign = [name for name in names if (self.path / name).exists() and not self.owns(name)]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise InvalidInput(
+                f"{self.path}: {shown} would be replaced but {'was' if len(foreign) == 1 else 'were'} not written by "
+                "framegen; move them away or choose another output folder"
+            )
+
+    def owns(self, name: str) -> bool:
+        """Whether framegen provably wrote the file at `name` (relative to the folder)."""
+        path = self.path / name
+        if path.is_symlink() or not path.is_file():
+            return False
+        if path.suffix == ".png":
+            text = read_png_text(path)
+            return "framegen-key" in text or "framegen-mask" in text
+        try:
+            if name == "clip.mp4":
+                return is_framegen_clip(path)
+            if name == "report.json":
+                return "framegen_version" in json.loads(path.read_text(encoding="utf-8"))
+            if name == "report.csv":
+                return path.read_text(encoding="utf-8").startswith(",".join(CSV_COLUMNS) + "\n")
+        except (OSError, ValueError, TypeError):
+            return False
+        return False
+
+    def remove_stale(self, written: set[str]) -> None:
+        """Drop frames and masks of an earlier, longer storyboard: framegen's names that
+        framegen wrote, not among `written`."""
+        for folder, pattern in (("frames", FRAME_NAME), ("masks", MASK_NAME)):
+            for path in sorted((self.path / folder).glob("*.png")):
+                name = f"{folder}/{path.name}"
+                if pattern.fullmatch(path.name) and name not in written and self.owns(name):
+                    path.unlink()
+
+
+def within(path: Path, folder: Path) -> bool:
+    """Whether `path` lies in `folder`'s tree (both made absolute and normalised)."""
+    path, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return path == folder or folder in path.parents
