@@ -34,7 +34,6 @@ from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
 from .storyboard import Storyboard
 
-
 MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output.py)
 
 

@@ -117,8 +117,8 @@ def load_pipeline(spec: ModelSpec, device=None):
         pipe = _load(spec, dtype)
     except FileNotFoundError as error:
         raise RenderFailure(f"model '{spec.id}' not found: {error}") from None
-    except OSError as error:  # diffusers/hub: missing files, no network, bad repo id
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (OSError, ValueError, KeyError, TypeError) as error:  # missing files, no network, bad repo id, bad weights
+        first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise RenderFailure(f"model '{spec.id}' could not be loaded: {first_line}") from None
     if spec.scheduler:
         set_scheduler(pipe, spec.scheduler)

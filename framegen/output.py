@@ -121,9 +121,3 @@ class OutputFolder:
                 name = f"{folder}/{path.name}"
                 if pattern.fullmatch(path.name) and name not in written and self.owns(name):
                     path.unlink()
-
-
-def within(path: Path, folder: Path) -> bool:
-    """Whether `path` lies in `folder`'s tree (both made absolute and normalised)."""
-    path, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
-    return path == folder or folder in path.parents

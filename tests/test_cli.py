@@ -113,10 +113,24 @@ def test_invalid_input_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_runtime_failure_is_one_line_exit_3(tmp_path, capsys):
+    """A model folder that exists but does not load: known only when loading."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    board = tmp_path / "b.yaml"
+    board.write_text(TINY_BOARD.replace("id: tiny-random", "id: model").lstrip())
+    code, _, err = run(capsys, "render", "-q", board)
+    assert code == 3 and err.count("\n") == 1 and f"model '{tmp_path / 'model'}' could not be loaded" in err
+
+
+def test_a_missing_local_model_is_invalid_input_before_loading(tmp_path, capsys):
+    """Local model paths resolve against the storyboard's folder, and a missing one is a
+    positioned line from `validate` too."""
     board = tmp_path / "b.yaml"
     board.write_text(TINY_BOARD.replace("id: tiny-random", "id: ./no/such/model").lstrip())
-    code, _, err = run(capsys, "render", "-q", board)
-    assert code == 3 and err.count("\n") == 1 and "model './no/such/model' not found" in err
+    for command in ("validate", "render"):
+        code, _, err = run(capsys, command, board)
+        assert code == 2 and err.count("\n") == 1
+        assert err.startswith(f"{board}:2:13: model.id: no such folder '{tmp_path / 'no/such/model'}'")
 
 
 def test_failed_render_leaves_earlier_output_intact(rendered, tmp_path, capsys, monkeypatch):

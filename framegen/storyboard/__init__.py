@@ -1,18 +1,9 @@
 """Storyboards: the YAML schema (schema.py), where each value stands and how problems
-are said (source.py), and the resolved plan that a render follows (plan.py)."""
+are said (source.py), steps and prompt deltas (deltas.py), the files a storyboard names
+(checks.py), and the resolved plan that a render follows (plan.py)."""
 
-from .plan import (
-    FramePlan,
-    Storyboard,
-    apply_delta,
-    load_storyboard,
-    mask_as_written,
-    parse_steps,
-    resolve,
-    rule_spec,
-    split_tags,
-    step_ranges,
-)
+from .deltas import apply_delta, parse_steps, split_tags, step_ranges
+from .plan import FramePlan, Storyboard, load_storyboard, mask_as_written, resolve, rule_spec
 from .schema import SCHEDULERS, Background, MaskSpec, ModelSpec, StoryboardSpec
 from .source import dotted
 

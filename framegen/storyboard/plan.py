@@ -12,7 +12,6 @@ Layer names are checked against a model's layer map (`Storyboard.check_layers`).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,9 @@ from pydantic import ValidationError
 from ..engine.layers import LayerMap
 from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
-from .schema import MaskRule, Steps, StoryboardSpec
+from .checks import box_problem, image_problem, model_location
+from .deltas import apply_delta, as_list, parse_steps, split_tags
+from .schema import MaskRule, OutputSpec, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
 
 
@@ -67,7 +68,9 @@ class Storyboard:
 
     @property
     def output_dir(self) -> Path:
-        return Path(os.path.normpath(self.folder / (self.spec.output or f"out/{self.path.stem}")))
+        output = self.spec.output
+        written = output.path if isinstance(output, OutputSpec) else output
+        return Path(os.path.normpath(self.folder / (written or f"out/{self.path.stem}")))
 
     def where(self, path: tuple) -> str:
         """`file:line:col` of the value at `path` (or its nearest parent)."""
@@ -105,77 +108,6 @@ class Storyboard:
 _BLOCKS = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.")
 
 
-# ------------------------------------------------------------------ steps and deltas
-
-
-def step_ranges(value: Steps) -> list[tuple[int, int]]:
-    """The (first, last) ranges `steps` names, as written: `"1-20"`, `"1-5,10,15"`,
-    `[1, 2, 3]` or `7`; raises ValueError for anything else."""
-    if isinstance(value, bool):
-        raise ValueError("steps must be a range like '1-20', a list of ints, or 'all'")
-    if isinstance(value, int):
-        return [(value, value)]
-    if isinstance(value, list):
-        return [(v, v) for v in value]
-    parts = []
-    for piece in str(value).split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", piece)
-        if not match:
-            raise ValueError(f"cannot read steps '{value}' (use '1-20', '1-5,10,15', a list, or 'all')")
-        first = int(match[1])
-        parts.append((first, int(match[2]) if match[2] else first))
-    return parts
-
-
-def parse_steps(value: Steps, total: int) -> tuple[int, ...]:
-    """`"1-20"`, `"1-5,10,15"`, `[1, 2, 3]`, `7` or `all`: 1-based, inclusive."""
-    if value == "all":
-        return tuple(range(1, total + 1))
-    parts = step_ranges(value)
-    steps: set[int] = set()
-    for first, last in parts:
-        if last < first:
-            raise ValueError(f"reversed step range {first}-{last}")
-        for step in (first, last):
-            if not 1 <= step <= total:
-                raise ValueError(f"step {step} is outside 1..{total} (render.steps)")
-        steps.update(range(first, last + 1))
-    if not steps:
-        raise ValueError("no steps given")
-    return tuple(sorted(steps))
-
-
-# ---------------------------------------------------------------------- prompt deltas
-
-
-def split_tags(prompt: str) -> list[str]:
-    return [t.strip() for t in prompt.split(",") if t.strip()]
-
-
-def apply_delta(anchor: str, replace: dict[str, str], add: list[str], remove: list[str]) -> str:
-    """The frame's prompt: `replace` substrings, then `remove` tags (or substrings),
-    then `add` tags at the end. Raises KeyError(word) for a word the prompt lacks."""
-    prompt = anchor
-    for old, new in replace.items():
-        if old not in prompt:
-            raise KeyError(old)
-        prompt = prompt.replace(old, new)
-    for word in remove:
-        tags = split_tags(prompt)
-        if word.strip() in tags:
-            tags.remove(word.strip())
-        elif word in prompt:
-            tags = split_tags(prompt.replace(word, ""))
-        else:
-            raise KeyError(word)
-        prompt = ", ".join(tags)
-    return ", ".join(split_tags(prompt) + [w.strip() for w in add if w.strip()])
-
-
-def _as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -193,11 +125,7 @@ def load_storyboard(source: str | os.PathLike | Mapping, folder: str | os.PathLi
         data, marks = read_yaml(source, str(path))
     else:
         path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise InvalidInput(f"{path}: cannot read storyboard: {error.strerror or error}") from None
-        data, marks = read_yaml(text, str(path))
+        data, marks = read_yaml(read_text(path), str(path))
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}:1:1: storyboard: expected a mapping with version, model, anchor, frames")
     try:
@@ -212,6 +140,26 @@ def load_storyboard(source: str | os.PathLike | Mapping, folder: str | os.PathLi
             )
         raise InvalidInput(list(dict.fromkeys(problems))) from None
     return resolve(Storyboard(path=path, spec=spec, frames=[], marks=marks))
+
+
+def read_text(path: Path) -> str:
+    """The storyboard file as text: UTF-8 (a byte-order mark is allowed), else one line that says why not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read storyboard: {error.strerror or error}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InvalidInput(f"{path}: the storyboard is UTF-16 text; save it as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            f"{path}: the storyboard is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise InvalidInput(f"{path}: the storyboard holds NUL bytes: a binary file, not YAML")
+    return text
 
 
 def _unnamed(folder) -> Path:
@@ -231,11 +179,37 @@ def resolve(board: Storyboard) -> Storyboard:
                 problems.append(board.problem(at + (i, "steps"), str(error)))
                 continue
             if isinstance(rule, MaskRule) and rule.mask.image is not None:
-                image = board.folder / rule.mask.image
-                if not image.is_file():
-                    problems.append(board.problem(at + (i, "mask", "image"), f"no such file '{image}'"))
+                problem = image_problem(board.folder / rule.mask.image)
+                if problem:
+                    problems.append(board.problem(at + (i, "mask", "image"), problem))
+            if isinstance(rule, MaskRule) and rule.mask.boxes is not None:
+                width, height = spec.render.width or 1 << 30, spec.render.height or 1 << 30  # unknown: any size
+                problem = box_problem(rule.mask.boxes, width, height)
+                if problem:
+                    problems.append(board.problem(at + (i, "mask", "boxes"), problem))
         return tuple(resolved)
 
+    location, problem = model_location(spec.model.id, board.folder)
+    if problem:
+        problems.append(board.problem(("model", "id"), problem))
+    spec.model.id = location
+    model_path = spec.report.background.model_path
+    if model_path is not None and not (board.folder / model_path).is_file():
+        problems.append(
+            board.problem(("report", "background", "model_path"), f"no such file '{board.folder / model_path}'")
+        )
+    output = spec.output
+    if output is not None and not (isinstance(output, OutputSpec) and output.outside):
+        folder, target = Path(os.path.abspath(board.folder)), Path(os.path.abspath(board.output_dir))
+        if target != folder and folder not in target.parents:
+            written = output.path if isinstance(output, OutputSpec) else output
+            problems.append(
+                board.problem(
+                    ("output",),
+                    f"'{written}' is not inside the storyboard's folder {folder}; give it on the command line "
+                    f"(-o), or write `output: {{path: {written}, outside: true}}`",
+                )
+            )
     default_rules = rules_for(spec.swap, ("swap",))
     names: dict[str, int] = {}
     for i, frame in enumerate(spec.frames):
@@ -250,14 +224,14 @@ def resolve(board: Storyboard) -> Storyboard:
         prompt = frame.prompt
         if prompt is None:
             try:
-                prompt = apply_delta(spec.anchor.prompt, frame.replace, _as_list(frame.add), _as_list(frame.remove))
+                prompt = apply_delta(spec.anchor.prompt, frame.replace, as_list(frame.add), as_list(frame.remove))
             except KeyError as missing:
                 word = missing.args[0]
                 kind = "replace" if word in frame.replace else "remove"
                 problems.append(board.problem(at + (kind,), f"'{word}' is not in the anchor prompt"))
                 continue
-            anchor_words = tuple(frame.replace) + tuple(_as_list(frame.remove))
-            frame_words = tuple(frame.replace.values()) + tuple(_as_list(frame.add))
+            anchor_words = tuple(frame.replace) + tuple(as_list(frame.remove))
+            frame_words = tuple(frame.replace.values()) + tuple(as_list(frame.add))
         else:  # a whole new prompt: the tags that differ
             anchor_tags, frame_tags = split_tags(spec.anchor.prompt), split_tags(prompt)
             anchor_words = tuple(t for t in anchor_tags if t not in frame_tags)

@@ -156,6 +156,13 @@ Rule = Annotated[FullRule | MaskRule | ThresholdRule, Field(discriminator="mode"
 class Anchor(_Strict):
     prompt: str
 
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the anchor prompt is empty: it describes the scene every frame starts from")
+        return value
+
 
 class Frame(_Strict):
     name: str | None = None
@@ -192,6 +199,11 @@ class Checks(_Strict):
     max_background_mse: float | None = Field(None, ge=0)
 
 
+class OutputSpec(_Strict):
+    path: str = Field(min_length=1)
+    outside: bool = False  # consent to a folder outside the storyboard's folder tree
+
+
 class StoryboardSpec(_Strict):
     version: Literal[1]
     model: ModelSpec
@@ -202,4 +214,4 @@ class StoryboardSpec(_Strict):
     video: Video = Video()
     report: ReportSpec = ReportSpec()
     checks: Checks = Checks()
-    output: str | None = None
+    output: str | OutputSpec | None = None  # a path relative to the storyboard, or {path, outside}

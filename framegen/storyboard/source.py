@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from ..errors import InvalidInput
 from .schema import FullRule, MaskRule, StoryboardSpec, ThresholdRule
 
+MAX_VALUES = 100_000  # values of a storyboard once its aliases are expanded (a 1,000-frame one holds ~20,000)
+
 
 def dotted(path: tuple) -> str:
     out = ""
@@ -34,7 +36,12 @@ def read_yaml(text: str, path: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     names the text in error lines."""
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
+        node = loader.get_single_node()  # aliases stay shared nodes here: composing costs what the text does
+        if node is not None and expanded_size(node) > MAX_VALUES:
+            raise InvalidInput(
+                f"{path}:1:1: storyboard: its YAML aliases expand to more than {MAX_VALUES:,} values; "
+                "a storyboard needs far fewer (write the repeated parts out, or alias smaller pieces)"
+            )
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -145,6 +152,31 @@ def data_at(data: Any, path: tuple) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return data
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded, counted without
+    expanding them (each shared node's size once), so an alias bomb costs nothing here.
+    A node that contains itself expands without end: MAX_VALUES + 1."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        children = node.value if isinstance(node, yaml.SequenceNode) else children
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            open_nodes.discard(id(node))
+            continue
+        if any(id(child) in open_nodes or child is node for child in children):
+            return MAX_VALUES + 1
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
 
 
 def mark(marks: dict, path: tuple) -> tuple[int, int]:
