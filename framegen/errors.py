@@ -6,6 +6,8 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_INVALID_INPUT = 2
 EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: timeout, docker stop, a cancelled CI job
 
 
 class FramegenError(Exception):
@@ -37,3 +39,8 @@ class RenderFailure(FramegenError):
     """Model not found, out of memory, encoder failure: the render could not finish."""
 
     exit_code = EXIT_RUNTIME
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds like Ctrl-C: files being
+    written are dropped, finished ones stay."""

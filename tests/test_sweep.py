@@ -76,11 +76,11 @@ def test_subset_sweep_table_shape_and_resume(tmp_path, capsys):
     text = (out / "sweep.csv").read_text().splitlines(keepends=True)
     (out / "sweep.csv").write_text("".join(text[:-3]) + text[-3][:25])
     kept = {r["key"]: r for r in rows[:-3]}
-    code, _, err = (
+    code, out_text, _ = (
         main(["sweep", str(board), "--layers", "OUT3,OUT4", "--subsets", "--steps", "1-2,1-3", "-o", str(out)]),
         *capsys.readouterr(),
     )
-    assert code == 0 and "7 runs, 4 already done, 3 to render" in err
+    assert code == 0 and "7 runs, 4 already done, 3 to render" in out_text  # progress notes: stdout
     again = rows_of(out)
     assert len(again) == 7 and {r["key"] for r in again} == {r["key"] for r in rows}
     for row in again:  # finished runs were skipped (their timing is unchanged), the others match

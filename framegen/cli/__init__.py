@@ -8,12 +8,15 @@ happen inside the commands, so `framegen --help` is instant.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from .. import __version__
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput
-from .progress import RichProgress, quiet_libraries
+from .. import __version__, errors
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput, Terminated
+from .progress import RichProgress, quiet_libraries, show_progress
 from .sweep import add_arguments as add_sweep_arguments
 from .sweep import cmd_sweep
 
@@ -27,11 +30,11 @@ def cmd_render(args) -> int:
 
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
-    if args.quiet:
-        result = render_storyboard(board, output)
-    else:
+    if show_progress(args):
         with RichProgress(len(board.frames) + 1) as progress:
             result = render_storyboard(board, output, progress=progress)
+    else:
+        result = render_storyboard(board, output)
     if result is None:  # another process of a distributed render writes the output
         return EXIT_OK
     for line in failure_lines(result.report):
@@ -103,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render a storyboard: frames, clip.mp4 and report.json")
     render.add_argument("storyboard")
     render.add_argument("-o", "--output", help="output folder (default: the storyboard's `output`)")
-    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    render.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
+    render.add_argument(
+        "--progress", action="store_true", help="progress bars on stderr even when it is not a terminal"
+    )
     render.set_defaults(run=cmd_render)
 
     check = commands.add_parser("check", help="re-check a report.json against a limit (for CI)")
@@ -138,8 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     # transformers/diffusers chatter (torchvision absent, dtype notes) is not ours to show
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -151,8 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = given[given.index(args.command) + 1 :]  # for the record in sweep.md
     except SystemExit as exit:  # argparse: usage errors exit 2, --help exits 0
         return int(exit.code or 0)
+    previous = (
+        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         return args.run(args)
+    except Terminated:
+        if args.debug:
+            raise
+        print("framegen: terminated (SIGTERM); files already written are complete", file=sys.stderr)
+        return errors.EXIT_TERMINATED
+    except BrokenPipeError:  # the reader of our output went away (`framegen layers demo | head`)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that exiting does not fail on the closed pipe
+        return EXIT_OK
     except FramegenError as error:
         if args.debug:
             raise
@@ -163,13 +178,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print("framegen: interrupted; files already written are complete", file=sys.stderr)
-        return 130
+        return errors.EXIT_INTERRUPTED
     except Exception as error:  # anything else is our bug or the environment's
         if args.debug:
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(f"framegen: {type(error).__name__}: {message} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 if __name__ == "__main__":

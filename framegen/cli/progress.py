@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
+
+def show_progress(args) -> bool:
+    """Progress bars go to a terminal; off one (a log, CI) stderr carries only errors and
+    warnings, unless --progress asks for them."""
+    return args.progress or (not args.quiet and sys.stderr.isatty())
+
 
 class RichProgress:
     """Two bars on stderr: images done, and the current image's denoising steps."""

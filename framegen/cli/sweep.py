@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from ..engine.layers import LayerMap, canonical
 from ..errors import EXIT_OK, InvalidInput
 from ..models import configs_before_loading, load_pipeline
 from ..storyboard import FramePlan, Storyboard, load_storyboard, mask_as_written, step_ranges
-from .progress import RichProgress, quiet_libraries
+from .progress import RichProgress, quiet_libraries, show_progress
 
 MAX_SUBSET_LAYERS = 10  # 1,023 subsets
 
@@ -78,7 +77,8 @@ def add_arguments(sweep) -> None:
         help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly",
     )
     sweep.add_argument("-o", "--output", help="output folder")
-    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary lines")
+    sweep.add_argument("--progress", action="store_true", help="progress bars on stderr, also off a terminal")
 
 
 def cmd_sweep(args) -> int:
@@ -101,12 +101,12 @@ def cmd_sweep(args) -> int:
         batch=args.batch,
     )
     start = time.perf_counter()
-    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    if args.quiet:
-        rows = sweep.run(log=say)
-    else:
+    say = (lambda line: None) if args.quiet else print
+    if show_progress(args):
         with RichProgress(len(runs) + 1) as progress:
             rows = sweep.run(progress, log=say)
+    else:
+        rows = sweep.run(log=say)
     spec = board.spec
     header = (
         f"# framegen sweep: {spec.model.id}, frame '{frame.name}'\n\n"

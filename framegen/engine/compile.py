@@ -26,7 +26,7 @@ from .automask import (
 )  # fmt: skip
 from .layers import LayerMap
 from .masks import DrawnMask, MaskSource, drawn_mask
-from .specs import Edit, RuleSpec
+from .specs import Edit, MaskPlan, RuleSpec
 from .swap import SwapRule
 
 
@@ -47,6 +47,9 @@ class Compiler:
         self.anchor, self.layers = anchor, layers
         scale = pipe.vae_scale_factor
         self.latent_size = (width // scale, height // scale)  # (w, h)
+        # frames share what they can: a drawn mask is read and resized once, an anchor map observed once
+        self._drawn: dict[MaskPlan, DrawnMask] = {}
+        self._stores: dict[tuple, AttentionStore] = {}
 
     def rules(self, specs: tuple[RuleSpec, ...] | list[RuleSpec], edit: Edit) -> list[SwapRule]:
         return [self.rule(spec, edit) for spec in specs]
@@ -80,7 +83,13 @@ class Compiler:
             threshold = plan.threshold if plan.threshold is not None else NOISE_THRESHOLD
             dilate = plan.dilate if plan.dilate is not None else NOISE_DILATE
             return NoiseMask(self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate)
-        return DrawnMask(drawn_mask(plan, self.width, self.height), plan.kind)
+        if plan not in self._drawn:
+            tensor = drawn_mask(plan, self.width, self.height)
+            if plan.boxes is not None and not tensor.any():
+                message = f"the boxes lie outside the {self.width}x{self.height} image: the mask would keep nothing"
+                raise RuleError(spec.where + ("mask", "boxes"), message)
+            self._drawn[plan] = DrawnMask(tensor, plan.kind)
+        return self._drawn[plan]
 
     def attention_mask(self, spec: RuleSpec, edit: Edit) -> AttentionMask:
         plan = spec.mask
@@ -105,8 +114,11 @@ class Compiler:
         # the anchor's maps over the same steps as the frame's (all of them for a mask from step 1)
         first = min(spec.steps)
         steps = set(range(1, first)) if first > 1 else set(range(1, self.steps + 1))
-        store = AttentionStore({"anchor": anchor_positions}, grids, steps)
-        self.anchor.stores.append(store)
+        key = (tuple(anchor_positions), tuple(sorted(grids.items())), tuple(sorted(steps)))
+        if key not in self._stores:
+            self._stores[key] = AttentionStore({"anchor": anchor_positions}, grids, steps)
+            self.anchor.stores.append(self._stores[key])
+        store = self._stores[key]
         threshold = plan.threshold if plan.threshold is not None else ATTENTION_THRESHOLD
         dilate = plan.dilate if plan.dilate is not None else ATTENTION_DILATE
         w, h = self.latent_size

@@ -118,11 +118,16 @@ class MaskSpec(_Strict):
     def _layer_list(cls, value):
         return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
 
-    @field_validator("grid")
+    @field_validator("grid", mode="before")
     @classmethod
-    def _grid(cls, rows: list[str] | None) -> list[str] | None:
+    def _grid(cls, rows):
+        """One line for the whole grid, whatever is wrong with it."""
         if rows is None:
             return rows
+        if not isinstance(rows, list) or any(not isinstance(r, str) for r in rows):
+            raise ValueError(
+                'a grid is a list of quoted rows of 0 and 1, e.g. ["1111", "1001"] (unquoted, 0101 is a number)'
+            )
         if not rows or any(not re.fullmatch(r"[01]+", r) for r in rows):
             raise ValueError("grid rows must be non-empty strings of 0 and 1")
         if len({len(r) for r in rows}) != 1:
