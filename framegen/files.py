@@ -25,15 +25,20 @@ CLIP_MARK = "framegen clip"  # in the MP4's metadata: the clip is framegen's to 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix); rename it over `path` on
-    success, delete it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.stem}-", suffix=path.suffix, dir=path.parent)
+    success, delete it on failure. A failure to write names `path`, not the temporary."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.stem}-", suffix=path.suffix, dir=path.parent)
+    except OSError as error:
+        raise RenderFailure(f"{path}: cannot write ({_cause(path, error)})") from None
     os.close(fd)
     temporary = Path(name)
     try:
         yield temporary
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private (0600)
         os.replace(temporary, path)
+    except OSError as error:
+        raise RenderFailure(f"{path}: cannot write ({_cause(path, error)})") from None
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -120,9 +125,14 @@ def _mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int):
 
 def _cause(path: Path, error: Exception) -> str:
     """Why writing beside `path` failed: a full disk says how much is free."""
-    free = shutil.disk_usage(path.parent).free
-    if free < 1 << 20 or "No space left" in str(error):
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if free is not None and (free < 1 << 20 or "No space left" in str(error)):
         return f"no space left on the device: {free:,} bytes free in {path.parent}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
     return str(error).strip().splitlines()[-1][:200] if str(error).strip() else type(error).__name__
 
 

@@ -28,7 +28,7 @@ from .engine.layers import LayerMap
 from .engine.masks import mask_png
 from .errors import RenderFailure
 from .files import read_png_text, write_mp4, write_png, write_text
-from .models import configs_before_loading, load_pipeline
+from .models import configs_before_loading, load_pipeline, native_size
 from .output import OutputFolder
 from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
@@ -74,12 +74,15 @@ class RenderResult:
         return json.dumps(self.report, indent=2) + "\n"
 
 
-def check_layers_before_loading(board: Storyboard, online: bool = True) -> bool:
-    """Check layer names against the U-Net config when it can be read without weights;
-    returns whether they were checked (else the loaded model checks them)."""
+def check_before_loading(board: Storyboard, online: bool = True) -> bool:
+    """Check what the U-Net config tells when it can be read without weights: layer
+    names, and drawn boxes against the image size. Returns whether it could (else the
+    loaded model checks them)."""
     configs = configs_before_loading(board.spec.model, online)
     if configs is not None:
         board.check_layers(LayerMap(configs[0]))
+        native = native_size(*configs)
+        board.check_boxes(board.spec.render.width or native, board.spec.render.height or native)
     return configs is not None
 
 
@@ -115,7 +118,7 @@ def output_names(board: Storyboard) -> list[str]:
 
 def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputFolder | None) -> RenderResult | None:
     main_process = folder is not None
-    checked = check_layers_before_loading(board)
+    checked = check_before_loading(board)
     if pipe is None:
         pipe = load_pipeline(board.spec.model, device=state.device if state is not None else None)
     if not checked:

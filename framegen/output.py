@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InvalidInput, RenderFailure
+from .errors import InvalidInput
 from .files import TEMP_PREFIX, is_framegen_clip, read_png_text
 from .report import CSV_COLUMNS
 
@@ -40,16 +40,12 @@ class OutputFolder:
     @contextmanager
     def open(self) -> Iterator[OutputFolder]:
         """Hold the folder for one render (see the module's docstring)."""
-        if self.path.exists() and not self.path.is_dir():
-            raise InvalidInput(f"{self.path}: the output folder is a file")
-        for name in SUBFOLDERS:
-            if (self.path / name).is_symlink():
-                raise InvalidInput(f"{self.path / name}: is a symbolic link; framegen writes only inside {self.path}")
+        check_writable(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock = self._lock()
         except OSError as error:
-            raise RenderFailure(f"{self.path}: cannot write the output folder ({error.strerror or error})") from None
+            raise InvalidInput(f"{self.path}: cannot write the output folder ({error.strerror or error})") from None
         try:
             self.remove_temporary_files()
             yield self
@@ -121,3 +117,17 @@ class OutputFolder:
                 name = f"{folder}/{path.name}"
                 if pattern.fullmatch(path.name) and name not in written and self.owns(name):
                     path.unlink()
+
+
+def check_writable(path: Path) -> None:
+    """Raise InvalidInput when a render could not write its output folder at `path`
+    (checked without creating anything: for `validate`)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(f"{path}: the output folder is a file")
+    for name in SUBFOLDERS:
+        if (path / name).is_symlink():
+            raise InvalidInput(f"{path / name}: is a symbolic link; framegen writes only inside {path}")
+    existing = next(folder for folder in (path, *path.absolute().parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{path}: the output folder cannot be written ({existing} is not a writable folder)")

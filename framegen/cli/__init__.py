@@ -48,11 +48,13 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from ..job import check_layers_before_loading
+    from ..job import check_before_loading
+    from ..output import check_writable
     from ..storyboard import load_storyboard
 
     board = load_storyboard(args.storyboard)
-    layers_checked = check_layers_before_loading(board, online=False)
+    check_writable(board.output_dir)
+    layers_checked = check_before_loading(board, online=False)
     note = "" if layers_checked else "; layer names are checked when the model loads"
     print(f"{args.storyboard}: ok ({len(board.frames)} frames{note})")
     return EXIT_OK

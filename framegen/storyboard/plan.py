@@ -99,6 +99,18 @@ class Storyboard:
         if problems:
             raise InvalidInput(list(dict.fromkeys(problems)))
 
+    def check_boxes(self, width: int, height: int) -> None:
+        """Raise InvalidInput for every box that lies wholly outside a width x height image."""
+        problems = []
+        for frame_rules in self._rule_paths():
+            for path, rule in frame_rules:
+                boxes = getattr(getattr(rule, "mask", None), "boxes", None)
+                problem = box_problem(boxes, width, height) if boxes else None
+                if problem:
+                    problems.append(self.problem(path + ("mask", "boxes"), problem))
+        if problems:
+            raise InvalidInput(list(dict.fromkeys(problems)))
+
     def _rule_paths(self):
         yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
         for f, frame in enumerate(self.spec.frames):
