@@ -19,6 +19,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from PIL import Image
@@ -171,8 +172,8 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
         if read_png_text(out / plan.image).get("framegen-key") != keys[plan.index]:
             raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
     folder.remove_stale({name for name in output_names(board)})
-    shown = [(anchor, 1), *((read_image(out / plan.image), plan.hold) for plan in board.frames)]
-    frame_count = write_mp4(iter(shown), out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
+    shown = chain([(anchor, 1)], ((read_image(out / plan.image), plan.hold) for plan in board.frames))
+    frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
     report = build_report(prepared, renderer.cache, out, anchor, done, segmenter, frame_count)
     report.update(anchor_cache=anchor_cache)
     report["anchor"]["seconds"] = round(anchor_seconds, 3)
