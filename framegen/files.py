@@ -85,7 +85,7 @@ def write_mp4(frames: Iterable[tuple[Image.Image, int]], path: Path, fps: float,
                 for _ in range(hold):
                     writer.send(data)
                     count += 1
-        except (OSError, RuntimeError, BrokenPipeError) as error:
+        except (OSError, RuntimeError) as error:  # BrokenPipeError: ffmpeg died
             raise RenderFailure(
                 f"{path}: video encoding failed ({_cause(path, error)}); the earlier clip is kept"
             ) from None
@@ -94,10 +94,10 @@ def write_mp4(frames: Iterable[tuple[Image.Image, int]], path: Path, fps: float,
                 writer.close()
         try:
             decoded, _ = imageio_ffmpeg.count_frames_and_secs(str(temporary))
+            found = f"it decodes to {decoded} of {count} frames"
         except (OSError, RuntimeError) as error:
-            decoded, error_text = None, _cause(path, error)
+            decoded, found = None, _cause(path, error)
         if decoded != count:
-            found = error_text if decoded is None else f"it decodes to {decoded} of {count} frames"
             raise RenderFailure(f"{path}: the encoded clip is incomplete ({found}); the earlier clip is kept")
     return count
 

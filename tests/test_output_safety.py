@@ -399,3 +399,15 @@ def test_stderr_off_a_terminal_is_for_errors_only(tmp_path):
     shown = framegen("render", board, "-o", tmp_path / "b", "--progress")
     _, err = shown.communicate(timeout=300)
     assert shown.returncode == 0 and "images" in err
+
+
+def test_a_sweep_does_not_take_over_a_folder_of_someone_elses(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "best.yaml").write_text("my notes\n")
+    board = board_file(tmp_path)
+    code, _, err = run(capsys, "sweep", "-q", board, "--layers", "OUT3", "--steps", "1-2", "-o", folder)
+    assert code == 2 and err.count("\n") == 1 and "best.yaml would be replaced but no framegen sweep wrote" in err
+    assert (folder / "best.yaml").read_text() == "my notes\n" and sorted(p.name for p in folder.iterdir()) == [
+        "best.yaml"
+    ]

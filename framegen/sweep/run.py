@@ -15,12 +15,14 @@ from .. import __version__
 from ..engine.cache import cache_bytes, choose_cache
 from ..errors import InvalidInput
 from ..files import write_png, write_text
+from ..output import OutputFolder
 from ..prepare import alone, prepare
 from ..render import batched
 from ..report import compare, segmenter_for
 from ..storyboard import FramePlan, Storyboard
 from .plan import Run, describe, fingerprint, run_specs
 
+SWEEP_FILES = ("sweep.csv", "sweep.md", "best.yaml")  # a folder holding these without sweep.json is not framegen's
 CSV_COLUMNS = [
     "key",
     "table",
@@ -82,8 +84,17 @@ class Sweep:
     def _check_folder(self) -> dict[str, dict]:
         """Finished rows from an earlier run of this sweep; refuse another sweep's folder."""
         meta_path = self.out / "sweep.json"
+        foreign = [name for name in SWEEP_FILES if (self.out / name).exists()]
+        if not meta_path.exists() and foreign:
+            raise InvalidInput(
+                f"{self.out}: {', '.join(foreign)} would be replaced but no framegen sweep wrote this folder "
+                "(it has no sweep.json); pass another -o"
+            )
         if meta_path.exists():
-            earlier = json.loads(meta_path.read_text(encoding="utf-8")).get("fingerprint")
+            try:
+                earlier = json.loads(meta_path.read_text(encoding="utf-8")).get("fingerprint")
+            except (ValueError, AttributeError):
+                earlier = None
             if earlier != self.fingerprint:
                 raise InvalidInput(
                     f"{self.out}: holds a sweep of other settings (model, render settings, prompts, mask or "
@@ -102,6 +113,10 @@ class Sweep:
 
     def run(self, progress=None, log=print) -> dict[str, dict]:
         """Render every run not yet in sweep.csv; return all rows by key."""
+        with OutputFolder(self.out).open():  # one sweep at a time; a killed one's temporary files go
+            return self._run(progress, log)
+
+    def _run(self, progress, log) -> dict[str, dict]:
         rows = self._check_folder()
         todo = [run for run in self.runs if run.key not in rows]
         log(f"sweep: {len(self.runs)} runs, {len(self.runs) - len(todo)} already done, {len(todo)} to render")
