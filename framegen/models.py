@@ -169,8 +169,9 @@ def set_scheduler(pipe, name: str) -> None:
 def weights_fingerprint(spec: ModelSpec) -> dict:
     """What identifies the weights, for cache keys: the hub revision's commit when the
     hub cache records it, else SHA-256 of the weight files (local folder, single file,
-    the bundled demo); `tiny-random` is fixed by framegen's version."""
-    from .engine.cache import sha256
+    the bundled demo), remembered per file content (fingerprints.py); `tiny-random` is
+    fixed by framegen's version."""
+    from .fingerprints import file_sha256
 
     if spec.id == "tiny-random":
         return {"id": spec.id}
@@ -190,4 +191,7 @@ def weights_fingerprint(spec: ModelSpec) -> dict:
     else:
         folder = Path(spec.id).expanduser()
     files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"))
-    return {"id": spec.id, "files": {str(f.relative_to(folder)) if f != folder else f.name: sha256(f) for f in files}}
+    return {
+        "id": spec.id,
+        "files": {str(f.relative_to(folder)) if f != folder else f.name: file_sha256(f) for f in files},
+    }

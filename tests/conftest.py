@@ -6,6 +6,16 @@ import pytest
 TINY_SIZE = 64  # pixels; the tiny VAE halves three times, so the latent is 8x8
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fingerprint_cache(tmp_path_factory):
+    """Weight fingerprints are remembered in a folder of the test session's, not the user's cache."""
+    import os
+
+    os.environ["FRAMEGEN_CACHE"] = str(tmp_path_factory.mktemp("framegen-cache"))
+    yield
+    os.environ.pop("FRAMEGEN_CACHE", None)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """The `tiny-random` pipeline, built once: tests that hook it always unhook."""

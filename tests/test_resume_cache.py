@@ -171,3 +171,32 @@ def test_predicted_cache_bytes_and_where_auto_puts_the_cache(tiny_pipe, tmp_path
     assert type(chosen) is cache.AnchorCache and not chosen.offload  # small: stays where it is computed
     monkeypatch.setattr(cache, "free_memory", lambda device: renderer.cache.nbytes)  # would take all of it
     assert isinstance(choose_cache("auto", renderer.cache.needed, tiny_pipe.device, tmp_path / "c", size), DiskCache)
+
+
+def test_weight_fingerprints_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import os
+    import time
+
+    import framegen.fingerprints as fingerprints
+
+    hashed = []
+    real = fingerprints.sha256
+    monkeypatch.setattr(fingerprints, "sha256", lambda path: hashed.append(path) or real(path))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    first = fingerprints.file_sha256(weights)
+    assert fingerprints.file_sha256(weights) == first and len(hashed) == 1  # remembered
+    # rewritten in place with the same size and its modification time put back: the ctime tells
+    status = weights.stat()
+    time.sleep(0.02)
+    weights.write_bytes(b"b" * 1000)
+    os.utime(weights, ns=(status.st_atime_ns, status.st_mtime_ns))
+    second = fingerprints.file_sha256(weights)
+    assert second != first and len(hashed) == 2
+    # replaced by a rename, as downloads land: another inode
+    (tmp_path / "download").write_bytes(b"c" * 1000)
+    os.replace(tmp_path / "download", weights)
+    assert fingerprints.file_sha256(weights) not in (first, second) and len(hashed) == 3
+    monkeypatch.setenv("FRAMEGEN_REHASH", "1")  # on request, everything again
+    fingerprints.file_sha256(weights)
+    assert len(hashed) == 4

@@ -1,0 +1,65 @@
+"""SHA-256 of weight files, computed once per file content and remembered.
+
+Cache and resume keys name the weights by content, and hashing an SDXL folder takes many
+seconds. A file's digest is remembered in the user's cache
+(`$FRAMEGEN_CACHE`, else `$XDG_CACHE_HOME/framegen`, else `~/.cache/framegen`), keyed by
+its absolute path and checked against its size, device, inode, modification time and
+status-change time (ns): a file replaced by a rename (how downloads land) has a new
+inode, and a file rewritten in place has a new mtime and ctime. A rewrite in place that
+keeps the size and lands within one timestamp tick of the previous write (a few ms) is
+the one change this cannot see; `FRAMEGEN_REHASH=1` (or deleting fingerprints.json)
+hashes everything again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .engine.cache import sha256
+
+FILE = "fingerprints.json"
+
+
+def cache_folder() -> Path:
+    if os.environ.get("FRAMEGEN_CACHE"):
+        return Path(os.environ["FRAMEGEN_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "framegen"
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, from the remembered fingerprints when its identity is unchanged."""
+    path = Path(path).resolve()
+    status = path.stat()
+    identity = [status.st_size, status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns]
+    remembered = _load()
+    entry = remembered.get(str(path))
+    if entry and entry.get("identity") == identity and os.environ.get("FRAMEGEN_REHASH") != "1":
+        return entry["sha256"]
+    digest = sha256(path)
+    remembered[str(path)] = {"identity": identity, "sha256": digest}
+    _save(remembered)
+    return digest
+
+
+def _load() -> dict:
+    try:
+        data = json.loads((cache_folder() / FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(remembered: dict) -> None:
+    """Atomically, and silently not at all where the cache folder cannot be written."""
+    folder = cache_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{FILE}.", dir=folder)
+        with os.fdopen(fd, "w") as file:
+            json.dump(remembered, file)
+        os.replace(name, folder / FILE)
+    except OSError:
+        pass
