@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_INVALID_INPUT = 2
@@ -44,3 +46,8 @@ class RenderFailure(FramegenError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is, so that it unwinds like Ctrl-C: files being
     written are dropped, finished ones stay."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something the user may want to change, not a failure."""
+    print(f"framegen: warning: {message}", file=sys.stderr)

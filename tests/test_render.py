@@ -147,3 +147,17 @@ def test_the_clock_callback_is_a_diffusers_pipeline_callback(tiny_pipe):
 
     clock = StepClock(tiny_pipe.scheduler, 4)
     assert isinstance(clock.callback, PipelineCallback) and clock.callback.tensor_inputs == ["latents"]
+
+
+def test_float16_on_a_cpu_warns_in_one_line_and_names_the_better_choice(capsys):
+    from framegen.models import load_pipeline
+    from framegen.storyboard import ModelSpec
+
+    def framegen_lines():  # the libraries' own notices aside (the CLI quiets them)
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("framegen")]
+
+    load_pipeline(ModelSpec(id="tiny-random", dtype="float16", device="cpu"))
+    (line,) = framegen_lines()
+    assert line.startswith("framegen: warning: dtype float16 on a CPU") and "`dtype: bfloat16`" in line
+    load_pipeline(ModelSpec(id="tiny-random", dtype="bfloat16", device="cpu"))
+    assert framegen_lines() == []
