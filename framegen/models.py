@@ -159,9 +159,20 @@ def _load(spec: ModelSpec, dtype):
         return cls.from_single_file(str(path), **options)
     if not is_hub_id(spec.id) and not path.is_dir():
         raise FileNotFoundError(f"no such folder '{path}'")
+    variant = spec.variant or (only_variant(path) if path.is_dir() else None)
     return diffusers.AutoPipelineForText2Image.from_pretrained(
-        str(path) if path.is_dir() else spec.id, revision=spec.revision, **options
+        str(path) if path.is_dir() else spec.id, revision=spec.revision, variant=variant, **options
     )
+
+
+def only_variant(folder: Path) -> str | None:
+    """The variant of a local folder whose U-Net weights exist only as a variant
+    (`diffusion_pytorch_model.fp16.safetensors`, the usual SDXL download), else None."""
+    unet = folder / "unet"
+    if (unet / "diffusion_pytorch_model.safetensors").is_file():
+        return None
+    variants = sorted(p.name.split(".")[-2] for p in unet.glob("diffusion_pytorch_model.*.safetensors"))
+    return variants[0] if len(variants) == 1 else None
 
 
 def set_scheduler(pipe, name: str) -> None:

@@ -161,3 +161,16 @@ def test_float16_on_a_cpu_warns_in_one_line_and_names_the_better_choice(capsys):
     assert line.startswith("framegen: warning: dtype float16 on a CPU") and "`dtype: bfloat16`" in line
     load_pipeline(ModelSpec(id="tiny-random", dtype="bfloat16", device="cpu"))
     assert framegen_lines() == []
+
+
+def test_a_folder_of_fp16_variant_weights_loads_with_or_without_model_variant(tmp_path, tiny_pipe):
+    from framegen.models import load_pipeline
+    from framegen.storyboard import ModelSpec
+
+    tiny_pipe.save_pretrained(tmp_path / "model", safe_serialization=True, variant="fp16")
+    assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    assert not (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    for spec in (ModelSpec(id=str(tmp_path / "model")), ModelSpec(id=str(tmp_path / "model"), variant="fp16")):
+        loaded = load_pipeline(spec)
+        for name, tensor in tiny_pipe.unet.state_dict().items():
+            assert torch.equal(loaded.unet.state_dict()[name], tensor), name

@@ -24,6 +24,7 @@ class ModelSpec(_Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = "auto"
     revision: str | None = None
+    variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
 
     @field_validator("device")
     @classmethod
