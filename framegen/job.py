@@ -84,6 +84,8 @@ def check_before_loading(board: Storyboard, online: bool = True) -> bool:
         board.check_layers(LayerMap(configs[0]))
         native = native_size(*configs)
         board.check_boxes(board.spec.render.width or native, board.spec.render.height or native)
+        if configs[0].get("addition_embed_type") == "text_time":  # SDXL: size and pooled text in the time embedding
+            board.check_no_noise_masks("noise masks support SD1.x/2.x pipelines; use auto: attention")
     return configs is not None
 
 

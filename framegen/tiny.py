@@ -129,3 +129,39 @@ def tiny_pipeline():
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def tiny_sdxl_pipeline():
+    """An SDXL-shaped StableDiffusionXLPipeline with small random weights (two text
+    encoders, the pooled embedding and size conditioning through the time embedding),
+    for the SDXL code paths. Not a `model.id`: tests build it."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir())
+    text = dict(vocab_size=len(tokenizer), intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=TEXT_LENGTH, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        **{**SDXL_UNET, "cross_attention_dim": 32 + 16},  # the two encoders' hidden states, concatenated
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 16,  # six size numbers, and the pooled embedding
+    )
+    torch.manual_seed(SEED + 1)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, latent_channels=4, norm_num_groups=4,
+    )  # fmt: skip
+    torch.manual_seed(SEED + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, **text))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=16, projection_dim=16, **text))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )  # fmt: skip

@@ -111,6 +111,17 @@ class Storyboard:
         if problems:
             raise InvalidInput(list(dict.fromkeys(problems)))
 
+    def check_no_noise_masks(self, why: str) -> None:
+        """Raise InvalidInput at every `mask: {auto: noise}` (the model cannot make them)."""
+        problems = [
+            self.problem(path + ("mask", "auto"), why)
+            for frame_rules in self._rule_paths()
+            for path, rule in frame_rules
+            if getattr(getattr(rule, "mask", None), "auto", None) == "noise"
+        ]
+        if problems:
+            raise InvalidInput(problems)
+
     def _rule_paths(self):
         yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
         for f, frame in enumerate(self.spec.frames):
