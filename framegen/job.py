@@ -68,7 +68,7 @@ class RenderResult:
 
     @property
     def anchor_cache(self) -> str:
-        """`built` or `reused` (from the disk cache or the output folder)."""
+        """`built`, `reused` (from the disk cache) or `not needed` (every frame was in place)."""
         return self.report["anchor_cache"]
 
     def to_json(self) -> str:
