@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from framegen.engine.cache import cache_bytes
+from framegen.engine.placement import cache_bytes
 from framegen.prepare import prepare
 from framegen.storyboard import load_storyboard
 from framegen.tiny import tiny_pipeline

@@ -97,7 +97,8 @@ def test_local_diffusers_folder_loads_through_the_real_path(tmp_path, tiny_pipe)
 def test_latents_layer_from_a_storyboard_on_every_cache(tmp_path, tiny_pipe):
     """LATENTS (prompt-to-prompt's local blending) goes through the same rules, cache
     and byte prediction as the modules' outputs."""
-    from framegen.engine.cache import DiskCache, cache_bytes
+    from framegen.engine.cache import DiskCache
+    from framegen.engine.placement import cache_bytes
 
     text = BOARD.format(mask='{grid: ["10", "01"]}', cache="{cache}").replace(
         "[OUT3, OUT6, OUT10, MID]", "[LATENTS, OUT10]"

@@ -156,8 +156,9 @@ def test_batched_frames_match_unbatched(tiny_pipe, tmp_path):
 
 
 def test_predicted_cache_bytes_and_where_auto_puts_the_cache(tiny_pipe, tmp_path, monkeypatch):
-    import framegen.engine.cache as cache
-    from framegen.engine.cache import DiskCache, cache_bytes, choose_cache
+    import framegen.engine.placement as cache
+    from framegen.engine.cache import DiskCache
+    from framegen.engine.placement import cache_bytes, choose_cache
 
     board = load_storyboard(board_file(tmp_path))
     prepared, renderer = open_board(board, tiny_pipe)

@@ -15,8 +15,9 @@ files or reports (that is the app above it: framegen.storyboard, framegen.job, .
 
 Modules, in the order a tensor meets them: layers (names -> modules), swap (the rules),
 masks (drawn masks), automask (attention and noise masks, the attention observer),
-hooks (record and swap), cache (the anchor's activations), anchor (the anchor's other
-state), specs (resolved rules as plain data), compile (specs -> swap rules for one pipe).
+hooks (record and swap), cache (the anchor's activations), placement (where a cache
+fits), anchor (the anchor's other state), specs (resolved rules as plain data), compile
+(specs -> swap rules for one pipe).
 """
 
 from importlib import import_module
@@ -24,8 +25,8 @@ from importlib import import_module
 # name -> module; loaded on first use, so the torch-free parts (layers, specs) import cheaply
 _WHERE = {
     "AnchorState": "anchor", "AttentionMask": "automask", "AttentionStore": "automask", "NoiseMask": "automask",
-    "observing": "automask", "AnchorCache": "cache", "DiskCache": "cache", "cache_bytes": "cache",
-    "choose_cache": "cache", "Compiler": "compile", "RuleError": "compile", "LatentsCallback": "hooks",
+    "observing": "automask", "AnchorCache": "cache", "DiskCache": "cache", "cache_bytes": "placement",
+    "choose_cache": "placement", "Compiler": "compile", "RuleError": "compile", "LatentsCallback": "hooks",
     "StepClock": "hooks", "record": "hooks", "swapping": "hooks", "LATENTS": "layers", "Layer": "layers",
     "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
     "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",

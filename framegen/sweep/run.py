@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..engine.cache import cache_bytes, choose_cache
+from ..engine.placement import cache_bytes, choose_cache
 from ..errors import InvalidInput
 from ..files import write_png, write_text
 from ..output import OutputFolder

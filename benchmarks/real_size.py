@@ -1,0 +1,167 @@
+"""Real-size architectures, random weights, offline: the code paths at SD1.5, SD2.1-v and
+SDXL size.
+
+    OMP_NUM_THREADS=2 python benchmarks/real_size.py [--families sd15,sd21-v,sdxl] [--size 256] [--steps 4]
+
+For each family, builds the pipeline from framegen's shipped configs (framegen/configs/)
+with random weights in bfloat16 and a byte-level tokenizer (the CLIP vocabulary is not
+needed for random weights), saves it as a diffusers folder (safetensors), and renders a
+storyboard on it with `framegen render` in a fresh process: a whole-tensor phase, then a
+drawn mask, an attention mask and a relative threshold on the family's own layers.
+Prints per family: parameters, folder size, build and render wall time, the render's peak
+RSS, and the anchor cache's bytes against the minimum predicted from the layer table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from framegen.families import FAMILIES, configs
+
+CHILD = """
+import resource, sys
+from framegen.cli import main
+code = main(sys.argv[1:])
+print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+RULES = {  # the paper's shape on each family's own composition layers
+    "sd": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10"),
+    "sdxl": ("OUT0, OUT1", "OUT0, OUT1, OUT2, OUT3, OUT6"),
+}
+
+
+def build(family: str, folder: Path, seed: int = 0) -> int:
+    """The family's pipeline with random weights, saved to `folder`; returns its parameter count."""
+    import diffusers
+    import transformers
+
+    from framegen.tiny import _tokenizer_dir
+
+    parts = configs(family)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(_tokenizer_dir())
+    torch.manual_seed(seed)
+    components = {"tokenizer": tokenizer}
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if name not in parts:
+            continue
+        config = dict(parts[name])
+        if name.startswith("text_encoder"):
+            cls = getattr(transformers, config.pop("architectures")[0])
+            model = cls(transformers.CLIPTextConfig(**config))
+            components["tokenizer_2" if name == "text_encoder_2" else "tokenizer"] = tokenizer
+        else:
+            cls = getattr(diffusers, config.pop("_class_name"))
+            model = cls.from_config(config)
+        components[name] = model.to(torch.bfloat16)
+    scheduler = dict(parts["scheduler"])
+    components["scheduler"] = getattr(diffusers, scheduler.pop("_class_name")).from_config(scheduler)
+    pipeline = getattr(diffusers, parts["pipeline"]["class"])
+    if pipeline is diffusers.StableDiffusionPipeline:
+        components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = pipeline(**components)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return sum(
+        p.numel()
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2")
+        if name in components
+        for p in components[name].parameters()
+    )
+
+
+def storyboard(family: str, folder: Path, size: int, steps: int) -> dict:
+    first, second = RULES["sdxl" if family == "sdxl" else "sd"]
+    half = steps // 2
+    phase = {"mode": "full", "layers": first, "steps": f"1-{half}"}
+    later = {"layers": second, "steps": f"{half + 1}-{steps}"}
+    grid = {"mode": "mask", **later, "mask": {"grid": ["1111", "1001", "1111"]}}
+    attention = {"mode": "mask", **later, "mask": {"auto": "attention"}}
+    threshold = {"mode": "threshold", **later, "threshold": 0.1, "relative": True}
+    return {
+        "version": 1,
+        "model": {"id": str(folder), "dtype": "bfloat16", "device": "cpu", "scheduler": "ddim"},  # one call a step
+        "render": {"width": size, "height": size, "steps": steps, "guidance": 5.0, "seed": 1111},
+        "anchor": {"prompt": "girl, white hair, red shirt, blue skirt, grass, day, house, tree"},
+        "frames": [
+            {"name": "grid", "replace": {"red shirt": "green shirt"}, "swap": [phase, grid]},
+            {"name": "attention", "replace": {"blue skirt": "black pants"}, "swap": [phase, attention]},
+            {"name": "threshold", "add": "night", "remove": "day", "swap": [phase, threshold]},
+        ],
+        "report": {"background": {"segmenter": "none"}},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="keep the built folders and renders here")
+    args = parser.parse_args()
+
+    print(f"random weights, bfloat16 on CPU, {args.size}x{args.size}, {args.steps} steps, 3 frames + anchor")
+    print("| family | parameters | folder GB | build s | render s | render peak RSS GB | cache bytes (= minimum) |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as temporary:
+        root = args.keep or Path(temporary)
+        for family in args.families.split(","):
+            folder, out = root / family / "model", root / family / "out"
+            start = time.perf_counter()
+            parameters = build(family, folder)
+            built = time.perf_counter() - start
+            gigabytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
+            board = root / family / "board.yaml"
+            board.write_text(yaml.safe_dump(storyboard(family, folder, args.size, args.steps), sort_keys=False))
+            start = time.perf_counter()
+            command = [sys.executable, "-c", CHILD, "render", "-q", str(board), "-o", str(out)]
+            child = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+            rendered = time.perf_counter() - start
+            if child.returncode != 0:
+                print(f"| {family} | render failed ({child.returncode}): {child.stderr.strip()[-300:]} |")
+                continue
+            peak = int(next(line for line in child.stderr.splitlines() if line.startswith("peak-rss-kb")).split()[1])
+            report = json.loads((out / "report.json").read_text())
+            minimum = predicted_bytes(folder, report)
+            cache = f"{report['cache_bytes']:,} ({'=' if report['cache_bytes'] == minimum else '!='} {minimum:,})"
+            print(
+                f"| {family} | {parameters / 1e9:.2f} B | {gigabytes:.1f} | {built:.0f} | {rendered:.0f} | "
+                f"{peak / 1e6:.1f} | {cache} |"
+            )
+    print(f"this process's peak RSS (building): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
+
+
+def predicted_bytes(folder: Path, report: dict) -> int:
+    """The cache's minimum from the layer table's shapes, for the pairs the report's rules name."""
+    from diffusers import DiffusionPipeline
+
+    from framegen.engine.layers import LATENTS
+    from framegen.engine.placement import cache_bytes
+
+    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
+    resolved = report["storyboard"]["resolved"]["render"]
+    needed = set()
+    for frame in report["frames"]:
+        for rule in frame["rules"]:
+            steps = set()
+            for piece in rule["steps"].split(","):
+                first, _, last = piece.partition("-")
+                steps |= set(range(int(first), int(last or first) + 1))
+            needed |= {(module, step) for module in rule["modules"] if module != LATENTS for step in steps}
+    width, height = report["storyboard"]["width"], report["storyboard"]["height"]
+    return cache_bytes(pipe, needed, width, height, resolved["steps"], resolved["guidance"])
+
+
+if __name__ == "__main__":
+    main()
