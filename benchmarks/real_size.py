@@ -148,8 +148,10 @@ def predicted_bytes(folder: Path, report: dict) -> int:
 
     from framegen.engine.layers import LATENTS
     from framegen.engine.placement import cache_bytes
+    from framegen.models import set_scheduler
 
     pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
+    set_scheduler(pipe, "ddim")  # the storyboard's: calls per step decide the bytes
     resolved = report["storyboard"]["resolved"]["render"]
     needed = set()
     for frame in report["frames"]:
