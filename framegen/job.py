@@ -4,7 +4,9 @@
     result = render_storyboard(load_storyboard("storyboards/demo.yaml"))
     result.passed, result.frames[0]["background_mse"]
 
-Frames already in the output folder with the same key (a PNG text chunk) are reused,
+The output folder is held for the whole render (output.py): files in the way that
+framegen did not write stop it before it starts, and nothing but framegen's own files is
+ever replaced or removed. Frames already there with the same key (a PNG text chunk) are reused,
 so a killed render picks up where it stopped. With `render.cache: disk` the anchor cache
 is kept in the output folder and reused by later renders.
 
