@@ -31,7 +31,7 @@ from .engine.layers import LayerMap
 from .engine.masks import mask_png
 from .errors import RenderFailure
 from .files import read_png_text, write_mp4, write_png, write_text
-from .models import configs_before_loading, load_pipeline, native_size
+from .models import add_loras, configs_before_loading, load_pipeline, native_size, set_lora_scales
 from .output import OutputFolder
 from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
@@ -126,6 +126,7 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
     checked = check_before_loading(board)
     if pipe is None:
         pipe = load_pipeline(board.spec.model, device=state.device if state is not None else None)
+    add_loras(pipe, board.spec.model)
     if not checked:
         board.check_layers(LayerMap.of(pipe.unet))
     segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main_process else None
@@ -158,6 +159,7 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
     for group in prepared.batches(pending, board.spec.render.batch):
         name = group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}"
         progress.image(name, prepared.settings.steps, len(group))
+        set_lora_scales(pipe, group[0].lora)  # a batch shares its scales (Prepared.batches)
         for plan, result in zip(group, renderer.frames([prepared.shot(plan) for plan in group], progress.step)):
             for path, (_, mask) in zip(plan.mask_images, result.masks):
                 write_png(mask_png(mask, result.image.size), out / path, MASK_TEXT)
@@ -213,6 +215,7 @@ def obtain_anchor(
                 write_png(anchor, anchor_path, {"framegen-key": anchor_key})
             return anchor, "reused", 0.0
     progress.image("anchor", prepared.settings.steps)
+    set_lora_scales(prepared.pipe, prepared.board.lora)
     start = time.perf_counter()
     anchor = renderer.anchor(prepared.board.spec.anchor.prompt, progress.step)
     seconds = time.perf_counter() - start

@@ -127,6 +127,7 @@ def load_pipeline(spec: ModelSpec, device=None):
         raise RenderFailure(f"model '{spec.id}' could not be loaded: {first_line}") from None
     if spec.scheduler:
         set_scheduler(pipe, spec.scheduler)
+    add_loras(pipe, spec)
     pipe.set_progress_bar_config(disable=True)
     try:
         return pipe.to(device)
@@ -211,3 +212,33 @@ def weights_fingerprint(spec: ModelSpec) -> dict:
         "id": spec.id,
         "files": {str(f.relative_to(folder)) if f != folder else f.name: file_sha256(f) for f in files},
     }
+
+
+def add_loras(pipe, spec: ModelSpec) -> None:
+    """Load the model's LoRAs (diffusers or kohya/A1111 safetensors, through diffusers'
+    own loader and peft) under their names, at their scales; ones already loaded stay."""
+    if not spec.lora:
+        return
+    loaded = {name for names in pipe.get_list_adapters().values() for name in names}
+    for lora in spec.lora:
+        if lora.key in loaded:
+            continue
+        try:
+            pipe.load_lora_weights(lora.path, adapter_name=lora.key)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise RenderFailure(f"LoRA '{lora.path}' could not be loaded: {reason}") from None
+    set_lora_scales(pipe, tuple((lora.key, lora.scale) for lora in spec.lora))
+
+
+def set_lora_scales(pipe, scales: tuple[tuple[str, float], ...]) -> None:
+    """Give each named LoRA its scale for the next pass (0 turns one off)."""
+    if scales:
+        pipe.set_adapters([name for name, _ in scales], adapter_weights=[scale for _, scale in scales])
+
+
+def lora_fingerprint(spec: ModelSpec) -> list[list]:
+    """[name, SHA-256, scale] of each LoRA, for cache and resume keys."""
+    from .fingerprints import file_sha256
+
+    return [[lora.key, file_sha256(Path(lora.path)), lora.scale] for lora in spec.lora]

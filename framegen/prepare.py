@@ -19,7 +19,7 @@ from .engine.compile import Compiler, RuleError, RuleSpec
 from .engine.layers import LayerMap
 from .engine.swap import SwapRule, needed_pairs
 from .errors import InvalidInput
-from .models import native_size, weights_fingerprint
+from .models import lora_fingerprint, native_size, weights_fingerprint
 from .render import Renderer, RenderSettings, batched
 from .storyboard import FramePlan, Storyboard, mask_as_written
 
@@ -52,7 +52,7 @@ class Prepared:
 
     def batches(self, plans: list[FramePlan], size: int) -> list[list[FramePlan]]:
         """`plans` in order, in groups of up to `size`; a frame whose mask reads its own pass alone."""
-        return batched(plans, size, alone=lambda plan: alone(self.rules[plan.index]))
+        return batched(plans, size, alone=lambda plan: alone(self.rules[plan.index]), key=lambda plan: plan.lora)
 
     # -- what identifies the anchor and each frame (disk cache, resume)
 
@@ -73,6 +73,7 @@ class Prepared:
             "dtype": str(self.pipe.unet.dtype),
             "device": self.pipe.device.type,
             "attention": [[sorted(s.positions.items()), sorted(s.grids.items())] for s in self.anchor_state.stores],
+            **({"lora": lora_fingerprint(spec.model)} if spec.model.lora else {}),
         }
 
     def describe_rules(self, plan: FramePlan) -> list[dict]:
@@ -87,7 +88,8 @@ class Prepared:
             image = rule.get("mask", {}).get("image")
             if image:
                 rule["mask_sha256"] = sha256(self.board.folder / image)
-        return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules})
+        lora = {"lora": [list(pair) for pair in plan.lora]} if plan.lora else {}
+        return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules, **lora})
 
 
 def alone(rules: list[SwapRule]) -> bool:

@@ -111,9 +111,9 @@ class Renderer:
         return images, final.get("latents")
 
 
-def batched(items: list, size: int, alone: Callable) -> list[list]:
+def batched(items: list, size: int, alone: Callable, key: Callable | None = None) -> list[list]:
     """`items` in order, in groups of up to `size`; an item for which `alone(item)` is
-    true gets a group of its own."""
+    true gets a group of its own, and a group holds items of one `key(item)`."""
     groups: list[list] = []
     current: list = []
     for item in items:
@@ -121,6 +121,9 @@ def batched(items: list, size: int, alone: Callable) -> list[list]:
             groups += [current, [item]] if current else [[item]]
             current = []
             continue
+        if current and key is not None and key(item) != key(current[-1]):
+            groups.append(current)
+            current = []
         current.append(item)
         if len(current) == size:
             groups.append(current)

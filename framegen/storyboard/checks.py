@@ -1,19 +1,62 @@
 """What a storyboard's files must be, checked before any model loads: mask images that
-open as images, a segmenter model that exists, a local model that exists and is what it
-claims (a diffusers folder, or a safetensors checkpoint), and boxes that overlap the
-image. Local model paths resolve against the storyboard's folder, like every other path
-in it. Each check returns problems as (path in the storyboard, message)."""
+open as images, a segmenter model that exists, a local model and LoRAs that exist and are
+what they claim (a diffusers folder, safetensors files), an output folder inside the
+storyboard's tree unless consented to, and boxes that overlap the image. Local paths
+resolve against the storyboard's folder, like every other path in it."""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
 from PIL import Image
 
+from .schema import OutputSpec
+
 BUILT_IN_MODELS = ("tiny-random", "demo")
 MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
+
+
+def files_problems(board) -> list[str]:
+    """Resolve the model, its LoRAs and the segmenter's model against the storyboard's
+    folder (rewriting their paths as absolute ones), and check them and `output`; the
+    problems as positioned lines."""
+    spec, problems = board.spec, []
+    location, problem = model_location(spec.model.id, board.folder)
+    if problem:
+        problems.append(board.problem(("model", "id"), problem))
+    spec.model.id = location
+    lora_names: dict[str, int] = {}
+    for i, lora in enumerate(spec.model.lora):
+        at = ("model", "lora", i)
+        path = (board.folder / Path(lora.path).expanduser()).resolve()
+        problem = safetensors_problem(path) if path.is_file() else f"no such file '{path}'"
+        if problem:
+            problems.append(board.problem(at + ("path",), problem))
+        if lora.key in lora_names:
+            problems.append(board.problem(at, f"two LoRAs are named '{lora.key}' (give one a `name`)"))
+        lora_names[lora.key] = i
+        lora.path = str(path)
+    model_path = spec.report.background.model_path
+    if model_path is not None and not (board.folder / model_path).is_file():
+        problems.append(
+            board.problem(("report", "background", "model_path"), f"no such file '{board.folder / model_path}'")
+        )
+    output = spec.output
+    if output is not None and not (isinstance(output, OutputSpec) and output.outside):
+        folder, target = Path(os.path.abspath(board.folder)), Path(os.path.abspath(board.output_dir))
+        if target != folder and folder not in target.parents:
+            written = output.path if isinstance(output, OutputSpec) else output
+            problems.append(
+                board.problem(
+                    ("output",),
+                    f"'{written}' is not inside the storyboard's folder {folder}; give it on the command line "
+                    f"(-o), or write `output: {{path: {written}, outside: true}}`",
+                )
+            )
+    return problems
 
 
 def model_location(model_id: str, folder: Path) -> tuple[str, str | None]:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..engine.layers import LayerMap
 from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
-from .checks import box_problem, image_problem, model_location
+from .checks import box_problem, files_problems, image_problem
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .schema import MaskRule, OutputSpec, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
@@ -38,6 +38,7 @@ class FramePlan:
     # replaced or removed, and words of the frame prompt that replace them or were added
     anchor_words: tuple[str, ...] = ()
     frame_words: tuple[str, ...] = ()
+    lora: tuple[tuple[str, float], ...] = ()  # (name, scale) of every LoRA of the model, for this frame
 
     def edit(self, anchor_prompt: str) -> Edit:
         return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words)
@@ -65,6 +66,11 @@ class Storyboard:
     def folder(self) -> Path:
         """What the storyboard's relative paths (masks, output, segmenter) resolve against."""
         return self.path.parent
+
+    @property
+    def lora(self) -> tuple[tuple[str, float], ...]:
+        """(name, scale) of the model's LoRAs as `model.lora` gives them: the anchor's."""
+        return tuple((lora.key, lora.scale) for lora in self.spec.model.lora)
 
     @property
     def output_dir(self) -> Path:
@@ -212,27 +218,7 @@ def resolve(board: Storyboard) -> Storyboard:
                     problems.append(board.problem(at + (i, "mask", "boxes"), problem))
         return tuple(resolved)
 
-    location, problem = model_location(spec.model.id, board.folder)
-    if problem:
-        problems.append(board.problem(("model", "id"), problem))
-    spec.model.id = location
-    model_path = spec.report.background.model_path
-    if model_path is not None and not (board.folder / model_path).is_file():
-        problems.append(
-            board.problem(("report", "background", "model_path"), f"no such file '{board.folder / model_path}'")
-        )
-    output = spec.output
-    if output is not None and not (isinstance(output, OutputSpec) and output.outside):
-        folder, target = Path(os.path.abspath(board.folder)), Path(os.path.abspath(board.output_dir))
-        if target != folder and folder not in target.parents:
-            written = output.path if isinstance(output, OutputSpec) else output
-            problems.append(
-                board.problem(
-                    ("output",),
-                    f"'{written}' is not inside the storyboard's folder {folder}; give it on the command line "
-                    f"(-o), or write `output: {{path: {written}, outside: true}}`",
-                )
-            )
+    problems += files_problems(board)
     default_rules = rules_for(spec.swap, ("swap",))
     names: dict[str, int] = {}
     for i, frame in enumerate(spec.frames):
@@ -244,6 +230,11 @@ def resolve(board: Storyboard) -> Storyboard:
             )
         names.setdefault(name, i)
         rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
+        for name in frame.lora:
+            if name not in dict(board.lora):
+                known = ", ".join(dict(board.lora)) or "none: model.lora is empty"
+                problems.append(board.problem(at + ("lora", name), f"no LoRA named '{name}' (known: {known})"))
+        lora = tuple((name, frame.lora.get(name, scale)) for name, scale in board.lora)
         prompt = frame.prompt
         if prompt is None:
             try:
@@ -261,7 +252,7 @@ def resolve(board: Storyboard) -> Storyboard:
             frame_words = tuple(t for t in frame_tags if t not in anchor_tags)
         board.frames.append(
             FramePlan(
-                index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold,
+                index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold, lora=lora,
                 anchor_words=tuple(w.strip() for w in anchor_words if w.strip()),
                 frame_words=tuple(w.strip() for w in frame_words if w.strip()),
             )

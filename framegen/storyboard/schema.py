@@ -18,6 +18,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LoraSpec(_Strict):
+    path: str = Field(min_length=1)  # a .safetensors LoRA, diffusers or kohya/A1111 format, relative to the storyboard
+    scale: float = 1.0
+    name: str | None = Field(None, min_length=1)  # how frames name it; default: the file's stem
+
+    @property
+    def key(self) -> str:
+        return self.name or Path(self.path).stem
+
+
 class ModelSpec(_Strict):
     id: str = Field(min_length=1)
     scheduler: Literal[SCHEDULERS] | None = None  # None: the model's own
@@ -25,6 +35,7 @@ class ModelSpec(_Strict):
     device: str = "auto"
     revision: str | None = None
     variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
+    lora: list[LoraSpec] = []
 
     @field_validator("device")
     @classmethod
@@ -178,6 +189,7 @@ class Frame(_Strict):
     remove: str | list[str] = []
     swap: list[Rule] | None = None  # None: the storyboard's default rules
     hold: int = Field(1, ge=1)
+    lora: dict[str, float] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
 
     @model_validator(mode="after")
     def _prompt_or_delta(self) -> Frame:

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from ..engine.cache import sha256
 from ..engine.specs import RuleSpec
 from ..errors import InvalidInput
-from ..models import weights_fingerprint
+from ..models import lora_fingerprint, weights_fingerprint
 from ..storyboard import FramePlan, Storyboard, rule_spec
 from ..storyboard.schema import Rule
 
@@ -132,6 +132,7 @@ def fingerprint(board: Storyboard, frame: FramePlan, mask: dict | None) -> str:
     decided = {
         "model": spec.model.model_dump(),
         "weights": weights_fingerprint(spec.model),
+        "lora": lora_fingerprint(spec.model),
         "render": render,
         "anchor": spec.anchor.prompt,
         "frame": frame.prompt,
