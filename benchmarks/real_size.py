@@ -43,8 +43,9 @@ RULES = {  # the paper's shape on each family's own composition layers
 }
 
 
-def build(family: str, folder: Path, seed: int = 0) -> int:
-    """The family's pipeline with random weights, saved to `folder`; returns its parameter count."""
+def random_pipeline(family: str, dtype=torch.bfloat16, device="cpu", seed: int = 0):
+    """The family's pipeline from framegen's shipped configs, with random weights, a
+    byte-level tokenizer and its own scheduler."""
     import diffusers
     import transformers
 
@@ -58,26 +59,29 @@ def build(family: str, folder: Path, seed: int = 0) -> int:
         if name not in parts:
             continue
         config = dict(parts[name])
-        if name.startswith("text_encoder"):
-            cls = getattr(transformers, config.pop("architectures")[0])
-            model = cls(transformers.CLIPTextConfig(**config))
-            components["tokenizer_2" if name == "text_encoder_2" else "tokenizer"] = tokenizer
-        else:
-            cls = getattr(diffusers, config.pop("_class_name"))
-            model = cls.from_config(config)
-        components[name] = model.to(torch.bfloat16)
+        with torch.device(device):
+            if name.startswith("text_encoder"):
+                cls = getattr(transformers, config.pop("architectures")[0])
+                model = cls(transformers.CLIPTextConfig(**config))
+                components["tokenizer_2" if name == "text_encoder_2" else "tokenizer"] = tokenizer
+            else:
+                model = getattr(diffusers, config.pop("_class_name")).from_config(config)
+        components[name] = model.to(dtype)
     scheduler = dict(parts["scheduler"])
     components["scheduler"] = getattr(diffusers, scheduler.pop("_class_name")).from_config(scheduler)
     pipeline = getattr(diffusers, parts["pipeline"]["class"])
     if pipeline is diffusers.StableDiffusionPipeline:
         components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe = pipeline(**components)
+    return pipeline(**components)
+
+
+def build(family: str, folder: Path, seed: int = 0) -> int:
+    """The family's pipeline with random weights, saved to `folder`; returns its parameter count."""
+    pipe = random_pipeline(family, seed=seed)
     pipe.save_pretrained(folder, safe_serialization=True)
+    parts = ("unet", "vae", "text_encoder", "text_encoder_2")
     return sum(
-        p.numel()
-        for name in ("unet", "vae", "text_encoder", "text_encoder_2")
-        if name in components
-        for p in components[name].parameters()
+        p.numel() for name in parts if getattr(pipe, name, None) is not None for p in getattr(pipe, name).parameters()
     )
 
 

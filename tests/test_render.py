@@ -175,3 +175,18 @@ def test_a_folder_of_fp16_variant_weights_loads_with_or_without_model_variant(tm
         loaded = load_pipeline(spec)
         for name, tensor in tiny_pipe.unet.state_dict().items():
             assert torch.equal(loaded.unet.state_dict()[name], tensor), name
+
+
+def test_the_gpu_benchmark_runs_its_cpu_fallback(tmp_path):
+    """benchmarks/gpu.py measures on CUDA; without it the same code runs at a tiny size, so it cannot rot."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--cpu", "--steps", "4"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "CPU fallback" in run.stdout and "| frame: attention |" in run.stdout and "| 8 |" in run.stdout
+    assert "| cpu |" in run.stdout
