@@ -19,7 +19,7 @@ BUILT_IN_MODELS = ("tiny-random", "demo")
 MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
 
 
-def files_problems(board) -> list[str]:
+def resolve_files(board) -> list[str]:
     """Resolve the model, its LoRAs and the segmenter's model against the storyboard's
     folder (rewriting their paths as absolute ones), and check them and `output`; the
     problems as positioned lines."""

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..engine.layers import LayerMap
 from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
-from .checks import box_problem, files_problems, image_problem
+from .checks import box_problem, image_problem, resolve_files
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .schema import MaskRule, OutputSpec, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
@@ -218,7 +218,7 @@ def resolve(board: Storyboard) -> Storyboard:
                     problems.append(board.problem(at + (i, "mask", "boxes"), problem))
         return tuple(resolved)
 
-    problems += files_problems(board)
+    problems += resolve_files(board)
     default_rules = rules_for(spec.swap, ("swap",))
     names: dict[str, int] = {}
     for i, frame in enumerate(spec.frames):
