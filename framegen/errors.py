@@ -48,6 +48,12 @@ class Terminated(KeyboardInterrupt):
     written are dropped, finished ones stay."""
 
 
+def error_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (at most `limit` characters), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def warn(message: str) -> None:
     """One line on stderr: something the user may want to change, not a failure."""
     print(f"framegen: warning: {message}", file=sys.stderr)

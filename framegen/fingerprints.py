@@ -1,4 +1,5 @@
-"""SHA-256 of weight files, computed once per file content and remembered.
+"""SHA-256 of the files keys name by content (weights, LoRAs, mask images), computed once per
+file content and remembered.
 
 Cache and resume keys name the weights by content, and hashing an SDXL folder takes many
 seconds. A file's digest is remembered in the user's cache
@@ -21,6 +22,7 @@ from pathlib import Path
 from .engine.cache import sha256
 
 FILE = "fingerprints.json"
+_known: dict[str, tuple[list[int], str]] = {}  # this process's: no reading the file again per call
 
 
 def cache_folder() -> Path:
@@ -34,13 +36,18 @@ def file_sha256(path: Path) -> str:
     path = Path(path).resolve()
     status = path.stat()
     identity = [status.st_size, status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns]
+    rehash = os.environ.get("FRAMEGEN_REHASH") == "1"
+    if not rehash and _known.get(str(path), (None,))[0] == identity:
+        return _known[str(path)][1]
     remembered = _load()
     entry = remembered.get(str(path))
-    if entry and entry.get("identity") == identity and os.environ.get("FRAMEGEN_REHASH") != "1":
-        return entry["sha256"]
-    digest = sha256(path)
-    remembered[str(path)] = {"identity": identity, "sha256": digest}
-    _save(remembered)
+    if entry and entry.get("identity") == identity and not rehash:
+        digest = entry["sha256"]
+    else:
+        digest = sha256(path)
+        remembered[str(path)] = {"identity": identity, "sha256": digest}
+        _save(remembered)
+    _known[str(path)] = (identity, digest)
     return digest
 
 

@@ -126,7 +126,8 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
     checked = check_before_loading(board)
     if pipe is None:
         pipe = load_pipeline(board.spec.model, device=state.device if state is not None else None)
-    add_loras(pipe, board.spec.model)
+    else:  # a caller's pipe: the storyboard's LoRAs on it too
+        add_loras(pipe, board.spec.model)
     if not checked:
         board.check_layers(LayerMap.of(pipe.unet))
     segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main_process else None
@@ -174,10 +175,10 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
         return None
 
     # 3. the clip and the report, one frame in memory at a time
-    for plan in board.frames:
+    for plan in board.frames if state is not None else []:  # frames other processes wrote
         if read_png_text(out / plan.image).get("framegen-key") != keys[plan.index]:
             raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
-    folder.remove_stale({name for name in output_names(board)})
+    folder.remove_stale(set(output_names(board)))
     shown = chain([(anchor, 1)], ((read_image(out / plan.image), plan.hold) for plan in board.frames))
     frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
     report = build_report(prepared, renderer.cache, out, anchor, done, segmenter, frame_count)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import RenderFailure, warn
+from .errors import RenderFailure, error_line, warn
 from .storyboard.schema import ModelSpec
 
 SCHEDULER_CLASSES = {
@@ -94,7 +94,7 @@ def configs_online(model_id: str, revision: str | None = None) -> tuple[dict, in
         unet = UNet2DConditionModel.load_config(model_id, subfolder="unet", revision=revision)
         vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0]
+        reason = error_line(error)
         raise RenderFailure(
             f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
         ) from None
@@ -123,8 +123,7 @@ def load_pipeline(spec: ModelSpec, device=None):
     except FileNotFoundError as error:
         raise RenderFailure(f"model '{spec.id}' not found: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing files, no network, bad repo id, bad weights
-        first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise RenderFailure(f"model '{spec.id}' could not be loaded: {first_line}") from None
+        raise RenderFailure(f"model '{spec.id}' could not be loaded: {error_line(error)}") from None
     if spec.scheduler:
         set_scheduler(pipe, spec.scheduler)
     add_loras(pipe, spec)
@@ -132,7 +131,7 @@ def load_pipeline(spec: ModelSpec, device=None):
     try:
         return pipe.to(device)
     except (RuntimeError, AssertionError) as error:
-        raise RenderFailure(f"cannot move model '{spec.id}' to {device}: {str(error).splitlines()[0]}") from None
+        raise RenderFailure(f"cannot move model '{spec.id}' to {device}: {error_line(error)}") from None
 
 
 def _load(spec: ModelSpec, dtype):
@@ -226,9 +225,8 @@ def add_loras(pipe, spec: ModelSpec) -> None:
         try:
             pipe.load_lora_weights(lora.path, adapter_name=lora.key)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise RenderFailure(f"LoRA '{lora.path}' could not be loaded: {reason}") from None
-    set_lora_scales(pipe, tuple((lora.key, lora.scale) for lora in spec.lora))
+            raise RenderFailure(f"LoRA '{lora.path}' could not be loaded: {error_line(error, 200)}") from None
+    set_lora_scales(pipe, spec.lora_scales)
 
 
 def set_lora_scales(pipe, scales: tuple[tuple[str, float], ...]) -> None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from . import __version__
 from .engine.anchor import AnchorState
-from .engine.cache import AnchorCache, cache_key, sha256
+from .engine.cache import AnchorCache, cache_key
 from .engine.compile import Compiler, RuleError, RuleSpec
 from .engine.layers import LayerMap
 from .engine.swap import SwapRule, needed_pairs
 from .errors import InvalidInput
+from .fingerprints import file_sha256
 from .models import lora_fingerprint, native_size, weights_fingerprint
 from .render import Renderer, RenderSettings, batched
 from .storyboard import FramePlan, Storyboard, mask_as_written
@@ -87,7 +88,7 @@ class Prepared:
         for rule in rules:
             image = rule.get("mask", {}).get("image")
             if image:
-                rule["mask_sha256"] = sha256(self.board.folder / image)
+                rule["mask_sha256"] = file_sha256(self.board.folder / image)
         lora = {"lora": [list(pair) for pair in plan.lora]} if plan.lora else {}
         return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules, **lora})
 

@@ -53,7 +53,6 @@ class Renderer:
 
     def anchor(self, prompt: str, on_step: OnStep | None = None) -> Image.Image:
         """The anchor image; fills the cache and the anchor state (final latents, attention maps)."""
-        self.anchor_state.clear()
         with record(self.pipe, self.settings.steps, self.cache, self.anchor_state.stores) as clock:
             (image,), latents = self.generate([prompt], on_step, clock)
         self.anchor_state.latents = latents

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure, error_line
 from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
@@ -79,7 +79,7 @@ class RembgSegmenter:
                 self.session = new_session(model, sess_opts=options)
         except (ValueError, OSError) as error:  # unknown name, download impossible offline
             raise RenderFailure(
-                f"rembg model '{model_path or model}' unavailable ({str(error).splitlines()[0][:120]}); "
+                f"rembg model '{model_path or model}' unavailable ({error_line(error, 120)}); "
                 "rembg downloads named models on first use: offline, give `model_path` to a local ONNX file "
                 "or use `segmenter: none`"
             ) from None

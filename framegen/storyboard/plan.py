@@ -70,7 +70,7 @@ class Storyboard:
     @property
     def lora(self) -> tuple[tuple[str, float], ...]:
         """(name, scale) of the model's LoRAs as `model.lora` gives them: the anchor's."""
-        return tuple((lora.key, lora.scale) for lora in self.spec.model.lora)
+        return self.spec.model.lora_scales
 
     @property
     def output_dir(self) -> Path:

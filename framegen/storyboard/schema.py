@@ -37,6 +37,11 @@ class ModelSpec(_Strict):
     variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
     lora: list[LoraSpec] = []
 
+    @property
+    def lora_scales(self) -> tuple[tuple[str, float], ...]:
+        """(name, scale) of each LoRA as given here: the anchor's."""
+        return tuple((lora.key, lora.scale) for lora in self.lora)
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

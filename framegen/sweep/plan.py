@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
-from ..engine.cache import sha256
 from ..engine.specs import RuleSpec
 from ..errors import InvalidInput
+from ..fingerprints import file_sha256
 from ..models import lora_fingerprint, weights_fingerprint
 from ..storyboard import FramePlan, Storyboard, rule_spec
 from ..storyboard.schema import Rule
@@ -140,5 +140,5 @@ def fingerprint(board: Storyboard, frame: FramePlan, mask: dict | None) -> str:
         "mask": mask,
     }
     if mask and mask.get("image"):
-        decided["mask_bytes"] = sha256(board.folder / mask["image"])
+        decided["mask_bytes"] = file_sha256(board.folder / mask["image"])
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
