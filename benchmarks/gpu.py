@@ -23,8 +23,10 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from framegen.engine.cache import AnchorCache, DiskCache
@@ -33,13 +35,13 @@ from framegen.storyboard import load_storyboard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_size.py, beside this script
 
-RULES = {
-    "sd15": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10"),
-    "sdxl": ("OUT0, OUT1", "OUT0, OUT1, OUT2, OUT3, OUT6"),
+RULES = {  # the paper's two phases, and the last block (the exact bound: swapped everywhere, frame == anchor)
+    "sd15": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10", "OUT11"),
+    "sdxl": ("OUT0, OUT1", "OUT0, OUT1, OUT2, OUT3, OUT6", "OUT8"),
 }
 
 
-def storyboard(model_id: str, first: str, second: str, size: int, steps: int, batch: int = 1):
+def storyboard(model_id: str, first: str, second: str, last: str, size: int, steps: int, batch: int = 1):
     half = steps // 2
     phase = {"mode": "full", "layers": first, "steps": f"1-{half}"}
     later = {"layers": second, "steps": f"{half + 1}-{steps}"}
@@ -54,6 +56,8 @@ def storyboard(model_id: str, first: str, second: str, size: int, steps: int, ba
         {"name": kind, "replace": {"red shirt": f"{colours[i]} shirt"}, "swap": rules}
         for i, (kind, rules) in enumerate(kinds.items())
     ]
+    frames.append({"name": "exact", "replace": {"red shirt": "blue shirt"},
+                   "swap": [{"mode": "full", "layers": last, "steps": f"1-{steps}"}]})  # fmt: skip
     frames += [
         {"name": f"batch{i}", "replace": {"red shirt": f"{colour} shirt"}, "swap": kinds["mask"]}
         for i, colour in enumerate(colours)
@@ -81,10 +85,33 @@ def timed(run, repeats: int, synchronize) -> float:
     return statistics.median(samples)
 
 
+def interleaved(runs: dict, repeats: int, synchronize) -> dict[str, float]:
+    """Each run's median over `repeats` rounds of all runs in turn, so a drift of the
+    device's clocks during the measurement falls on every run alike."""
+    samples = {label: [] for label in runs}
+    for _ in range(repeats):
+        for label, run in runs.items():
+            samples[label].append(timed(run, 1, synchronize))
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def device_syncs(run) -> int:
+    """How often `run` makes the host wait for the device (each wait lets the GPU idle
+    while the host queues the next kernels)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(warning.message) for warning in caught)
+
+
 def measure(name: str, pipe, family: str, size: int, steps: int, repeats: int, cuda: bool) -> None:
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
-    first, second = RULES["sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"]
-    board = storyboard(f"random/{family}", first, second, size, steps)
+    first, second, last = RULES["sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"]
+    board = storyboard(f"random/{family}", first, second, last, size, steps)
     prepared = prepare(board, pipe)
     renderer, settings = prepared.renderer(), prepared.settings
     plans = {plan.name: plan for plan in board.frames}
@@ -94,30 +121,27 @@ def measure(name: str, pipe, family: str, size: int, steps: int, repeats: int, c
         pipe(board.spec.anchor.prompt, width=size, height=size, num_inference_steps=steps,
              guidance_scale=settings.guidance, generator=generator)  # fmt: skip
 
-    plain(), renderer.anchor(board.spec.anchor.prompt)  # warm-up: first calls allocate
-    base = timed(plain, repeats, synchronize)
-    rows = [
-        ("plain diffusers", base),
-        ("anchor + caching", timed(lambda: renderer.anchor(board.spec.anchor.prompt), repeats, synchronize)),
-    ]
+    plain()  # warm-up: first calls allocate
+    anchor = np.asarray(renderer.anchor(board.spec.anchor.prompt))
+    exact = np.asarray(renderer.frame(*prepared.shot(plans["exact"])).image)
+    print(f"\nexact bound ({last} swapped at every step): frame == anchor bit for bit: {np.array_equal(exact, anchor)}")
+    runs = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(board.spec.anchor.prompt)}
     for kind in ("full", "mask", "threshold", "attention"):
-        rows.append(
-            (
-                f"frame: {kind}",
-                timed(lambda kind=kind: renderer.frame(*prepared.shot(plans[kind])), repeats, synchronize),
-            )
-        )
+        runs[f"frame: {kind}"] = lambda kind=kind: renderer.frame(*prepared.shot(plans[kind]))
+    medians = interleaved(runs, repeats, synchronize)
+    syncs = {label: device_syncs(run) if cuda else "-" for label, run in runs.items()}
+    base = medians["plain diffusers"]
     print(f"\n### {name}, {size}x{size}, {steps} steps, {str(pipe.unet.dtype).removeprefix('torch.')}, {pipe.device}")
-    print("\n| variant | median s | vs plain |\n|---|---|---|")
-    for label, seconds in rows:
-        print(f"| {label} | {seconds:.3f} | {seconds / base:.3f} |")
+    print(f"\n| variant | median s ({repeats} rounds) | vs plain | host waits for the device |\n|---|---|---|---|")
+    for label, seconds in medians.items():
+        print(f"| {label} | {seconds:.3f} | {seconds / base:.3f} | {syncs[label]} |")
 
     batch_plans = [plan for plan in board.frames if plan.name.startswith("batch")]
     print("\n| render.batch | frames/s | vs batch 1 |\n|---|---|---|")
     rate_one = None
     for size_of_batch in (1, 2, 4, 8):
         shots = [prepared.shot(plan) for plan in batch_plans[:size_of_batch]]
-        seconds = timed(lambda shots=shots: renderer.frames(shots), repeats, synchronize)
+        seconds = timed(lambda shots=shots: renderer.frames(shots), min(repeats, 3), synchronize)
         rate = len(shots) / seconds
         rate_one = rate_one or rate
         print(f"| {size_of_batch} | {rate:.2f} | {rate / rate_one:.2f}x |")
@@ -158,7 +182,7 @@ def main() -> None:
     parser.add_argument("--families", default="sd15,sdxl")
     parser.add_argument("--sizes", default="512,1024", help="one per family")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu", action="store_true", help="the CPU fallback even where CUDA is available")
     args = parser.parse_args()
 

@@ -150,6 +150,26 @@ def test_the_clock_callback_is_a_diffusers_pipeline_callback(tiny_pipe):
     assert isinstance(clock.callback, PipelineCallback) and clock.callback.tensor_inputs == ["latents"]
 
 
+def test_the_clock_places_a_view_into_the_schedule_by_its_offset_as_a_copy_by_its_value(tiny_pipe):
+    """`for t in timesteps` hands the U-Net views into the schedule: their position is
+    their offset, read without waiting for a GPU; a copy is matched by value. Both place
+    every call, PNDM's repeated timestep included."""
+    from diffusers import PNDMScheduler
+
+    from framegen.engine.hooks import StepClock, _element_of
+
+    scheduler = PNDMScheduler.from_config(tiny_pipe.scheduler.config)
+    scheduler.set_timesteps(6)
+    timesteps = scheduler.timesteps
+    assert len(set(timesteps.tolist())) < len(timesteps)  # a repeated timestep
+    by_view, by_value = StepClock(scheduler, 6), StepClock(scheduler, 6)
+    for i, t in enumerate(timesteps):
+        assert _element_of(t, timesteps) == i and _element_of(t.clone(), timesteps) is None
+        by_view(None, (None, t), {})
+        by_value(None, (None, t.clone()), {})
+        assert by_view.position == by_value.position == i and by_view.step == by_value.step
+
+
 def test_float16_on_a_cpu_warns_in_one_line_and_names_the_better_choice(capsys):
     from framegen.models import load_pipeline
     from framegen.storyboard import ModelSpec

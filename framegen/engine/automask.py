@@ -103,6 +103,7 @@ class AttentionStore:
         self.steps = steps
         self.size = max(grids.values(), key=lambda wh: wh[0] * wh[1])[::-1]  # (h, w)
         self.maps: dict[tuple[str, int], torch.Tensor] = {}  # (key, step) -> (h, w) sum over layers
+        self._indices: dict = {}
 
     def add(self, module, path: str, step: int, hidden: torch.Tensor, context: torch.Tensor) -> None:
         if step not in self.steps or not any(self.positions.values()):
@@ -116,11 +117,18 @@ class AttentionStore:
         for group, positions in self.positions.items():
             if not positions:
                 continue
-            grid = probs[:, positions].sum(dim=1).reshape(1, 1, h, w)
+            grid = probs.index_select(1, self._index(group, probs.device)).sum(dim=1).reshape(1, 1, h, w)
             if (h, w) != self.size:
                 grid = F.interpolate(grid, size=self.size, mode="bilinear", align_corners=False)
             # summed over layers: the normalisation in `region` makes it an average
-            self.maps[(group, step)] = self.maps.get((group, step), 0) + grid[0, 0].cpu()
+            self.maps[(group, step)] = self.maps.get((group, step), 0) + grid[0, 0]  # stays on the device: no wait
+
+    def _index(self, group: str, device: torch.device) -> torch.Tensor:
+        """The group's token positions as an index on `device`, copied there once: a copy
+        per layer and step would make the CPU wait for the GPU each time."""
+        if (group, device) not in self._indices:
+            self._indices[(group, device)] = torch.tensor(self.positions[group], device=device)
+        return self._indices[(group, device)]
 
     def region(self, group: str, before_step: int) -> torch.Tensor | None:
         """The group's map over the steps before `before_step`, scaled to 0..1 between
@@ -129,7 +137,10 @@ class AttentionStore:
         for (key, step), grid in self.maps.items():
             if key == group and step < before_step:
                 total = grid.clone() if total is None else total + grid
-        if total is None or total.max() <= total.min():
+        if total is None:
+            return None
+        total = total.cpu()  # once per mask; the maps stay where the pass ran
+        if total.max() <= total.min():
             return None
         return (total - total.min()) / (total.max() - total.min())
 

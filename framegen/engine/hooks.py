@@ -55,7 +55,7 @@ class StepClock:
         return latents if replaced is None else replaced
 
     def _steps_of_positions(self, timesteps) -> tuple[list[float], list[int]]:
-        values = [float(t) for t in timesteps]
+        values = [float(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else timesteps)]  # one read
         order = getattr(self.scheduler, "order", 1)
         warmup = len(values) - self.num_steps * order
         steps, done = [], 0
@@ -72,14 +72,30 @@ class StepClock:
             self._schedule = self._steps_of_positions(timesteps)
             self._schedule_of = timesteps
         values, steps = self._schedule
-        t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
-        matches = [i for i, v in enumerate(values) if v == t]
-        if not matches:
-            raise RuntimeError(f"the U-Net was called at timestep {t}, which is not in the scheduler's schedule")
-        # a repeated timestep (Heun, PNDM) is the next occurrence after the last call
-        later = [i for i in matches if i > self.position]
-        self.position = later[0] if later else matches[0]
-        self.step = steps[self.position]
+        position = _element_of(timestep, timesteps)
+        if position is None:  # a timestep of its own: match its value
+            t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+            matches = [i for i, v in enumerate(values) if v == t]
+            if not matches:
+                raise RuntimeError(f"the U-Net was called at timestep {t}, which is not in the scheduler's schedule")
+            # a repeated timestep (Heun, PNDM) is the next occurrence after the last call
+            later = [i for i in matches if i > self.position]
+            position = later[0] if later else matches[0]
+        self.position = position
+        self.step = steps[position]
+
+
+def _element_of(timestep, timesteps) -> int | None:
+    """The index of `timestep` in `timesteps` when it is one of its elements (a pipeline
+    looping `for t in timesteps` hands the U-Net views into the schedule), found from
+    the view's offset: reading the value of a tensor on a GPU would wait for the GPU to
+    finish all queued work, once per U-Net call."""
+    if not (torch.is_tensor(timestep) and torch.is_tensor(timesteps)) or timesteps.dim() != 1 or not len(timesteps):
+        return None
+    if timestep.untyped_storage().data_ptr() != timesteps.untyped_storage().data_ptr():
+        return None
+    index, remainder = divmod(timestep.storage_offset() - timesteps.storage_offset(), timesteps.stride(0))
+    return index if remainder == 0 and 0 <= index < len(timesteps) else None
 
 
 class LatentsCallback(PipelineCallback):
