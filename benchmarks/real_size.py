@@ -3,13 +3,14 @@ SDXL size.
 
     OMP_NUM_THREADS=2 python benchmarks/real_size.py [--families sd15,sd21-v,sdxl] [--size 256] [--steps 4]
 
-For each family, builds the pipeline from framegen's shipped configs (framegen/configs/)
-with random weights in bfloat16 and a byte-level tokenizer (the CLIP vocabulary is not
-needed for random weights), saves it as a diffusers folder (safetensors), and renders a
-storyboard on it with `framegen render` in a fresh process: a whole-tensor phase, then a
-drawn mask, an attention mask and a relative threshold on the family's own layers.
-Prints per family: parameters, folder size, build and render wall time, the render's peak
-RSS, and the anchor cache's bytes against the minimum predicted from the layer table.
+For each family, builds the pipeline from framegen's shipped configs and CLIP tokenizer
+(framegen/configs/) with random weights in bfloat16, saves it as a diffusers folder and as
+one checkpoint in the original layout (tools/ldm_checkpoint.py), and renders a storyboard
+on each with `framegen render` in a fresh process (the file with HF_HUB_OFFLINE=1): a
+whole-tensor phase, then a drawn mask, an attention mask and a relative threshold on the
+family's own layers. Prints per family: parameters, folder size, build and render wall
+time, the render's peak RSS, the anchor cache's bytes against the minimum predicted from
+the layer table, and whether the single file renders the folder's frames byte for byte.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
+from PIL import Image
 
-from framegen.families import FAMILIES, configs
+from framegen.families import FAMILIES, configs, tokenizers
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, beside benchmarks/
+from tools.ldm_checkpoint import pipeline_to_ldm  # noqa: E402
 
 CHILD = """
 import resource, sys
@@ -44,17 +50,14 @@ RULES = {  # the paper's shape on each family's own composition layers
 
 
 def random_pipeline(family: str, dtype=torch.bfloat16, device="cpu", seed: int = 0):
-    """The family's pipeline from framegen's shipped configs, with random weights, a
-    byte-level tokenizer and its own scheduler."""
+    """The family's pipeline from framegen's shipped configs and CLIP tokenizer, with
+    random weights and its own scheduler."""
     import diffusers
     import transformers
 
-    from framegen.tiny import _tokenizer_dir
-
     parts = configs(family)
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(_tokenizer_dir())
     torch.manual_seed(seed)
-    components = {"tokenizer": tokenizer}
+    components = tokenizers(family)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         if name not in parts:
             continue
@@ -63,7 +66,6 @@ def random_pipeline(family: str, dtype=torch.bfloat16, device="cpu", seed: int =
             if name.startswith("text_encoder"):
                 cls = getattr(transformers, config.pop("architectures")[0])
                 model = cls(transformers.CLIPTextConfig(**config))
-                components["tokenizer_2" if name == "text_encoder_2" else "tokenizer"] = tokenizer
             else:
                 model = getattr(diffusers, config.pop("_class_name")).from_config(config)
         components[name] = model.to(dtype)
@@ -75,10 +77,14 @@ def random_pipeline(family: str, dtype=torch.bfloat16, device="cpu", seed: int =
     return pipeline(**components)
 
 
-def build(family: str, folder: Path, seed: int = 0) -> int:
-    """The family's pipeline with random weights, saved to `folder`; returns its parameter count."""
+def build(family: str, folder: Path, file: Path, seed: int = 0) -> int:
+    """The family's pipeline with random weights, saved to `folder` and as one original-layout
+    checkpoint `file`; returns its parameter count."""
+    from safetensors.torch import save_file
+
     pipe = random_pipeline(family, seed=seed)
     pipe.save_pretrained(folder, safe_serialization=True)
+    save_file(pipeline_to_ldm(pipe), str(file))
     parts = ("unet", "vae", "text_encoder", "text_encoder_2")
     return sum(
         p.numel() for name in parts if getattr(pipe, name, None) is not None for p in getattr(pipe, name).parameters()
@@ -107,6 +113,22 @@ def storyboard(family: str, folder: Path, size: int, steps: int) -> dict:
     }
 
 
+def render(board: dict, where: Path, offline: bool = False):
+    """`framegen render` of `board` in a fresh process: (seconds, peak RSS bytes, report) or the error."""
+    path = where / "board.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(board, sort_keys=False))
+    env = dict(os.environ, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+    start = time.perf_counter()
+    command = [sys.executable, "-c", CHILD, "render", "-q", str(path), "-o", str(where / "out")]
+    child = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        return f"render failed ({child.returncode}): {child.stderr.strip()[-300:]}"
+    peak = int(next(line for line in child.stderr.splitlines() if line.startswith("peak-rss-kb")).split()[1]) * 1024
+    return seconds, peak, json.loads((where / "out" / "report.json").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -116,32 +138,38 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"random weights, bfloat16 on CPU, {args.size}x{args.size}, {args.steps} steps, 3 frames + anchor")
-    print("| family | parameters | folder GB | build s | render s | render peak RSS GB | cache bytes (= minimum) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| family | parameters | folder GB | build s | render s | render peak RSS GB | cache bytes (= minimum) "
+        "| single file GB | file render s (offline) | file pixels == folder pixels |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as temporary:
         root = args.keep or Path(temporary)
         for family in args.families.split(","):
-            folder, out = root / family / "model", root / family / "out"
+            folder, file = root / family / "model", root / family / "model.safetensors"
             start = time.perf_counter()
-            parameters = build(family, folder)
+            parameters = build(family, folder, file)
             built = time.perf_counter() - start
             gigabytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
-            board = root / family / "board.yaml"
-            board.write_text(yaml.safe_dump(storyboard(family, folder, args.size, args.steps), sort_keys=False))
-            start = time.perf_counter()
-            command = [sys.executable, "-c", CHILD, "render", "-q", str(board), "-o", str(out)]
-            child = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
-            rendered = time.perf_counter() - start
-            if child.returncode != 0:
-                print(f"| {family} | render failed ({child.returncode}): {child.stderr.strip()[-300:]} |")
+            board = storyboard(family, folder, args.size, args.steps)
+            from_folder = render(board, root / family / "folder")
+            board["model"]["id"] = str(file)
+            from_file = render(board, root / family / "file", offline=True)
+            if isinstance(from_folder, str) or isinstance(from_file, str):
+                print(f"| {family} | {from_folder if isinstance(from_folder, str) else from_file} |")
                 continue
-            peak = int(next(line for line in child.stderr.splitlines() if line.startswith("peak-rss-kb")).split()[1])
-            report = json.loads((out / "report.json").read_text())
+            (seconds, peak, report), (file_seconds, _, _) = from_folder, from_file
             minimum = predicted_bytes(folder, report)
             cache = f"{report['cache_bytes']:,} ({'=' if report['cache_bytes'] == minimum else '!='} {minimum:,})"
+            same = all(  # pixels: the PNGs' metadata name the model they came from
+                np.array_equal(
+                    *(np.asarray(Image.open(root / family / way / "out" / name)) for way in ("folder", "file"))
+                )
+                for name in ("anchor.png", "frames/0001.png", "frames/0002.png", "frames/0003.png")
+            )
             print(
-                f"| {family} | {parameters / 1e9:.2f} B | {gigabytes:.1f} | {built:.0f} | {rendered:.0f} | "
-                f"{peak / 1e6:.1f} | {cache} |"
+                f"| {family} | {parameters / 1e9:.2f} B | {gigabytes:.1f} | {built:.0f} | {seconds:.0f} | "
+                f"{peak / 1e9:.1f} | {cache} | {file.stat().st_size / 1e9:.1f} | {file_seconds:.0f} | {same} |"
             )
     print(f"this process's peak RSS (building): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
 

@@ -1,7 +1,7 @@
 """Loading a pipeline from a storyboard's `model:` block.
 
 `id` is `tiny-random` (built here), `demo` (bundled weights), a single `.safetensors`
-checkpoint, a local diffusers folder, or a hub id. Weights load with safetensors only
+checkpoint (checkpoints.py), a local diffusers folder, or a hub id. Weights load with safetensors only
 and remote code is never trusted.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpoints import set_prediction
 from .errors import RenderFailure, error_line, warn
 from .storyboard.schema import ModelSpec
 
@@ -47,7 +48,7 @@ def configs_before_loading(spec: ModelSpec, online: bool = True) -> tuple[dict, 
     """(U-Net config, VAE scale factor) read without weights: bundled or local configs,
     else (`online`) the hub's config files; None when only loading will tell (a single
     file, or a hub id offline)."""
-    configs = configs_offline(spec.id)
+    configs = configs_offline(spec)
     if configs is None and online and is_hub_id(spec.id):
         try:
             configs = configs_online(spec.id, spec.revision)
@@ -56,8 +57,13 @@ def configs_before_loading(spec: ModelSpec, online: bool = True) -> tuple[dict, 
     return configs
 
 
-def configs_offline(model_id: str) -> tuple[dict, int] | None:
+def configs_offline(spec: ModelSpec) -> tuple[dict, int] | None:
     """(U-Net config, VAE scale factor) when they can be read without weights or network."""
+    model_id = spec.id
+    if model_id.endswith(".safetensors"):
+        from .checkpoints import configs
+
+        return configs(spec)
     if model_id == "tiny-random":
         from .tiny import SD1_UNET, VAE_SCALE
 
@@ -101,13 +107,6 @@ def configs_online(model_id: str, revision: str | None = None) -> tuple[dict, in
     return unet, 2 ** (len(vae["block_out_channels"]) - 1)
 
 
-def _single_file_is_sdxl(path: Path) -> bool:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as checkpoint:
-        return any(key.startswith("conditioner.embedders.1") for key in checkpoint.keys())
-
-
 def load_pipeline(spec: ModelSpec, device=None):
     """The diffusers pipeline for `spec`, on its resolved device and dtype (`device`
     overrides `auto`: each process of a distributed render has its own)."""
@@ -124,6 +123,8 @@ def load_pipeline(spec: ModelSpec, device=None):
         raise RenderFailure(f"model '{spec.id}' not found: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing files, no network, bad repo id, bad weights
         raise RenderFailure(f"model '{spec.id}' could not be loaded: {error_line(error)}") from None
+    if spec.prediction:
+        set_prediction(pipe, spec.prediction)
     if spec.scheduler:
         set_scheduler(pipe, spec.scheduler)
     add_loras(pipe, spec)
@@ -138,6 +139,8 @@ def _load(spec: ModelSpec, dtype):
     import diffusers
     import torch
 
+    from . import checkpoints
+
     if spec.id == "tiny-random":
         from .tiny import tiny_pipeline
 
@@ -147,16 +150,12 @@ def _load(spec: ModelSpec, dtype):
         from .demo import load_pipeline as load_demo
 
         return load_demo(dtype=dtype)
-    options = dict(dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
     path = Path(spec.id).expanduser()
     if spec.id.endswith(".safetensors"):
         if not path.is_file():
             raise FileNotFoundError(f"no such file '{path}'")
-        cls = diffusers.StableDiffusionXLPipeline if _single_file_is_sdxl(path) else diffusers.StableDiffusionPipeline
-        options.pop("use_safetensors")
-        if cls is diffusers.StableDiffusionXLPipeline:
-            options.pop("safety_checker"), options.pop("requires_safety_checker")
-        return cls.from_single_file(str(path), **options)
+        return checkpoints.load(spec, dtype)
+    options = dict(dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
     if not is_hub_id(spec.id) and not path.is_dir():
         raise FileNotFoundError(f"no such folder '{path}'")
     variant = spec.variant or (only_variant(path) if path.is_dir() else None)
@@ -207,9 +206,15 @@ def weights_fingerprint(spec: ModelSpec) -> dict:
     else:
         folder = Path(spec.id).expanduser()
     files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"))
+    configs = {}
+    if spec.config:  # the architecture a single file is read as
+        local = Path(spec.config)
+        configs = {"config": {str(f.relative_to(local)): file_sha256(f) for f in sorted(local.rglob("*.json"))}}
+        configs = configs if local.is_dir() else {"config": spec.config}
     return {
         "id": spec.id,
         "files": {str(f.relative_to(folder)) if f != folder else f.name: file_sha256(f) for f in files},
+        **configs,
     }
 
 

@@ -82,8 +82,9 @@ def cmd_check(args) -> int:
 def cmd_layers(args) -> int:
     from ..engine.layers import LayerMap
     from ..models import configs_offline, configs_online, native_size
+    from ..storyboard import ModelSpec
 
-    config, vae_scale = configs_offline(args.model) or configs_online(args.model)
+    config, vae_scale = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
     layers = LayerMap(config)
     native = native_size(config, vae_scale)
     width, height = args.width or native, args.height or native

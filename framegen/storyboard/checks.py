@@ -28,6 +28,15 @@ def resolve_files(board) -> list[str]:
     if problem:
         problems.append(board.problem(("model", "id"), problem))
     spec.model.id = location
+    if spec.model.config is not None:
+        config, problem = model_location(spec.model.config, board.folder)
+        if problem is None and not spec.model.id.endswith(".safetensors"):
+            problem = "`config` describes a single-file checkpoint; model.id is not a .safetensors file"
+        elif problem is None and config.endswith(".safetensors"):
+            problem = f"'{config}' is a file; `config` is a diffusers folder or hub id"
+        if problem:
+            problems.append(board.problem(("model", "config"), problem))
+        spec.model.config = config
     lora_names: dict[str, int] = {}
     for i, lora in enumerate(spec.model.lora):
         at = ("model", "lora", i)
@@ -78,7 +87,7 @@ def model_location(model_id: str, folder: Path) -> tuple[str, str | None]:
             return model_id, f"no such {kind} '{local}' (local model paths resolve against the storyboard's folder)"
         return model_id, None  # a hub id
     if local.is_file():
-        return str(local), safetensors_problem(local)
+        return str(local), safetensors_problem(local) or checkpoint_problem(local)
     if not (local / "model_index.json").is_file():
         return str(local), f"'{local}' is not a diffusers pipeline folder (it has no model_index.json)"
     return str(local), None
@@ -102,6 +111,17 @@ def safetensors_problem(path: Path) -> str | None:
                 raise ValueError("its header is not a table of tensors")
     except (OSError, ValueError) as error:
         return f"'{path}' is not a safetensors checkpoint ({error})"
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """None when `path` is a checkpoint of a family framegen loads (its keys say), else why not."""
+    from ..checkpoints import Checkpoint, CheckpointError
+
+    try:
+        Checkpoint.read(path)
+    except CheckpointError as error:
+        return str(error)
     return None
 
 

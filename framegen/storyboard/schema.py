@@ -36,6 +36,8 @@ class ModelSpec(_Strict):
     revision: str | None = None
     variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
     lora: list[LoraSpec] = []
+    config: str | None = Field(None, min_length=1)  # a single file's architecture: a diffusers folder or hub id
+    prediction: Literal["epsilon", "v"] | None = None  # None: the model's own (a single file: see checkpoints.py)
 
     @property
     def lora_scales(self) -> tuple[tuple[str, float], ...]:

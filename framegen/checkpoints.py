@@ -1,0 +1,140 @@
+"""Single-file checkpoints: one `.safetensors` file in the original (LDM / A1111) key
+layout, as model sites serve SD1.x, SD2.x and SDXL models, loaded with no network.
+
+The family is read from the file's keys (its header only): OpenAI's CLIP under
+`cond_stage_model.transformer` is SD1.x, OpenCLIP under `cond_stage_model.model` SD2.x,
+two text encoders under `conditioner.embedders` SDXL. Its component configs and tokenizers
+ship with framegen (families.py); `model.config` names a diffusers folder or hub id whose
+configs describe the file instead, for models that differ from the published ones.
+diffusers' `from_single_file` converts the weights.
+
+The noise prediction follows `model.prediction` when given, else a `v_pred` key in the
+file (the convention ComfyUI and others write), else the family's published model:
+epsilon for SD1.x and SDXL, v for SD2.x (SD2.1 at 768; SD2.x-base is epsilon at 512, set
+`model.prediction: epsilon`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+UNET = "model.diffusion_model."
+FAMILY_KEYS = {  # a key prefix each family's text encoder has
+    "sdxl": "conditioner.embedders.1.model.",
+    "sd21-v": "cond_stage_model.model.",
+    "sd15": "cond_stage_model.transformer.",
+}
+SDXL_REFINER = "conditioner.embedders.0.model."
+V_PREDICTION_KEY = "v_pred"
+
+
+class CheckpointError(ValueError):
+    """The file is not a checkpoint framegen can load; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a single file's header tells: its family, and whether it carries a `v_pred` key."""
+
+    path: Path
+    family: str
+    v_pred_key: bool
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as checkpoint:
+                keys = set(checkpoint.keys())
+                first = f"{UNET}input_blocks.0.0.weight"
+                in_channels = checkpoint.get_slice(first).get_shape()[1] if first in keys else None
+        except (OSError, SafetensorError) as error:
+            raise CheckpointError(f"'{path}' cannot be read as safetensors: {error}") from None
+        return cls(Path(path), _family(path, keys, in_channels), V_PREDICTION_KEY in keys)
+
+    def prediction(self, spec) -> str | None:
+        """`epsilon` or `v` when set or marked in the file; None: the family's config says."""
+        return spec.prediction or ("v" if self.v_pred_key else None)
+
+    def config_folder(self, spec) -> Path | str:
+        """Where the configs come from: `model.config`, else the family's shipped folder."""
+        from .families import folder
+
+        return spec.config if spec.config else folder(self.family)
+
+    def is_sd2_base(self, spec) -> bool:
+        """An SD2.x checkpoint told to predict noise: SD2.x-base, trained at 512 pixels."""
+        return self.family == "sd21-v" and self.prediction(spec) == "epsilon" and not spec.config
+
+
+def _family(path, keys: set[str], in_channels: int | None) -> str:
+    if in_channels is None:
+        hint = " (a LoRA? list it under model.lora)" if any("lora" in key for key in keys) else ""
+        raise CheckpointError(f"'{path}' is not a Stable Diffusion checkpoint: it has no U-Net ('{UNET}*'){hint}")
+    if in_channels != 4:
+        raise CheckpointError(
+            f"'{path}' has a U-Net with {in_channels} input channels (an inpainting or other special model); "
+            "framegen renders with text-to-image checkpoints (4 channels)"
+        )
+    for family, prefix in FAMILY_KEYS.items():
+        if any(key.startswith(prefix) for key in keys):
+            return family
+    if any(key.startswith(SDXL_REFINER) for key in keys):
+        raise CheckpointError(f"'{path}' is an SDXL refiner; framegen renders with a base model")
+    raise CheckpointError(f"'{path}' has a U-Net but no text encoder framegen knows (SD1.x, SD2.x or SDXL)")
+
+
+def load(spec, dtype):
+    """The pipeline of the single file `spec.id`, offline unless `model.config` is a hub id."""
+    import diffusers
+
+    from .families import tokenizers
+
+    checkpoint = Checkpoint.read(Path(spec.id))
+    config = checkpoint.config_folder(spec)
+    sdxl = checkpoint.family == "sdxl"
+    cls = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
+    options = {"dtype": dtype, "config": str(config), "local_files_only": True}
+    if not sdxl:
+        options.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if not (Path(config) / "tokenizer").is_dir():  # a single file holds none: framegen's own
+        options.update(tokenizers(checkpoint.family))
+    try:
+        pipe = cls.from_single_file(str(checkpoint.path), **options)
+    except ValueError as error:
+        shapes = re.search(r"(\S+) expected shape (.+?\)), but got (.+?\))", str(error))
+        if shapes is None or spec.config:
+            raise
+        raise CheckpointError(
+            f"'{checkpoint.path}' does not have the published {checkpoint.family} architecture ({shapes[1]} is "
+            f"{shapes[3]}, not {shapes[2]}); give `model.config`: a diffusers folder or hub id that describes it"
+        ) from None
+    if checkpoint.prediction(spec) is not None:
+        set_prediction(pipe, checkpoint.prediction(spec))
+    if checkpoint.is_sd2_base(spec):
+        pipe.unet.register_to_config(sample_size=64)
+    return pipe
+
+
+def set_prediction(pipe, prediction: str) -> None:
+    """The scheduler predicts `epsilon` (noise) or `v` (velocity)."""
+    kind = "v_prediction" if prediction == "v" else "epsilon"
+    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=kind)
+
+
+def configs(spec) -> tuple[dict, int] | None:
+    """(U-Net config, VAE scale factor) of the single file `spec.id` without its weights;
+    None when `model.config` is a hub id (loading will tell)."""
+    checkpoint = Checkpoint.read(Path(spec.id))
+    root = Path(checkpoint.config_folder(spec))
+    if not (root / "unet" / "config.json").is_file():
+        return None
+    unet = json.loads((root / "unet" / "config.json").read_text())
+    vae = json.loads((root / "vae" / "config.json").read_text())
+    if checkpoint.is_sd2_base(spec):
+        unet["sample_size"] = 64
+    return unet, 2 ** (len(vae["block_out_channels"]) - 1)
