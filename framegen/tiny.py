@@ -131,6 +131,26 @@ def tiny_pipeline():
     )
 
 
+def tiny_sd2_pipeline():
+    """An SD2.x-shaped StableDiffusionPipeline with small random weights: linear projections
+    in the transformers, a text encoder with OpenCLIP's activation (a single file stores it
+    in OpenCLIP's layout), v-prediction. For the SD2 code paths; not a `model.id`."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    components = tiny_pipeline().components
+    torch.manual_seed(SEED)
+    components["unet"] = UNet2DConditionModel(
+        **{**SD1_UNET, "attention_head_dim": (2, 2, 4, 4)}, use_linear_projection=True
+    )
+    torch.manual_seed(SEED + 2)
+    text = components["text_encoder"].config.to_dict()
+    components["text_encoder"] = CLIPTextModel(CLIPTextConfig(**{**text, "hidden_act": "gelu"}))
+    components["scheduler"] = DDIMScheduler.from_config(components["scheduler"].config, prediction_type="v_prediction")
+    return StableDiffusionPipeline(**components)
+
+
 def tiny_sdxl_pipeline():
     """An SDXL-shaped StableDiffusionXLPipeline with small random weights (two text
     encoders, the pooled embedding and size conditioning through the time embedding),

@@ -28,12 +28,12 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
-    """tiny-random (SD1 layout) and tiny SDXL, each as a diffusers folder and as one original-layout file."""
-    from framegen.tiny import tiny_pipeline, tiny_sdxl_pipeline
+    """tiny-random (SD1), tiny SD2-v and tiny SDXL, each as a diffusers folder and as one original-layout file."""
+    from framegen.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
     root = tmp_path_factory.mktemp("single")
     files = {}
-    for name, make in (("sd1", tiny_pipeline), ("sdxl", tiny_sdxl_pipeline)):
+    for name, make in (("sd1", tiny_pipeline), ("sd2", tiny_sd2_pipeline), ("sdxl", tiny_sdxl_pipeline)):
         pipe = make()
         pipe.save_pretrained(root / name, safe_serialization=True)
         save(pipe, root / f"{name}.safetensors")
@@ -72,7 +72,7 @@ def test_the_shipped_clip_tokenizer_gives_clips_token_ids_and_each_familys_paddi
     assert sd2["tokenizer"].pad_token_id == sdxl["tokenizer_2"].pad_token_id == 0  # OpenCLIP pads with "!"
 
 
-@pytest.mark.parametrize("name", ["sd1", "sdxl"])
+@pytest.mark.parametrize("name", ["sd1", "sd2", "sdxl"])
 def test_a_single_file_with_model_config_renders_as_its_folder_bit_for_bit(
     tmp_path, capsys, tiny_files, no_network, name
 ):
@@ -93,30 +93,30 @@ def test_the_noise_prediction_comes_from_the_storyboard_or_a_v_pred_key(tmp_path
     marked = tmp_path / "marked.safetensors"
     save_file({**load_file(file), "v_pred": torch.zeros(0)}, marked)
 
-    def prediction(path, **spec):
-        pipe = load_pipeline(ModelSpec(id=str(path), config=str(folder), device="cpu", **spec))
+    def prediction(path, config=folder, **spec):
+        pipe = load_pipeline(ModelSpec(id=str(path), config=str(config), device="cpu", **spec))
         return pipe.scheduler.config.prediction_type
 
-    assert prediction(file) == "epsilon"  # the config's
+    assert prediction(tiny_files["sd2"][1], config=tiny_files["sd2"][0]) == "v_prediction"  # its config's
+    assert prediction(file) == "epsilon"
     assert prediction(marked) == "v_prediction"
     assert prediction(marked, prediction="epsilon") == "epsilon"
     assert prediction(file, prediction="v") == "v_prediction"
 
 
-def test_a_lora_applies_to_a_single_file_as_to_its_folder(tmp_path, capsys, tiny_files, no_network):
-    from diffusers import StableDiffusionPipeline
+@pytest.mark.parametrize("name", ["sd1", "sd2", "sdxl"])
+def test_a_lora_applies_to_a_single_file_as_to_its_folder(tmp_path, capsys, tiny_files, no_network, name):
+    from diffusers import DiffusionPipeline
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from framegen.tiny import tiny_pipeline
-
-    source = tiny_pipeline()
+    folder, file = tiny_files[name]
+    source = DiffusionPipeline.from_pretrained(folder)
     torch.manual_seed(5)
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v"], init_lora_weights=False)
     source.unet.add_adapter(config)
     layers = get_peft_model_state_dict(source.unet)
-    StableDiffusionPipeline.save_lora_weights(tmp_path / "lora", unet_lora_layers=layers, safe_serialization=True)
+    type(source).save_lora_weights(tmp_path / "lora", unet_lora_layers=layers, safe_serialization=True)
     lora = [{"path": str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"), "scale": 0.9}]
-    folder, file = tiny_files["sd1"]
     plain = render(tmp_path, "plain", board({"id": str(file), "config": str(folder)}), capsys)
     from_folder = render(tmp_path, "folder", board({"id": str(folder), "lora": lora}), capsys)
     from_file = render(tmp_path, "file", board({"id": str(file), "config": str(folder), "lora": lora}), capsys)
