@@ -1,26 +1,35 @@
 """Overhead of framegen's hooks against a plain diffusers pipeline, in one run.
 
-    python benchmarks/overhead.py [--repeats 7] [--size 128] [--steps 50]
+    python benchmarks/overhead.py [--repeats 7] [--size 128] [--steps 50] [--model sd15] [--frames full,mask]
 
 Prints the median per-image time of: the plain pipeline, the anchor with caching, and a
 frame for each rule kind (the paper's two-phase settings), as ratios to plain; then the
 cache's bytes against the minimum, the sum of the needed tensors computed from the
 layer table. Target (issue #2): every ratio <= 1.05 on CPU, automatic attention masks
 included (issue #5: no extra U-Net pass); automatic noise masks cost 8 extra U-Net
-evaluations per frame by design and are shown apart. Runs are interleaved so machine
-drift hits every variant alike.
+evaluations per frame by design and are shown apart, as is a real image as the anchor
+(issue #14: DDIM inversion then the reconstruction, goal <= 2.1x one plain image; with one
+fixed-point refinement per inversion step too). `--model sd15` times the real-size SD1.5
+architecture (random weights, bfloat16); `--frames full,mask` times only those frames.
+Runs are interleaved so machine drift hits every variant alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+from framegen.engine.anchor import AnchorState
+from framegen.engine.cache import AnchorCache
 from framegen.engine.placement import cache_bytes
+from framegen.models import set_scheduler
 from framegen.prepare import prepare
+from framegen.render import Renderer
 from framegen.storyboard import load_storyboard
 from framegen.tiny import tiny_pipeline
 
@@ -73,11 +82,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument(
+        "--model", choices=["tiny-random", "sd15"], default="tiny-random", help="sd15: the real-size architecture"
+    )
+    parser.add_argument("--frames", help="only these frames, comma-separated (default: all)")
     args = parser.parse_args()
 
     phase = round(args.steps * 0.4)
     board = load_storyboard(BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1))
-    pipe = tiny_pipeline()
+    if args.frames:
+        board.frames = [plan for plan in board.frames if plan.name in args.frames.split(",")]
+    if args.model == "sd15":  # random weights, bfloat16 (this CPU's fastest)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from real_size import random_pipeline
+
+        pipe = random_pipeline("sd15", dtype=torch.bfloat16)
+        set_scheduler(pipe, "ddim")
+    else:
+        pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
     prepared = prepare(board, pipe)
     renderer, settings = prepared.renderer(), prepared.settings
@@ -97,8 +119,18 @@ def main() -> None:
     for plan in board.frames:
         variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
 
-    renderer.anchor(anchor_prompt)  # warm-up: first calls allocate
-    plain()
+    # a real image as the anchor (issue #14): inversion + reconstruction, with its own
+    # renderer (its noise would start every later pass); the anchor prompt as its negative
+    plain()  # warm-up: first calls allocate
+    photo = renderer.anchor(anchor_prompt)
+
+    def real_anchor(refine: int):
+        real = Renderer(pipe, settings, AnchorCache(prepared.needed), AnchorState())
+        trajectory = real.invert(photo, anchor_prompt, refine=refine).trajectory
+        real.anchor(anchor_prompt, trajectory=trajectory, negative_prompt=anchor_prompt)
+
+    variants["real-image anchor (inversion + reconstruction)"] = lambda: real_anchor(0)
+    variants["real-image anchor, refine 1"] = lambda: real_anchor(1)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, run in variants.items():
@@ -108,19 +140,20 @@ def main() -> None:
 
     base = statistics.median(times["plain diffusers"])
     print(
-        f"tiny-random, {args.size}x{args.size}, {args.steps} steps, DDIM, CPU, "
+        f"{args.model}, {args.size}x{args.size}, {args.steps} steps, DDIM, {pipe.unet.dtype}, CPU, "
         f"torch threads {torch.get_num_threads()}, "
         f"median of {args.repeats} interleaved runs; rules: full OUT3+OUT4 steps 1-{phase}, then mask/threshold "
         f"on OUT3,4,5,6,10 steps {phase + 1}-{args.steps}"
     )
-    print(f"{'variant':<28}{'median s':>10}{'ratio':>8}")
+    print(f"{'variant':<50}{'median s':>10}{'ratio':>8}")
     worst = 0.0
     for name, samples in times.items():
         median = statistics.median(samples)
         ratio = median / base
-        if name not in ("plain diffusers", "frame: auto-noise"):  # noise masks add U-Net calls by design
-            worst = max(worst, ratio)
-        print(f"{name:<28}{median:>10.3f}{ratio:>8.3f}")
+        print(f"{name:<50}{median:>10.3f}{ratio:>8.3f}")
+        if name == "plain diffusers" or name == "frame: auto-noise" or name.startswith("real-image"):
+            continue  # noise masks and inversion add U-Net calls by design
+        worst = max(worst, ratio)
     cache = renderer.cache
     # the minimum, from the layer table's shapes
     minimum = cache_bytes(pipe, cache.needed, settings.width, settings.height, settings.steps, settings.guidance)

@@ -31,7 +31,14 @@ from .engine.layers import LayerMap
 from .engine.masks import mask_png
 from .errors import RenderFailure
 from .files import read_png_text, write_mp4, write_png, write_text
-from .models import add_loras, configs_before_loading, load_pipeline, native_size, set_lora_scales
+from .models import (
+    add_loras,
+    configs_before_loading,
+    invertible_scheduler,
+    load_pipeline,
+    native_size,
+    set_lora_scales,
+)
 from .output import OutputFolder
 from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
@@ -88,6 +95,7 @@ def check_before_loading(board: Storyboard, online: bool = True) -> bool:
         board.check_boxes(board.spec.render.width or native, board.spec.render.height or native)
         if configs[0].get("addition_embed_type") == "text_time":  # SDXL: size and pooled text in the time embedding
             board.check_no_noise_masks("noise masks support SD1.x/2.x pipelines; use auto: attention")
+            board.check_sd_pipeline_for_real_anchor()
     return configs is not None
 
 
@@ -130,6 +138,8 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
         add_loras(pipe, board.spec.model)
     if not checked:
         board.check_layers(LayerMap.of(pipe.unet))
+    if board.spec.anchor.image is not None and board.spec.model.scheduler is None:
+        invertible_scheduler(pipe)
     segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main_process else None
     prepared = prepare(board, pipe)
     cache = None
@@ -215,10 +225,16 @@ def obtain_anchor(
             if not in_output:
                 write_png(anchor, anchor_path, {"framegen-key": anchor_key})
             return anchor, "reused", 0.0
-    progress.image("anchor", prepared.settings.steps)
     set_lora_scales(prepared.pipe, prepared.board.lora)
-    start = time.perf_counter()
-    anchor = renderer.anchor(prepared.board.spec.anchor.prompt, progress.step)
+    start, anchor_spec, trajectory = time.perf_counter(), prepared.board.spec.anchor, None
+    if prepared.anchor_image is not None:
+        progress.image("inversion", prepared.settings.steps)
+        inversion = anchor_spec.inversion
+        trajectory = renderer.invert(
+            prepared.anchor_image, anchor_spec.prompt, progress.step, inversion.guidance, inversion.refine
+        ).trajectory
+    progress.image("anchor", prepared.settings.steps)
+    anchor = renderer.anchor(anchor_spec.prompt, progress.step, trajectory, prepared.anchor_negative_prompt)
     seconds = time.perf_counter() - start
     if isinstance(cache, DiskCache):
         cache.seal(anchor_key, prepared.anchor_state.to_tensors(), fields, anchor)

@@ -174,6 +174,15 @@ def only_variant(folder: Path) -> str | None:
     return variants[0] if len(variants) == 1 else None
 
 
+def invertible_scheduler(pipe) -> None:
+    """A real-image anchor inverts along the render's schedule: a model whose own
+    scheduler has no inverse form renders with DDIM (which has)."""
+    from .engine.inversion import INVERSE_SCHEDULERS
+
+    if type(pipe.scheduler).__name__ not in INVERSE_SCHEDULERS:
+        set_scheduler(pipe, "ddim")
+
+
 def set_scheduler(pipe, name: str) -> None:
     import diffusers
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
+
 from . import __version__
 from .engine.anchor import AnchorState
 from .engine.cache import AnchorCache, cache_key
 from .engine.compile import Compiler, RuleError, RuleSpec
+from .engine.inversion import INVERSE_SCHEDULERS, fitted
 from .engine.layers import LayerMap
 from .engine.swap import SwapRule, needed_pairs
-from .errors import InvalidInput
+from .errors import InvalidInput, warn
 from .fingerprints import file_sha256
 from .models import lora_fingerprint, native_size, weights_fingerprint
 from .render import Renderer, RenderSettings, batched
@@ -33,6 +36,7 @@ class Prepared:
     compiler: Compiler
     rules: dict[int, list[SwapRule]]  # frame index -> its compiled rules
     anchor_state: AnchorState
+    anchor_image: Image.Image | None = None  # a real anchor image, at the render's size
 
     @property
     def needed(self) -> set[tuple[str, int]]:
@@ -75,7 +79,23 @@ class Prepared:
             "device": self.pipe.device.type,
             "attention": [[sorted(s.positions.items()), sorted(s.grids.items())] for s in self.anchor_state.stores],
             **({"lora": lora_fingerprint(spec.model)} if spec.model.lora else {}),
+            **({"image": self.anchor_image_fields()} if spec.anchor.image else {}),
         }
+
+    @property
+    def anchor_negative_prompt(self) -> str:
+        """The anchor pass's negative prompt: a real image's own prompt with the
+        negative-prompt method (the guided prediction is then the conditional one, so the
+        reconstruction follows the inversion), else the render's."""
+        anchor = self.board.spec.anchor
+        if anchor.image is not None and anchor.inversion.method == "negative-prompt":
+            return anchor.prompt
+        return self.settings.negative_prompt
+
+    def anchor_image_fields(self) -> dict:
+        """A real anchor image by content, and how it is inverted."""
+        anchor = self.board.spec.anchor
+        return {"sha256": file_sha256(self.board.folder / anchor.image), **anchor.inversion.model_dump()}
 
     def describe_rules(self, plan: FramePlan) -> list[dict]:
         """The frame's rules as resolved: module paths and step ranges, for the report."""
@@ -103,20 +123,40 @@ def prepare(board: Storyboard, pipe, frames: list[FramePlan] | None = None) -> P
     spec = board.spec
     native = native_size(pipe.unet.config, pipe.vae_scale_factor)
     render = spec.render
+    real = spec.anchor.image is not None
+    if real and pipe.unet.config.get("addition_embed_type") == "text_time":  # SDXL
+        board.check_sd_pipeline_for_real_anchor()
+    if real and type(pipe.scheduler).__name__ not in INVERSE_SCHEDULERS:
+        raise InvalidInput(
+            board.problem(
+                ("anchor", "image"),
+                f"a real-image anchor needs a scheduler with an inverse form ({', '.join(INVERSE_SCHEDULERS)}); "
+                f"the pipe's is {type(pipe.scheduler).__name__} (set model.scheduler: ddim)",
+            )
+        )
     settings = RenderSettings(
-        render.width or native,
-        render.height or native,
-        render.steps,
-        render.guidance,
-        render.seed,
+        render.width or native, render.height or native, render.steps, render.guidance, render.seed,
         render.negative_prompt,
-    )
+    )  # fmt: skip
     layers = LayerMap.of(pipe.unet)
     anchor_state = AnchorState()
     compiler = Compiler(pipe, settings.width, settings.height, settings.steps, settings.seed, anchor_state, layers)
     frames = board.frames if frames is None else frames
     rules = {plan.index: compile_rules(compiler, board, plan.rules, plan) for plan in frames}
-    return Prepared(board, pipe, settings, compiler, rules, anchor_state)
+    anchor_image = load_anchor_image(board, settings.width, settings.height) if real else None
+    return Prepared(board, pipe, settings, compiler, rules, anchor_state, anchor_image)
+
+
+def load_anchor_image(board: Storyboard, width: int, height: int) -> Image.Image:
+    """The real anchor image at the render's size: centre-cropped to its aspect, resized
+    (Lanczos); transparency is composited on white, with a warning."""
+    path = board.folder / board.spec.anchor.image
+    with Image.open(path) as image:
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            warn(f"{path.name} has transparency; it is composited on white")
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        return fitted(image.convert("RGB"), width, height)
 
 
 def compile_rules(compiler: Compiler, board: Storyboard, specs, plan: FramePlan) -> list[SwapRule]:

@@ -21,6 +21,7 @@ from PIL import Image
 from .engine.anchor import AnchorState
 from .engine.cache import AnchorCache
 from .engine.hooks import StepClock, record, swapping
+from .engine.inversion import Inversion, encode, invert
 from .engine.swap import SwapRule
 from .errors import RenderFailure
 
@@ -51,10 +52,28 @@ class Renderer:
         self.pipe, self.settings = pipe, settings
         self.cache, self.anchor_state = cache, anchor_state
 
-    def anchor(self, prompt: str, on_step: OnStep | None = None) -> Image.Image:
-        """The anchor image; fills the cache and the anchor state (final latents, attention maps)."""
-        with record(self.pipe, self.settings.steps, self.cache, self.anchor_state.stores) as clock:
-            (image,), latents = self.generate([prompt], on_step, clock)
+    def invert(self, image: Image.Image, prompt: str, on_step: OnStep | None = None, guidance: float = 1.0,
+               refine: int = 0) -> Inversion:  # fmt: skip
+        """A real image (at the render's size) inverted to the noise every later pass starts from."""
+        settings = self.settings
+        latents = encode(self.pipe, image)
+        inverted = invert(
+            self.pipe, latents, prompt, settings.steps, guidance, settings.negative_prompt, refine, on_step
+        )
+        self.anchor_state.noise = inverted.noise
+        return inverted
+
+    def anchor(
+        self, prompt: str, on_step: OnStep | None = None, trajectory: list | None = None,
+        negative_prompt: str | None = None,
+    ) -> Image.Image:  # fmt: skip
+        """The anchor image (a real image's reconstruction after `invert`); fills the cache
+        and the anchor state (final latents, attention maps). With `trajectory` (the
+        inversion's), the LATENTS layer caches it instead of the pass's own latents;
+        `negative_prompt` replaces the render's for this pass."""
+        stores = self.anchor_state.stores
+        with record(self.pipe, self.settings.steps, self.cache, stores, latents=trajectory) as clock:
+            (image,), latents = self.generate([prompt], on_step, clock, negative_prompt)
         self.anchor_state.latents = latents
         return image
 
@@ -78,11 +97,12 @@ class Renderer:
         ]
 
     def generate(
-        self, prompts: list[str], on_step: OnStep | None, clock: StepClock
+        self, prompts: list[str], on_step: OnStep | None, clock: StepClock, negative_prompt: str | None = None
     ) -> tuple[list[Image.Image], torch.Tensor]:
         """One image per prompt, in one batch, with the render's settings, and the final
         latents. The hooks are the caller's; `clock` sees each step's latents (LATENTS)."""
-        settings, final = self.settings, {}
+        settings, final, noise = self.settings, {}, self.anchor_state.noise
+        negative = settings.negative_prompt if negative_prompt is None else negative_prompt
 
         def step_done(pipe, i, t, callback_kwargs):
             callback_kwargs["latents"] = clock.step_end(callback_kwargs["latents"])
@@ -94,12 +114,13 @@ class Renderer:
         try:
             images = self.pipe(
                 prompt=prompts,
-                negative_prompt=[settings.negative_prompt] * len(prompts) if settings.negative_prompt else None,
+                negative_prompt=[negative] * len(prompts) if negative else None,
                 width=settings.width,
                 height=settings.height,
                 num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance,
                 generator=[torch.Generator("cpu").manual_seed(settings.seed) for _ in prompts],
+                latents=None if noise is None else noise.expand(len(prompts), -1, -1, -1).clone(),
                 callback_on_step_end=step_done,
             ).images
         except torch.OutOfMemoryError:

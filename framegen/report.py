@@ -3,7 +3,9 @@
 Background is what the segmenter does not call the person. `background_mse` is the
 mean squared error over RGB on the 0-255 scale over pixels that are background in
 both the anchor and the frame (the paper's metric); `foreground_mse` is the same over
-the other pixels, which shows that the edit happened.
+the other pixels, which shows that the edit happened. With a real anchor image
+(`anchor.image`) frames are measured against that image (what should stay), and the
+anchor entry gives the reconstruction's PSNR and its own MSEs against it.
 """
 
 from __future__ import annotations
@@ -122,6 +124,21 @@ def compare(anchor: Image.Image, frame: Image.Image, anchor_person: np.ndarray, 
     }
 
 
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    """Peak signal-to-noise ratio of two 8-bit images, in dB (inf when equal)."""
+    error = np.mean((np.asarray(a.convert("RGB"), np.float64) - np.asarray(b.convert("RGB"), np.float64)) ** 2)
+    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))
+
+
+def reconstruction(image: Image.Image, anchor: Image.Image, image_person: np.ndarray, segmenter) -> dict:
+    """How well the anchor pass rebuilt a real anchor image: PSNR, and the same MSEs as frames get."""
+    value = psnr(image, anchor)
+    return {
+        "psnr": None if value == float("inf") else round(value, 2),
+        **compare(image, anchor, image_person, segmenter.person(anchor)),
+    }
+
+
 def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dict]:
     """Each limit as {name, limit, passed, failing_frames}. A frame with no shared
     background (background_mse null) cannot show consistency, so it fails."""
@@ -195,7 +212,9 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
     """report.json's content: every frame (read back from `out`, one at a time) scored
     against the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
     board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
-    anchor_person = segmenter.person(anchor)
+    # what should stay: a real anchor image itself, else the anchor generated
+    reference = prepared.anchor_image if prepared.anchor_image is not None else anchor
+    reference_person = segmenter.person(reference)
     frames = []
     for plan in board.frames:
         with Image.open(out / plan.image) as file:
@@ -210,7 +229,7 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
                 "hold": plan.hold,
                 "rules": prepared.describe_rules(plan),
                 "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, plan.mask_images)],
-                **compare(anchor, image, anchor_person, segmenter.person(image)),
+                **compare(reference, image, reference_person, segmenter.person(image)),
                 "seconds": round(seconds, 3),
                 "reused": plan.index in done,
             }
@@ -232,7 +251,12 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
         "cache_entries": len(cache),
         "anchor_cache": None,
         "segmenter": segmenter.name,
-        "anchor": {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": None},
+        "anchor": {
+            "prompt": spec.anchor.prompt,
+            "image": "anchor.png",
+            "seconds": None,
+            **(reconstruction(reference, anchor, reference_person, segmenter) if spec.anchor.image else {}),
+        },
         "frames": frames,
         "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
         "checks": run_checks(frames, spec.checks.max_background_mse),

@@ -92,3 +92,18 @@ def test_noise_masks_on_sdxl_are_refused_before_loading(sdxl, tmp_path, capsys):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "swap[1].mask.auto: noise masks support SD1.x/2.x pipelines" in err
+
+
+def test_a_real_image_anchor_on_sdxl_is_refused_before_loading(sdxl, tmp_path, capsys):
+    from PIL import Image
+
+    _, folder = sdxl
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "photo.png")
+    spec = board(folder, '{grid: ["10", "01"]}')
+    spec["anchor"]["image"] = "photo.png"
+    spec["model"]["scheduler"] = "ddim"
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "anchor.image: a real-image anchor supports SD1.x/2.x pipelines" in line, line

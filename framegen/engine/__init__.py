@@ -17,7 +17,7 @@ Modules, in the order a tensor meets them: layers (names -> modules), swap (the 
 masks (drawn masks), automask (attention and noise masks, the attention observer),
 hooks (record and swap), cache (the anchor's activations), placement (where a cache
 fits), anchor (the anchor's other state), specs (resolved rules as plain data), compile
-(specs -> swap rules for one pipe).
+(specs -> swap rules for one pipe), inversion (a real image as the anchor: its noise).
 """
 
 from importlib import import_module
@@ -30,6 +30,7 @@ _WHERE = {
     "StepClock": "hooks", "record": "hooks", "swapping": "hooks", "LATENTS": "layers", "Layer": "layers",
     "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
     "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",
+    "Inversion": "inversion", "encode": "inversion", "fitted": "inversion", "invert": "inversion",
 }  # fmt: skip
 __all__ = sorted(_WHERE)
 

@@ -145,13 +145,21 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
 
 
 @contextmanager
-def record(pipe, num_steps: int, cache: AnchorCache, observers: list[AttentionStore] = ()) -> Iterator[StepClock]:
+def record(
+    pipe, num_steps: int, cache: AnchorCache, observers: list[AttentionStore] = (), latents: list | None = None
+) -> Iterator[StepClock]:
     """Run the anchor inside this block; `cache` fills with the needed activations and
-    each of `observers` (the anchor's attention stores) with its maps."""
+    each of `observers` (the anchor's attention stores) with its maps. `latents` (one
+    per step) are cached for the LATENTS layer instead of the pass's own: a real image's
+    inversion trajectory, so local blending keeps the image itself."""
     cache.clear()
     for store in observers:
         store.maps.clear()
-    with hooked(pipe, num_steps, cache.layers, cache.store) as clock, observing(pipe, clock, list(observers)):
+
+    def store(path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+        cache.store(path, clock, latents[clock.step - 1] if latents is not None and path == LATENTS else tensor)
+
+    with hooked(pipe, num_steps, cache.layers, store) as clock, observing(pipe, clock, list(observers)):
         yield clock
     cache.finish()
 

@@ -68,6 +68,37 @@ def resolve_files(board) -> list[str]:
     return problems
 
 
+def anchor_image_problems(board) -> list[str]:
+    """A real-image anchor: an image that opens, a scheduler with an inverse form, and
+    inversion settings that apply."""
+    spec, problems = board.spec, []
+    anchor = spec.anchor
+    if anchor.image is None:
+        if "inversion" in anchor.model_fields_set:
+            problems.append(
+                board.problem(("anchor", "inversion"), "`inversion` applies to a real image (anchor.image)")
+            )
+        return problems
+    problem = image_problem(board.folder / anchor.image)
+    if problem:
+        problems.append(board.problem(("anchor", "image"), problem))
+    if spec.model.scheduler not in (None, "ddim"):
+        problems.append(
+            board.problem(
+                ("model", "scheduler"),
+                f"a real-image anchor inverts along the render's schedule, and '{spec.model.scheduler}' has no "
+                "inverse form in diffusers; use ddim (DDIMInverseScheduler), or leave it out",
+            )
+        )
+    if anchor.inversion.method == "negative-prompt" and anchor.inversion.guidance != 1:
+        problems.append(
+            board.problem(
+                ("anchor", "inversion", "guidance"), "guidance applies to method: ddim (negative-prompt inverts at 1)"
+            )
+        )
+    return problems
+
+
 def model_location(model_id: str, folder: Path) -> tuple[str, str | None]:
     """(what loads the model, a problem or None): a built-in name, a hub id (`org/name`,
     as written), or the absolute path of a local folder or `.safetensors` file, which is

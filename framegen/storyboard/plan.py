@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..engine.layers import LayerMap
 from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
-from .checks import box_problem, image_problem, resolve_files
+from .checks import anchor_image_problems, box_problem, image_problem, resolve_files
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .schema import MaskRule, OutputSpec, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
@@ -128,6 +128,12 @@ class Storyboard:
         if problems:
             raise InvalidInput(problems)
 
+    def check_sd_pipeline_for_real_anchor(self) -> None:
+        """Raise InvalidInput at `anchor.image` on an SDXL pipeline (its inversion would need
+        the pooled text and size conditioning; not built yet)."""
+        if self.spec.anchor.image is not None:
+            raise InvalidInput(self.problem(("anchor", "image"), "a real-image anchor supports SD1.x/2.x pipelines"))
+
     def _rule_paths(self):
         yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
         for f, frame in enumerate(self.spec.frames):
@@ -219,6 +225,7 @@ def resolve(board: Storyboard) -> Storyboard:
         return tuple(resolved)
 
     problems += resolve_files(board)
+    problems += anchor_image_problems(board)
     default_rules = rules_for(spec.swap, ("swap",))
     names: dict[str, int] = {}
     for i, frame in enumerate(spec.frames):

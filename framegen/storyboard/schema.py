@@ -177,8 +177,20 @@ class ThresholdRule(_RuleBase):
 Rule = Annotated[FullRule | MaskRule | ThresholdRule, Field(discriminator="mode")]
 
 
+class InversionSpec(_Strict):
+    """How a real image becomes the noise every pass starts from (engine/inversion.py)."""
+
+    # negative-prompt: the anchor pass (the reconstruction) uses the anchor's prompt as its
+    # negative prompt, so it follows the inversion at any guidance; ddim: the render's
+    method: Literal["negative-prompt", "ddim"] = "negative-prompt"
+    guidance: float = Field(1.0, ge=1.0)  # classifier-free guidance while inverting (ddim)
+    refine: int = Field(0, ge=0, le=10)  # fixed-point refinements per inversion step (each costs a U-Net call)
+
+
 class Anchor(_Strict):
     prompt: str
+    image: str | None = Field(None, min_length=1)  # a real image, relative to the storyboard: the anchor's scene
+    inversion: InversionSpec = InversionSpec()
 
     @field_validator("prompt")
     @classmethod
