@@ -171,7 +171,9 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
         name = group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}"
         progress.image(name, prepared.settings.steps, len(group))
         set_lora_scales(pipe, group[0].lora)  # a batch shares its scales (Prepared.batches)
-        for plan, result in zip(group, renderer.frames([prepared.shot(plan) for plan in group], progress.step)):
+        controls = [prepared.control(plan.control) for plan in group] if group[0].control else None
+        shots = [prepared.shot(plan) for plan in group]
+        for plan, result in zip(group, renderer.frames(shots, progress.step, controls)):
             for path, (_, mask) in zip(plan.mask_images, result.masks):
                 write_png(mask_png(mask, result.image.size), out / path, MASK_TEXT)
             # the frame last: its key vouches for its masks too
@@ -226,15 +228,8 @@ def obtain_anchor(
                 write_png(anchor, anchor_path, {"framegen-key": anchor_key})
             return anchor, "reused", 0.0
     set_lora_scales(prepared.pipe, prepared.board.lora)
-    start, anchor_spec, trajectory = time.perf_counter(), prepared.board.spec.anchor, None
-    if prepared.anchor_image is not None:
-        progress.image("inversion", prepared.settings.steps)
-        inversion = anchor_spec.inversion
-        trajectory = renderer.invert(
-            prepared.anchor_image, anchor_spec.prompt, progress.step, inversion.guidance, inversion.refine
-        ).trajectory
-    progress.image("anchor", prepared.settings.steps)
-    anchor = renderer.anchor(anchor_spec.prompt, progress.step, trajectory, prepared.anchor_negative_prompt)
+    start = time.perf_counter()
+    anchor = prepared.render_anchor(renderer, progress.step, lambda name: progress.image(name, prepared.settings.steps))
     seconds = time.perf_counter() - start
     if isinstance(cache, DiskCache):
         cache.seal(anchor_key, prepared.anchor_state.to_tensors(), fields, anchor)

@@ -123,6 +123,8 @@ def load_pipeline(spec: ModelSpec, device=None):
         raise RenderFailure(f"model '{spec.id}' not found: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:  # missing files, no network, bad repo id, bad weights
         raise RenderFailure(f"model '{spec.id}' could not be loaded: {error_line(error)}") from None
+    if spec.controlnet:
+        pipe = with_controlnets(pipe, spec, dtype)
     if spec.prediction:
         set_prediction(pipe, spec.prediction)
     if spec.scheduler:
@@ -162,6 +164,22 @@ def _load(spec: ModelSpec, dtype):
     return diffusers.AutoPipelineForText2Image.from_pretrained(
         str(path) if path.is_dir() else spec.id, revision=spec.revision, variant=variant, **options
     )
+
+
+def with_controlnets(pipe, spec: ModelSpec, dtype):
+    """`pipe` as diffusers' ControlNet pipeline of its kind, with `model.controlnet`'s
+    ControlNets (one, or diffusers' MultiControlNetModel for several): diffusers folders or
+    hub ids, safetensors only. Its U-Net is the same module, so the hooks see the same layers."""
+    import diffusers
+
+    nets = []
+    for controlnet in spec.controlnet:
+        try:
+            nets.append(diffusers.ControlNetModel.from_pretrained(controlnet.id, dtype=dtype, use_safetensors=True))
+        except (OSError, ValueError) as error:
+            raise RenderFailure(f"ControlNet '{controlnet.id}' could not be loaded: {error_line(error)}") from None
+    controlnet = nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
+    return diffusers.AutoPipelineForText2Image.from_pipe(pipe, controlnet=controlnet)
 
 
 def only_variant(folder: Path) -> str | None:

@@ -10,7 +10,7 @@ rules, the anchor state they read, and the keys that identify the anchor and fra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -25,7 +25,7 @@ from .errors import InvalidInput, warn
 from .fingerprints import file_sha256
 from .models import lora_fingerprint, native_size, weights_fingerprint
 from .render import Renderer, RenderSettings, batched
-from .storyboard import FramePlan, Storyboard, mask_as_written
+from .storyboard import FramePlan, ModelSpec, Storyboard, mask_as_written
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Prepared:
     rules: dict[int, list[SwapRule]]  # frame index -> its compiled rules
     anchor_state: AnchorState
     anchor_image: Image.Image | None = None  # a real anchor image, at the render's size
+    control_cache: dict = field(default_factory=dict)  # control image path -> the image at the render's size
 
     @property
     def needed(self) -> set[tuple[str, int]]:
@@ -80,7 +81,47 @@ class Prepared:
             "attention": [[sorted(s.positions.items()), sorted(s.grids.items())] for s in self.anchor_state.stores],
             **({"lora": lora_fingerprint(spec.model)} if spec.model.lora else {}),
             **({"image": self.anchor_image_fields()} if spec.anchor.image else {}),
+            **({"controlnet": self.controlnet_fields()} if spec.model.controlnet else {}),
         }
+
+    def controlnet_fields(self) -> dict:
+        """The ControlNets' weights and scales, and the anchor's control images by content."""
+        spec = self.board.spec
+        nets = [{"weights": weights_fingerprint(ModelSpec(id=c.id)), "scale": c.scale} for c in spec.model.controlnet]
+        return {"nets": nets, "anchor_control": self.control_fields(spec.anchor.control)}
+
+    def render_anchor(self, renderer: Renderer, on_step=None, announce=None) -> Image.Image:
+        """The anchor pass as the storyboard asks for it: a real image inverted first (its
+        trajectory for LATENTS, its prompt as the pass's negative with the negative-prompt
+        method), with the anchor's control images. `announce(name)` before each pass."""
+        anchor, trajectory = self.board.spec.anchor, None
+        if self.anchor_image is not None:
+            if announce is not None:
+                announce("inversion")
+            inversion = anchor.inversion
+            trajectory = renderer.invert(
+                self.anchor_image, anchor.prompt, on_step, inversion.guidance, inversion.refine
+            ).trajectory
+        if announce is not None:
+            announce("anchor")
+        control = self.control(anchor.control)
+        return renderer.anchor(anchor.prompt, on_step, trajectory, self.anchor_negative_prompt, control)
+
+    def control(self, paths) -> list[Image.Image] | None:
+        """Control images at the render's size (fitted as an anchor image is), one per ControlNet."""
+        if not paths:
+            return None
+        return [self._control_image(path) for path in paths]
+
+    def _control_image(self, path: str) -> Image.Image:
+        if path not in self.control_cache:
+            with Image.open(self.board.folder / path) as image:
+                self.control_cache[path] = fitted(image.convert("RGB"), self.settings.width, self.settings.height)
+        return self.control_cache[path]
+
+    def control_fields(self, paths) -> list[str]:
+        """Control images by content, for keys."""
+        return [file_sha256(self.board.folder / path) for path in paths or ()]
 
     @property
     def anchor_negative_prompt(self) -> str:
@@ -110,7 +151,8 @@ class Prepared:
             if image:
                 rule["mask_sha256"] = file_sha256(self.board.folder / image)
         lora = {"lora": [list(pair) for pair in plan.lora]} if plan.lora else {}
-        return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules, **lora})
+        control = {"control": self.control_fields(plan.control)} if plan.control else {}
+        return cache_key({"anchor": anchor_key, "prompt": plan.prompt, "rules": rules, **lora, **control})
 
 
 def alone(rules: list[SwapRule]) -> bool:
@@ -136,7 +178,7 @@ def prepare(board: Storyboard, pipe, frames: list[FramePlan] | None = None) -> P
         )
     settings = RenderSettings(
         render.width or native, render.height or native, render.steps, render.guidance, render.seed,
-        render.negative_prompt,
+        render.negative_prompt, tuple(controlnet.scale for controlnet in spec.model.controlnet),
     )  # fmt: skip
     layers = LayerMap.of(pipe.unet)
     anchor_state = AnchorState()

@@ -38,6 +38,7 @@ class RenderSettings:
     guidance: float
     seed: int
     negative_prompt: str = ""
+    control_scales: tuple[float, ...] = ()  # one per ControlNet of the pipe
 
 
 @dataclass
@@ -65,29 +66,34 @@ class Renderer:
 
     def anchor(
         self, prompt: str, on_step: OnStep | None = None, trajectory: list | None = None,
-        negative_prompt: str | None = None,
+        negative_prompt: str | None = None, control: list[Image.Image] | None = None,
     ) -> Image.Image:  # fmt: skip
         """The anchor image (a real image's reconstruction after `invert`); fills the cache
         and the anchor state (final latents, attention maps). With `trajectory` (the
         inversion's), the LATENTS layer caches it instead of the pass's own latents;
-        `negative_prompt` replaces the render's for this pass."""
+        `negative_prompt` replaces the render's for this pass; `control`: one image per ControlNet."""
         stores = self.anchor_state.stores
         with record(self.pipe, self.settings.steps, self.cache, stores, latents=trajectory) as clock:
-            (image,), latents = self.generate([prompt], on_step, clock, negative_prompt)
+            (image,), latents = self.generate([prompt], on_step, clock, negative_prompt, [control] if control else None)
         self.anchor_state.latents = latents
         return image
 
-    def frame(self, prompt: str, rules: list[SwapRule], on_step: OnStep | None = None) -> FrameImage:
-        return self.frames([(prompt, rules)], on_step)[0]
+    def frame(
+        self, prompt: str, rules: list[SwapRule], on_step: OnStep | None = None, control: list | None = None
+    ) -> FrameImage:
+        return self.frames([(prompt, rules)], on_step, [control] if control else None)[0]
 
-    def frames(self, shots: list[tuple[str, list[SwapRule]]], on_step: OnStep | None = None) -> list[FrameImage]:
-        """(prompt, rules) pairs in one U-Net batch, each frame under its own rules."""
+    def frames(
+        self, shots: list[tuple[str, list[SwapRule]]], on_step: OnStep | None = None, controls: list | None = None
+    ) -> list[FrameImage]:
+        """(prompt, rules) pairs in one U-Net batch, each frame under its own rules (and
+        with its own control images, one list per frame, with ControlNets)."""
         if self.cache.needed and not len(self.cache):
             raise RuntimeError("render the anchor first: the frames swap in its activations")
         start = time.perf_counter()
         rules = [frame_rules for _, frame_rules in shots]
         with swapping(self.pipe, self.settings.steps, self.cache, rules) as clock:
-            images, _ = self.generate([prompt for prompt, _ in shots], on_step, clock)
+            images, _ = self.generate([prompt for prompt, _ in shots], on_step, clock, control=controls)
         seconds = (time.perf_counter() - start) / len(shots)
         return [
             FrameImage(
@@ -97,8 +103,9 @@ class Renderer:
         ]
 
     def generate(
-        self, prompts: list[str], on_step: OnStep | None, clock: StepClock, negative_prompt: str | None = None
-    ) -> tuple[list[Image.Image], torch.Tensor]:
+        self, prompts: list[str], on_step: OnStep | None, clock: StepClock, negative_prompt: str | None = None,
+        control: list[list[Image.Image]] | None = None,
+    ) -> tuple[list[Image.Image], torch.Tensor]:  # fmt: skip
         """One image per prompt, in one batch, with the render's settings, and the final
         latents. The hooks are the caller's; `clock` sees each step's latents (LATENTS)."""
         settings, final, noise = self.settings, {}, self.anchor_state.noise
@@ -111,6 +118,13 @@ class Renderer:
                 on_step(min(i + 1, settings.steps))
             return callback_kwargs
 
+        controlled = {}
+        if control:  # per ControlNet: its image for each prompt
+            scales = settings.control_scales
+            per_net = [[images[k] for images in control] for k in range(len(scales))]
+            one = len(scales) == 1
+            controlled = {"image": per_net[0] if one else per_net,
+                          "controlnet_conditioning_scale": scales[0] if one else list(scales)}  # fmt: skip
         try:
             images = self.pipe(
                 prompt=prompts,
@@ -122,6 +136,7 @@ class Renderer:
                 generator=[torch.Generator("cpu").manual_seed(settings.seed) for _ in prompts],
                 latents=None if noise is None else noise.expand(len(prompts), -1, -1, -1).clone(),
                 callback_on_step_end=step_done,
+                **controlled,
             ).images
         except torch.OutOfMemoryError:
             raise RenderFailure(

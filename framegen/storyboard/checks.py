@@ -68,6 +68,42 @@ def resolve_files(board) -> list[str]:
     return problems
 
 
+def controlnet_problems(board) -> list[str]:
+    """ControlNets that exist (a diffusers folder, a safetensors file, or a hub id), and
+    control images that open, one per ControlNet, on the anchor and on any frame."""
+    spec, problems = board.spec, []
+    for i, controlnet in enumerate(spec.model.controlnet):
+        local = (board.folder / Path(controlnet.id).expanduser()).resolve()
+        if local.is_file():
+            problem = safetensors_problem(local)
+        elif local.is_dir():
+            problem = None if (local / "config.json").is_file() else f"'{local}' is not a diffusers ControlNet folder"
+        elif controlnet.id.endswith(".safetensors") or controlnet.id.startswith((".", "/", "~")):
+            problem = f"no such file or folder '{local}'"
+        else:
+            problem, local = None, controlnet.id  # a hub id
+        if problem:
+            problems.append(board.problem(("model", "controlnet", i, "id"), problem))
+        controlnet.id = str(local)
+    count = len(spec.model.controlnet)
+    places = [(("anchor", "control"), spec.anchor.control)]
+    places += [(("frames", i, "control"), frame.control) for i, frame in enumerate(spec.frames)]
+    for at, images in places:
+        if images is None:
+            continue
+        if len(images) != count:
+            problems.append(
+                board.problem(at, f"{len(images)} control images for {count} ControlNets (model.controlnet)")
+            )
+        for j, image in enumerate(images):
+            problem = image_problem(board.folder / image)
+            if problem:
+                problems.append(board.problem(at + (j,), problem))
+    if count and spec.anchor.control is None:
+        problems.append(board.problem(("anchor",), "model.controlnet needs the anchor's `control` images"))
+    return problems
+
+
 def anchor_image_problems(board) -> list[str]:
     """A real-image anchor: an image that opens, a scheduler with an inverse form, and
     inversion settings that apply."""

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..engine.layers import LayerMap
 from ..engine.specs import Edit, MaskPlan, RuleSpec
 from ..errors import InvalidInput
-from .checks import anchor_image_problems, box_problem, image_problem, resolve_files
+from .checks import anchor_image_problems, box_problem, controlnet_problems, image_problem, resolve_files
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .schema import MaskRule, OutputSpec, StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
@@ -39,6 +39,7 @@ class FramePlan:
     anchor_words: tuple[str, ...] = ()
     frame_words: tuple[str, ...] = ()
     lora: tuple[tuple[str, float], ...] = ()  # (name, scale) of every LoRA of the model, for this frame
+    control: tuple[str, ...] = ()  # its control images (the anchor's unless it has its own), one per ControlNet
 
     def edit(self, anchor_prompt: str) -> Edit:
         return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words)
@@ -226,6 +227,7 @@ def resolve(board: Storyboard) -> Storyboard:
 
     problems += resolve_files(board)
     problems += anchor_image_problems(board)
+    problems += controlnet_problems(board)
     default_rules = rules_for(spec.swap, ("swap",))
     names: dict[str, int] = {}
     for i, frame in enumerate(spec.frames):
@@ -260,6 +262,7 @@ def resolve(board: Storyboard) -> Storyboard:
         board.frames.append(
             FramePlan(
                 index=i + 1, name=name, prompt=prompt, rules=rules, hold=frame.hold, lora=lora,
+                control=tuple(frame.control if frame.control is not None else spec.anchor.control or ()),
                 anchor_words=tuple(w.strip() for w in anchor_words if w.strip()),
                 frame_words=tuple(w.strip() for w in frame_words if w.strip()),
             )

@@ -28,6 +28,11 @@ class LoraSpec(_Strict):
         return self.name or Path(self.path).stem
 
 
+class ControlNetSpec(_Strict):
+    id: str = Field(min_length=1)  # a diffusers ControlNet folder, a .safetensors file or a hub id
+    scale: float = 1.0  # controlnet_conditioning_scale
+
+
 class ModelSpec(_Strict):
     id: str = Field(min_length=1)
     scheduler: Literal[SCHEDULERS] | None = None  # None: the model's own
@@ -36,6 +41,7 @@ class ModelSpec(_Strict):
     revision: str | None = None
     variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
     lora: list[LoraSpec] = []
+    controlnet: list[ControlNetSpec] = []  # one or more (diffusers' MultiControlNet); images: anchor/frames `control`
     config: str | None = Field(None, min_length=1)  # a single file's architecture: a diffusers folder or hub id
     prediction: Literal["epsilon", "v"] | None = None  # None: the model's own (a single file: see checkpoints.py)
 
@@ -191,6 +197,7 @@ class Anchor(_Strict):
     prompt: str
     image: str | None = Field(None, min_length=1)  # a real image, relative to the storyboard: the anchor's scene
     inversion: InversionSpec = InversionSpec()
+    control: list[str] | None = None  # one control image per model.controlnet, relative to the storyboard
 
     @field_validator("prompt")
     @classmethod
@@ -209,6 +216,7 @@ class Frame(_Strict):
     swap: list[Rule] | None = None  # None: the storyboard's default rules
     hold: int = Field(1, ge=1)
     lora: dict[str, float] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
+    control: list[str] | None = None  # this frame's control images; None: the anchor's
 
     @model_validator(mode="after")
     def _prompt_or_delta(self) -> Frame:

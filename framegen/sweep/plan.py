@@ -141,4 +141,9 @@ def fingerprint(board: Storyboard, frame: FramePlan, mask: dict | None) -> str:
     }
     if mask and mask.get("image"):
         decided["mask_bytes"] = file_sha256(board.folder / mask["image"])
+    if spec.anchor.image:  # a real anchor image, and how it is inverted
+        decided["anchor_image"] = [file_sha256(board.folder / spec.anchor.image), spec.anchor.inversion.model_dump()]
+    files = [*(spec.anchor.control or ()), *frame.control]
+    if files:
+        decided["control_bytes"] = [file_sha256(board.folder / path) for path in files]
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]

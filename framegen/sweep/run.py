@@ -133,23 +133,25 @@ class Sweep:
         renderer = prepared.renderer(cache)
         segmenter = segmenter_for(self.board.spec.report.background, self.board.spec.model.id, self.board.folder)
 
-        if progress is not None:
-            progress.image("anchor", settings.steps)
+        announce = (lambda name: progress.image(name, settings.steps)) if progress is not None else None
         try:
-            anchor = renderer.anchor(self.board.spec.anchor.prompt, step)
+            anchor = prepared.render_anchor(renderer, step, announce)
             where = f"{cache.where} ({self.pipe.device})"
             log(f"anchor cache: {cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {where}")
             write_png(anchor, self.out / "runs" / "anchor.png")
-            anchor_person = segmenter.person(anchor)
+            reference = prepared.anchor_image if prepared.anchor_image is not None else anchor  # what should stay
+            anchor_person = segmenter.person(reference)
+            control = prepared.control(self.frame.control)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:
                 for group in batched(todo, self.batch, alone=lambda run: alone(rules[run.key])):
                     if progress is not None:
                         progress.image(group[0].row[:16] or "no swap", settings.steps, len(group))
-                    results = renderer.frames([(self.frame.prompt, rules[run.key]) for run in group], step)
+                    shots = [(self.frame.prompt, rules[run.key]) for run in group]
+                    results = renderer.frames(shots, step, [control] * len(group) if control else None)
                     for run, result in zip(group, results):
                         image = f"runs/{run.slug}.png"
                         write_png(result.image, self.out / image)
-                        scores = compare(anchor, result.image, anchor_person, segmenter.person(result.image))
+                        scores = compare(reference, result.image, anchor_person, segmenter.person(result.image))
                         row = {
                             "key": run.key, "table": run.table, "row": run.row, "col": run.col,
                             "rules": describe(run), **scores, "seconds": round(result.seconds, 3), "image": image,

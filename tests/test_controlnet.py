@@ -1,0 +1,136 @@
+"""ControlNet per frame on tiny-random, offline: a tiny random ControlNet (diffusers'
+`from_unet`, its zero convolutions given random weights so it acts), control images on
+the anchor and per frame, keys that cover them, and the one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageDraw
+
+from framegen.cli import main
+
+
+@pytest.fixture(scope="module")
+def controlnet(tmp_path_factory):
+    from diffusers import ControlNetModel
+
+    from framegen.tiny import tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("controlnet") / "tiny-controlnet"
+    net = ControlNetModel.from_unet(tiny_pipeline().unet)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.startswith(
+                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            ):
+                parameter.normal_(0, 0.2)  # zero-initialised for training; random here, so the residuals act
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def figure(path, x: int) -> str:
+    """A stick figure standing at `x`: a control image."""
+    image = Image.new("RGB", (64, 64), "black")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((x - 4, 10, x + 4, 18), fill="white")
+    draw.line((x, 18, x, 40), fill="white", width=2)
+    draw.line((x, 40, x - 6, 56), fill="white", width=2)
+    draw.line((x, 40, x + 6, 56), fill="white", width=2)
+    image.save(path)
+    return path.name
+
+
+def board(folder, controlnet, scale=1.0, **anchor) -> dict:
+    return {
+        "version": 1,
+        "model": {"id": "tiny-random", "controlnet": [{"id": str(controlnet), "scale": scale}]},
+        "render": {"width": 64, "height": 64, "steps": 4, "guidance": 5.0, "seed": 3},
+        "anchor": {"prompt": "girl, white hair, blue skirt", "control": [figure(folder / "left.png", 20)], **anchor},
+        "swap": [{"mode": "full", "layers": ["OUT3", "OUT4"], "steps": "1-2"}],
+        "frames": [
+            {"name": "same", "swap": []},
+            {"name": "moved", "control": [figure(folder / "right.png", 44)], "swap": []},
+            {"name": "red", "replace": {"blue skirt": "red skirt"}},
+        ],
+        "report": {"background": {"segmenter": "none"}},
+    }
+
+
+def render(tmp_path, spec, name="out"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["render", "-q", str(path), "-o", str(tmp_path / name)]) == 0
+    out = tmp_path / name
+    images = [np.asarray(Image.open(out / p)) for p in ("anchor.png", *(f"frames/{i:04d}.png" for i in (1, 2, 3)))]
+    return images, json.loads((out / "report.json").read_text())
+
+
+def test_control_steers_the_frames_and_scale_zero_is_no_controlnet_bit_for_bit(tmp_path, controlnet):
+    (anchor, same, moved, red), _ = render(tmp_path, board(tmp_path, controlnet), "controlled")
+    assert np.array_equal(same, anchor)  # the anchor's prompt, seed and control: the anchor again
+    assert not np.array_equal(moved, anchor)  # only the control image moved
+    zero, _ = render(tmp_path, board(tmp_path, controlnet, scale=0.0), "zero")
+    plain = board(tmp_path, controlnet)
+    del plain["model"]["controlnet"], plain["anchor"]["control"], plain["frames"][1]["control"]
+    none, _ = render(tmp_path, plain, "none")
+    assert all(np.array_equal(a, b) for a, b in zip(zero, none))
+    assert not np.array_equal(anchor, none[0])
+
+
+def test_keys_cover_the_control_images(tmp_path, controlnet):
+    spec = board(tmp_path, controlnet)
+    render(tmp_path, spec)
+    _, report = render(tmp_path, spec)
+    assert [frame["reused"] for frame in report["frames"]] == [True, True, True]
+    figure(tmp_path / "right.png", 40)  # the moved frame's control image changes
+    _, report = render(tmp_path, spec)
+    assert [frame["reused"] for frame in report["frames"]] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda s: s["frames"][1].update(control=["right.png", "left.png"]),
+            "frames[1].control: 2 control images for 1",
+        ),
+        (lambda s: s["frames"][1].update(control=["nowhere.png"]), "frames[1].control[0]: no such file"),
+        (lambda s: s["anchor"].pop("control"), "anchor: model.controlnet needs the anchor's `control` images"),
+        (lambda s: s["model"].pop("controlnet"), "anchor.control: 1 control images for 0 ControlNets"),
+        (lambda s: s["model"]["controlnet"][0].update(id="./missing-net"), "model.controlnet[0].id: no such file"),
+    ],
+)
+def test_control_mistakes_are_one_line_before_loading(tmp_path, capsys, controlnet, change, message):
+    spec = board(tmp_path, controlnet)
+    change(spec)
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(message in line for line in err), err
+
+
+def test_in_and_mid_swaps_do_not_carry_the_anchors_control_and_out_swaps_do(tmp_path, controlnet):
+    """The ControlNet adds its residuals to the skip connections and the mid block after
+    the hooked IN and MID outputs: a frame whose control image moved, with every IN layer
+    and MID swapped at every step, still differs from the anchor; with the last OUT block
+    swapped it is the anchor bit for bit."""
+    spec = board(tmp_path, controlnet)
+    ins = [f"IN{i}" for i in range(12)] + ["MID"]
+    spec["frames"] = [
+        {"name": "in-mid", "control": ["right.png"], "swap": [{"mode": "full", "layers": ins, "steps": "all"}]},
+        {"name": "out", "control": ["right.png"], "swap": [{"mode": "full", "layers": ["OUT11"], "steps": "all"}]},
+    ]
+    figure(tmp_path / "right.png", 44)
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["render", "-q", str(path), "-o", str(tmp_path / "out")]) == 0
+    anchor, in_mid, out = (
+        np.asarray(Image.open(tmp_path / "out" / p)) for p in ("anchor.png", "frames/0001.png", "frames/0002.png")
+    )
+    assert not np.array_equal(in_mid, anchor)
+    assert np.array_equal(out, anchor)
