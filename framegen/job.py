@@ -126,7 +126,7 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
 
 def output_names(board: Storyboard) -> list[str]:
     """The frames and masks a render of `board` writes, relative to its output folder."""
-    return [name for plan in board.frames for name in (plan.image, *plan.mask_images)]
+    return [name for plan in board.video_order() for name in (plan.image, *plan.mask_images)]
 
 
 def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputFolder | None) -> RenderResult | None:
@@ -149,22 +149,26 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
     fields = prepared.anchor_fields(renderer.cache.needed)
     anchor_key = cache_key(fields)
     keys = {plan.index: prepared.frame_key(plan, anchor_key) for plan in board.frames}
-    done = {p.index for p in board.frames if read_png_text(out / p.image).get("framegen-key") == keys[p.index]}
+    keys |= {tween.index: prepared.tween_key(tween, anchor_key) for tween in board.tweens}
+    shown_plans = board.video_order()
+    done = {p.index for p in shown_plans if read_png_text(out / p.image).get("framegen-key") == keys[p.index]}
     pending = [p for p in board.frames if p.index not in done]
+    pending_tweens = [t for t in board.tweens if t.index not in done]
 
     # 1. the anchor: built, or reused from the disk cache or the output folder
     if main_process:
         anchor, anchor_cache, anchor_seconds = obtain_anchor(
-            prepared, renderer, out, anchor_key, fields, bool(pending), progress
+            prepared, renderer, out, anchor_key, fields, bool(pending or pending_tweens), progress
         )
     if state is not None:
         state.wait_for_everyone()  # the cache on disk is complete
-        if not main_process and pending:
+        if not main_process and (pending or pending_tweens):
             status, tensors = renderer.cache.reopen(anchor_key)
             if status != "reused":
                 raise RenderFailure(f"process {state.process_index}: the anchor cache on disk is unusable ({status})")
             prepared.anchor_state.load_tensors(tensors, pipe.device, pipe.unet.dtype)
         pending = pending[state.process_index :: state.num_processes]
+        pending_tweens = pending_tweens[state.process_index :: state.num_processes]
 
     # 2. the frames, each written as soon as it is done
     for group in prepared.batches(pending, board.spec.render.batch):
@@ -181,17 +185,24 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
             if state is not None:
                 text["framegen-process"] = str(state.process_index)
             write_png(result.image, out / plan.image, text)
+    for tween in pending_tweens:  # in-betweens: encoded conditioning, one at a time
+        progress.image(tween.name, prepared.settings.steps)
+        set_lora_scales(pipe, tween.frame.lora)
+        control = prepared.tween_control(tween)
+        (result,) = renderer.frames([prepared.tween_shot(tween)], progress.step, [control] if control else None)
+        text = {"framegen-key": keys[tween.index], "framegen-seconds": f"{result.seconds:.3f}"}
+        write_png(result.image, out / tween.image, text)
     if state is not None:
         state.wait_for_everyone()  # every frame is on disk
     if not main_process:
         return None
 
     # 3. the clip and the report, one frame in memory at a time
-    for plan in board.frames if state is not None else []:  # frames other processes wrote
+    for plan in shown_plans if state is not None else []:  # frames other processes wrote
         if read_png_text(out / plan.image).get("framegen-key") != keys[plan.index]:
             raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
     folder.remove_stale(set(output_names(board)))
-    shown = chain([(anchor, 1)], ((read_image(out / plan.image), plan.hold) for plan in board.frames))
+    shown = chain([(anchor, 1)], ((read_image(out / plan.image), plan.hold) for plan in shown_plans))
     frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
     report = build_report(prepared, renderer.cache, out, anchor, done, segmenter, frame_count)
     report.update(anchor_cache=anchor_cache)

@@ -174,8 +174,13 @@ def with_controlnets(pipe, spec: ModelSpec, dtype):
 
     nets = []
     for controlnet in spec.controlnet:
+        where = controlnet.id
+        if where == "demo-control":
+            from .demo import CONTROLNET_DIR
+
+            where = CONTROLNET_DIR
         try:
-            nets.append(diffusers.ControlNetModel.from_pretrained(controlnet.id, dtype=dtype, use_safetensors=True))
+            nets.append(diffusers.ControlNetModel.from_pretrained(where, dtype=dtype, use_safetensors=True))
         except (OSError, ValueError) as error:
             raise RenderFailure(f"ControlNet '{controlnet.id}' could not be loaded: {error_line(error)}") from None
     controlnet = nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)

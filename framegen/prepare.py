@@ -21,11 +21,12 @@ from .engine.compile import Compiler, RuleError, RuleSpec
 from .engine.inversion import INVERSE_SCHEDULERS, fitted
 from .engine.layers import LayerMap
 from .engine.swap import SwapRule, needed_pairs
+from .engine.tween import between
 from .errors import InvalidInput, warn
 from .fingerprints import file_sha256
 from .models import lora_fingerprint, native_size, weights_fingerprint
 from .render import Renderer, RenderSettings, batched
-from .storyboard import FramePlan, ModelSpec, Storyboard, mask_as_written
+from .storyboard import FramePlan, ModelSpec, Storyboard, TweenPlan, mask_as_written
 
 
 @dataclass
@@ -119,6 +120,25 @@ class Prepared:
                 self.control_cache[path] = fitted(image.convert("RGB"), self.settings.width, self.settings.height)
         return self.control_cache[path]
 
+    def tween_shot(self, tween: TweenPlan) -> tuple[dict, list[SwapRule]]:
+        """An in-between frame: the conditioning `t` of the way from the previous frame's
+        prompt to its frame's (slerp per token), under its frame's rules."""
+        conditioning = between(self.pipe, tween.from_prompt, tween.prompt, tween.t, self.settings.negative_prompt)
+        return conditioning, self.rules[tween.frame.index]
+
+    def tween_control(self, tween: TweenPlan) -> list[Image.Image] | None:
+        """Its control images: the previous frame's and its frame's, cross-faded by `t`."""
+        start, end = self.control(tween.from_control), self.control(tween.frame.control)
+        if not end:
+            return None
+        return [Image.blend(a, b, tween.t) for a, b in zip(start, end)]
+
+    def tween_key(self, tween: TweenPlan, anchor_key: str) -> str:
+        return cache_key({
+            "frame": self.frame_key(tween.frame, anchor_key), "tween": [tween.k, tween.n],
+            "from": tween.from_prompt, "from_control": self.control_fields(tween.from_control),
+        })  # fmt: skip
+
     def control_fields(self, paths) -> list[str]:
         """Control images by content, for keys."""
         return [file_sha256(self.board.folder / path) for path in paths or ()]
@@ -204,7 +224,8 @@ def load_anchor_image(board: Storyboard, width: int, height: int) -> Image.Image
 def compile_rules(compiler: Compiler, board: Storyboard, specs, plan: FramePlan) -> list[SwapRule]:
     """A frame's rules for the compiler's pipe; a rule that does not fit it is a positioned InvalidInput."""
     try:
-        return compiler.rules(specs, plan.edit(board.spec.anchor.prompt))
+        anchor = board.spec.anchor
+        return compiler.rules(specs, plan.edit(anchor.prompt, tuple(anchor.control or ()), board.folder))
     except RuleError as error:
         raise InvalidInput(board.problem(error.where, str(error))) from None
 

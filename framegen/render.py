@@ -107,7 +107,8 @@ class Renderer:
         control: list[list[Image.Image]] | None = None,
     ) -> tuple[list[Image.Image], torch.Tensor]:  # fmt: skip
         """One image per prompt, in one batch, with the render's settings, and the final
-        latents. The hooks are the caller's; `clock` sees each step's latents (LATENTS)."""
+        latents. The hooks are the caller's; `clock` sees each step's latents (LATENTS).
+        A prompt may be a dict of encoded conditioning (an in-between frame's), alone."""
         settings, final, noise = self.settings, {}, self.anchor_state.noise
         negative = settings.negative_prompt if negative_prompt is None else negative_prompt
 
@@ -118,6 +119,11 @@ class Renderer:
                 on_step(min(i + 1, settings.steps))
             return callback_kwargs
 
+        conditioning = {"prompt": prompts, "negative_prompt": [negative] * len(prompts) if negative else None}
+        if isinstance(prompts[0], dict):  # an in-between frame's encoded conditioning (engine/tween.py)
+            if len(prompts) > 1:
+                raise ValueError("frames given as encoded conditioning render one at a time")
+            conditioning = prompts[0]
         controlled = {}
         if control:  # per ControlNet: its image for each prompt
             scales = settings.control_scales
@@ -127,8 +133,7 @@ class Renderer:
                           "controlnet_conditioning_scale": scales[0] if one else list(scales)}  # fmt: skip
         try:
             images = self.pipe(
-                prompt=prompts,
-                negative_prompt=[negative] * len(prompts) if negative else None,
+                **conditioning,
                 width=settings.width,
                 height=settings.height,
                 num_inference_steps=settings.steps,

@@ -216,18 +216,20 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
     reference = prepared.anchor_image if prepared.anchor_image is not None else anchor
     reference_person = segmenter.person(reference)
     frames = []
-    for plan in board.frames:
+    for plan in board.video_order():
         with Image.open(out / plan.image) as file:
             image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
-        kinds = [rule.mask.kind for rule in prepared.rules[plan.index] if rule.mode == "mask"]
+        keyframe = getattr(plan, "frame", plan)  # an in-between frame reports its frame's rules
+        kinds = [rule.mask.kind for rule in prepared.rules[keyframe.index] if rule.mode == "mask"]
         frames.append(
             {
-                "index": plan.index,
+                "index": keyframe.index,
                 "name": plan.name,
+                **({"tween_of": keyframe.name, "tween": [plan.k, plan.n]} if plan is not keyframe else {}),
                 "prompt": plan.prompt,
                 "image": plan.image,
                 "hold": plan.hold,
-                "rules": prepared.describe_rules(plan),
+                "rules": prepared.describe_rules(keyframe),
                 "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, plan.mask_images)],
                 **compare(reference, image, reference_person, segmenter.person(image)),
                 "seconds": round(seconds, 3),

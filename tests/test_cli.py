@@ -143,11 +143,11 @@ def test_failed_render_leaves_earlier_output_intact(rendered, tmp_path, capsys, 
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     calls = []
 
-    def failing(self, shots, on_step=None):
+    def failing(self, shots, on_step=None, controls=None):
         calls.append(shots[0][0])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, shots, on_step)
+        return original(self, shots, on_step, controls)
 
     original = Renderer.frames
     monkeypatch.setattr(Renderer, "frames", failing)

@@ -91,6 +91,11 @@ def test_keys_cover_the_control_images(tmp_path, controlnet):
     assert [frame["reused"] for frame in report["frames"]] == [True, False, True]
 
 
+def without_controlnet_but_a_control_mask(spec):
+    del spec["model"]["controlnet"], spec["anchor"]["control"], spec["frames"][1]["control"]
+    spec["frames"][2]["swap"] = [{"mode": "mask", "layers": ["OUT3"], "steps": "all", "mask": {"auto": "control"}}]
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -102,6 +107,7 @@ def test_keys_cover_the_control_images(tmp_path, controlnet):
         (lambda s: s["anchor"].pop("control"), "anchor: model.controlnet needs the anchor's `control` images"),
         (lambda s: s["model"].pop("controlnet"), "anchor.control: 1 control images for 0 ControlNets"),
         (lambda s: s["model"]["controlnet"][0].update(id="./missing-net"), "model.controlnet[0].id: no such file"),
+        (without_controlnet_but_a_control_mask, "frames[2].swap[0].mask.auto: control masks need model.controlnet"),
     ],
 )
 def test_control_mistakes_are_one_line_before_loading(tmp_path, capsys, controlnet, change, message):
@@ -134,3 +140,71 @@ def test_in_and_mid_swaps_do_not_carry_the_anchors_control_and_out_swaps_do(tmp_
     )
     assert not np.array_equal(in_mid, anchor)
     assert np.array_equal(out, anchor)
+
+
+def test_a_control_mask_frees_where_the_control_images_differ(tmp_path, controlnet):
+    from framegen.engine.automask import control_mask
+
+    left, right = (Image.open(tmp_path / figure(tmp_path / n, x)) for n, x in (("l.png", 20), ("r.png", 44)))
+    assert control_mask([left], [left], (16, 16), 0.1, 1).all()  # nothing moved: keep everything
+    keep = control_mask([left], [right], (16, 16), 0.1, 0)
+    assert not keep[5, 5] and not keep[5, 11] and keep[5, 0] and keep[5, 15] and keep[0, 8]
+    grown = control_mask([left], [right], (16, 16), 0.1, 1)
+    assert (grown <= keep).all() and grown.sum() < keep.sum()
+
+    spec = board(tmp_path, controlnet)
+    spec["frames"] = [
+        {"name": "moved", "control": ["right.png"],
+         "swap": [{"mode": "mask", "layers": ["OUT3", "OUT4"], "steps": "all", "mask": {"auto": "control"}}]},
+    ]  # fmt: skip
+    _, report = render_frames(tmp_path, spec)
+    mask = np.asarray(Image.open(tmp_path / "out" / report["frames"][0]["masks"][0]["image"]))
+    assert report["frames"][0]["masks"][0]["kind"] == "control"
+    assert mask[32, 2] == 255 and mask[32, 20] == 0 and mask[32, 44] == 0  # white = kept from the anchor
+
+
+def render_frames(tmp_path, spec):
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["render", "-q", str(path), "-o", str(tmp_path / "out")]) == 0
+    return None, json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+def test_in_betweens_interpolate_from_the_previous_frame_and_are_reported(tmp_path, controlnet):
+    """Two in-betweens before `moved`: their conditioning and control images lie 1/3 and
+    2/3 of the way from the frame before (`same`: the anchor's prompt and control) to
+    `moved`'s; they are video frames with report entries of their own, checked like frames."""
+    spec = board(tmp_path, controlnet)
+    spec["frames"][1]["tween"] = 2
+    spec["frames"][1]["replace"] = {"blue skirt": "red skirt"}
+    spec["checks"] = {"max_background_mse": 1e9}
+    _, report = render_frames(tmp_path, spec)
+    names = [frame["name"] for frame in report["frames"]]
+    assert names == ["same", "moved~1", "moved~2", "moved", "red"]
+    tweens = [frame for frame in report["frames"] if "tween_of" in frame]
+    assert [(t["tween_of"], t["tween"], t["image"]) for t in tweens] == [
+        ("moved", [1, 2], "frames/0002-1.png"), ("moved", [2, 2], "frames/0002-2.png"),
+    ]  # fmt: skip
+    assert report["video"]["frame_count"] == 1 + 5
+    out = tmp_path / "out"
+    images = [
+        np.asarray(Image.open(out / f"frames/{n}.png")).astype(float) for n in ("0001", "0002-1", "0002-2", "0002")
+    ]
+    steps = [np.abs(b - a).mean() for a, b in zip(images, images[1:])]
+    assert all(step > 0 for step in steps)  # every in-between is a picture of its own
+    # a resumed render reuses them; a changed previous frame re-renders them
+    _, again = render_frames(tmp_path, spec)
+    assert all(frame["reused"] for frame in again["frames"])
+    spec["frames"][0]["add"] = "smile"
+    _, changed = render_frames(tmp_path, spec)
+    assert [f["reused"] for f in changed["frames"]] == [False, False, False, True, True]
+
+
+def test_slerp_keeps_norms_and_meets_its_ends():
+    from framegen.engine.tween import slerp
+
+    a, b = torch.randn(2, 77, 32), torch.randn(2, 77, 32)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-6) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    assert torch.allclose(slerp(a, b, 0.5).norm(dim=-1), torch.ones(2, 77), atol=1e-5)
+    assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-6)  # parallel: the straight line, a itself

@@ -31,7 +31,7 @@ def cmd_render(args) -> int:
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
     if show_progress(args):
-        with RichProgress(len(board.frames) + 1) as progress:
+        with RichProgress(len(board.video_order()) + 1 + (board.spec.anchor.image is not None)) as progress:
             result = render_storyboard(board, output, progress=progress)
     else:
         result = render_storyboard(board, output)

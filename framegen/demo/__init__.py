@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
+CONTROLNET_DIR: Path = Path(__file__).resolve().parent / "controlnet"  # `demo-control`: silhouette -> person
 NATIVE_SIZE = (64, 64)  # width, height
 TEXT_LENGTH = 32  # tokens, including <|startoftext|> and <|endoftext|>
 

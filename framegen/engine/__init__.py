@@ -17,7 +17,8 @@ Modules, in the order a tensor meets them: layers (names -> modules), swap (the 
 masks (drawn masks), automask (attention and noise masks, the attention observer),
 hooks (record and swap), cache (the anchor's activations), placement (where a cache
 fits), anchor (the anchor's other state), specs (resolved rules as plain data), compile
-(specs -> swap rules for one pipe), inversion (a real image as the anchor: its noise).
+(specs -> swap rules for one pipe), inversion (a real image as the anchor: its noise),
+tween (in-between frames' text conditioning).
 """
 
 from importlib import import_module
@@ -31,6 +32,7 @@ _WHERE = {
     "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
     "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",
     "Inversion": "inversion", "encode": "inversion", "fitted": "inversion", "invert": "inversion",
+    "between": "tween", "slerp": "tween",
 }  # fmt: skip
 __all__ = sorted(_WHERE)
 

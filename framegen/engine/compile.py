@@ -4,26 +4,33 @@ A `RuleSpec` is a rule as a storyboard (or any caller) resolves it: layer names 
 written (LDM aliases or module paths), 1-based steps, and for mask rules a `MaskPlan`.
 `Compiler.rules(specs, edit)` turns a frame's specs into `SwapRule`s for one pipe at one
 size: layer names become module paths, drawn masks become tensors, automatic masks
-become mask sources. Attention masks read the anchor's attention maps, so compiling one
+become mask sources (a control mask: where the frame's control images differ from the
+anchor's). Attention masks read the anchor's attention maps, so compiling one
 adds the store it reads to `anchor.stores`; compile every frame before the anchor pass.
 """
 
 from __future__ import annotations
 
+from PIL import Image
+
 from .anchor import AnchorState
 from .automask import (
     ATTENTION_DILATE,
     ATTENTION_THRESHOLD,
+    CONTROL_DILATE,
+    CONTROL_THRESHOLD,
     NOISE_DILATE,
     NOISE_THRESHOLD,
     AttentionMask,
     AttentionStore,
     NoiseMask,
     attention_modules,
+    control_mask,
     mid_resolution_layers,
     tag_heads,
     token_positions,
 )  # fmt: skip
+from .inversion import fitted
 from .layers import LayerMap
 from .masks import DrawnMask, MaskSource, drawn_mask
 from .specs import Edit, MaskPlan, RuleSpec
@@ -75,6 +82,14 @@ class Compiler:
         plan = spec.mask
         if plan.auto == "attention":
             return self.attention_mask(spec, edit)
+        if plan.auto == "control":
+            if not edit.anchor_control:
+                raise RuleError(spec.where + ("mask", "auto"), "control masks need ControlNet control images")
+            anchor, frame = ([fitted(Image.open(p), self.width, self.height) for p in paths]
+                             for paths in (edit.anchor_control, edit.control or edit.anchor_control))  # fmt: skip
+            threshold = plan.threshold if plan.threshold is not None else CONTROL_THRESHOLD
+            dilate = plan.dilate if plan.dilate is not None else CONTROL_DILATE
+            return DrawnMask(control_mask(anchor, frame, self.latent_size, threshold, dilate), "control")
         if plan.auto == "noise":
             if getattr(self.pipe, "text_encoder_2", None) is not None:
                 raise RuleError(

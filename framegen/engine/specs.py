@@ -15,7 +15,7 @@ class MaskPlan:
     grid: tuple[str, ...] | None = None
     image: Path | None = None
     boxes: tuple[tuple[int, int, int, int], ...] | None = None
-    auto: str | None = None  # attention | noise
+    auto: str | None = None  # attention | noise | control
     words: tuple[str, ...] | None = None
     layers: tuple[str, ...] | None = None
     threshold: float | None = None
@@ -40,10 +40,13 @@ class RuleSpec:
 
 @dataclass(frozen=True)
 class Edit:
-    """What a frame changes, for automatic masks: both prompts, and the words of the
-    anchor prompt it replaces or removes and of its own prompt that replace or add."""
+    """What a frame changes, for automatic masks: both prompts, the words of the anchor
+    prompt it replaces or removes and of its own prompt that replace or add, and both
+    control images."""
 
     anchor_prompt: str
     prompt: str
     anchor_words: tuple[str, ...] = ()
     frame_words: tuple[str, ...] = ()
+    anchor_control: tuple[Path, ...] = ()  # control images, one per ControlNet, for `auto: control` masks
+    control: tuple[Path, ...] = ()

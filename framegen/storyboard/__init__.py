@@ -3,11 +3,12 @@ are said (source.py), steps and prompt deltas (deltas.py), the files a storyboar
 (checks.py), and the resolved plan that a render follows (plan.py)."""
 
 from .deltas import apply_delta, parse_steps, split_tags, step_ranges
-from .plan import FramePlan, Storyboard, load_storyboard, mask_as_written, resolve, rule_spec
+from .plan import FramePlan, Storyboard, TweenPlan, load_storyboard, mask_as_written, resolve, rule_spec
 from .schema import SCHEDULERS, Background, MaskSpec, ModelSpec, StoryboardSpec
 from .source import dotted
 
 __all__ = [
-    "SCHEDULERS", "Background", "FramePlan", "MaskSpec", "ModelSpec", "Storyboard", "StoryboardSpec", "apply_delta",
-    "dotted", "load_storyboard", "mask_as_written", "parse_steps", "resolve", "rule_spec", "split_tags", "step_ranges",
+    "SCHEDULERS", "Background", "FramePlan", "MaskSpec", "ModelSpec", "Storyboard", "StoryboardSpec", "TweenPlan",
+    "apply_delta", "dotted", "load_storyboard", "mask_as_written", "parse_steps", "resolve", "rule_spec", "split_tags",
+    "step_ranges",
 ]  # fmt: skip

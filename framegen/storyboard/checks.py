@@ -74,6 +74,10 @@ def controlnet_problems(board) -> list[str]:
     spec, problems = board.spec, []
     for i, controlnet in enumerate(spec.model.controlnet):
         local = (board.folder / Path(controlnet.id).expanduser()).resolve()
+        if controlnet.id == "demo-control":  # bundled with the demo model
+            from ..demo import CONTROLNET_DIR
+
+            local = CONTROLNET_DIR
         if local.is_file():
             problem = safetensors_problem(local)
         elif local.is_dir():
@@ -99,6 +103,13 @@ def controlnet_problems(board) -> list[str]:
             problem = image_problem(board.folder / image)
             if problem:
                 problems.append(board.problem(at + (j,), problem))
+    rules = [(("swap", i), rule) for i, rule in enumerate(spec.swap)]
+    rules += [
+        (("frames", f, "swap", i), r) for f, frame in enumerate(spec.frames) for i, r in enumerate(frame.swap or [])
+    ]
+    for at, rule in rules:
+        if getattr(getattr(rule, "mask", None), "auto", None) == "control" and not count:
+            problems.append(board.problem(at + ("mask", "auto"), "control masks need model.controlnet"))
     if count and spec.anchor.control is None:
         problems.append(board.problem(("anchor",), "model.controlnet needs the anchor's `control` images"))
     return problems

@@ -41,8 +41,10 @@ class FramePlan:
     lora: tuple[tuple[str, float], ...] = ()  # (name, scale) of every LoRA of the model, for this frame
     control: tuple[str, ...] = ()  # its control images (the anchor's unless it has its own), one per ControlNet
 
-    def edit(self, anchor_prompt: str) -> Edit:
-        return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words)
+    def edit(self, anchor_prompt: str, anchor_control: tuple = (), folder: Path = Path(".")) -> Edit:
+        control = tuple(folder / path for path in self.control)
+        anchor = tuple(folder / path for path in anchor_control)
+        return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words, anchor, control)
 
     @property
     def image(self) -> str:
@@ -56,6 +58,44 @@ class FramePlan:
         return [f"masks/{self.index:04d}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
 
 
+@dataclass(frozen=True)
+class TweenPlan:
+    """The k-th of n in-between frames before `frame`, from the previous frame (or the
+    anchor): its text conditioning and control images `t` = k / (n + 1) of the way from
+    that frame's to this one's, under this frame's rules. Shown once each."""
+
+    frame: FramePlan
+    k: int
+    n: int
+    from_prompt: str
+    from_control: tuple[str, ...]
+    hold: int = 1
+
+    @property
+    def t(self) -> float:
+        return self.k / (self.n + 1)
+
+    @property
+    def name(self) -> str:
+        return f"{self.frame.name}~{self.k}"
+
+    @property
+    def index(self) -> tuple[int, int]:
+        return (self.frame.index, self.k)
+
+    @property
+    def prompt(self) -> str:
+        return self.frame.prompt
+
+    @property
+    def image(self) -> str:
+        return f"frames/{self.frame.index:04d}-{self.k}.png"
+
+    @property
+    def mask_images(self) -> list[str]:
+        return []
+
+
 @dataclass
 class Storyboard:
     path: Path  # the file, or for YAML text and mappings `<storyboard>` in `folder`
@@ -67,6 +107,23 @@ class Storyboard:
     def folder(self) -> Path:
         """What the storyboard's relative paths (masks, output, segmenter) resolve against."""
         return self.path.parent
+
+    @property
+    def tweens(self) -> list[TweenPlan]:
+        """Every in-between frame, in video order."""
+        tweens, before = [], (self.spec.anchor.prompt, tuple(self.spec.anchor.control or ()))
+        for plan in self.frames:
+            n = self.spec.frames[plan.index - 1].tween
+            tweens += [TweenPlan(plan, k, n, *before) for k in range(1, n + 1)]
+            before = (plan.prompt, plan.control)
+        return tweens
+
+    def video_order(self) -> list:
+        """Frames and in-betweens as the clip shows them: each frame after its in-betweens."""
+        tweens = {}
+        for tween in self.tweens:
+            tweens.setdefault(tween.frame.index, []).append(tween)
+        return [item for plan in self.frames for item in (*tweens.get(plan.index, []), plan)]
 
     @property
     def lora(self) -> tuple[tuple[str, float], ...]:

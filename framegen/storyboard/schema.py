@@ -99,7 +99,7 @@ class MaskSpec(_Strict):
     grid: list[str] | None = None
     image: str | None = None
     boxes: list[tuple[int, int, int, int]] | None = None
-    auto: Literal["attention", "noise"] | None = None
+    auto: Literal["attention", "noise", "control"] | None = None
     # auto masks only: the delta's words unless given; attention layers (default: the
     # model's mid-resolution cross-attention layers); relative threshold; dilation in
     # latent cells (defaults per kind: automask.py)
@@ -116,8 +116,10 @@ class MaskSpec(_Strict):
         tuning = [k for k in ("words", "layers", "threshold", "dilate") if k in self.model_fields_set]
         if self.auto is None and tuning:
             raise ValueError(f"{', '.join(tuning)} only apply to auto masks")
-        if self.auto == "noise" and self.layers is not None:
-            raise ValueError("layers only apply to auto: attention (noise masks come from the U-Net's output)")
+        if self.auto in ("noise", "control") and self.layers is not None:
+            raise ValueError("layers only apply to auto: attention")
+        if self.auto == "control" and self.words is not None:
+            raise ValueError("words do not apply to auto: control (it compares control images)")
         return self
 
     def plan(self, folder: Path) -> MaskPlan:
@@ -217,6 +219,7 @@ class Frame(_Strict):
     hold: int = Field(1, ge=1)
     lora: dict[str, float] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
     control: list[str] | None = None  # this frame's control images; None: the anchor's
+    tween: int = Field(0, ge=0, le=100)  # in-between frames rendered before this one, from the previous frame
 
     @model_validator(mode="after")
     def _prompt_or_delta(self) -> Frame:

@@ -1,0 +1,41 @@
+"""In-between frames: text conditioning part of the way from one prompt to another.
+
+    conditioning = between(pipe, "girl, standing", "girl, waving", 0.5, negative_prompt="")
+    pipe(**conditioning, num_inference_steps=30, ...)
+
+Each token's embedding is interpolated spherically (slerp) between the two prompts'
+encodings, which keeps the vectors' norms where a straight line would shrink them
+midway; SDXL's pooled embedding likewise. The negative prompt's encoding is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation along the last dimension (linear where a and b are parallel)."""
+    a32, b32 = a.float(), b.float()
+    dot = (a32 * b32).sum(-1, keepdim=True) / (a32.norm(dim=-1, keepdim=True) * b32.norm(dim=-1, keepdim=True) + 1e-8)
+    omega = torch.acos(dot.clamp(-1.0, 1.0))
+    sin = torch.sin(omega)
+    parallel = sin.abs() < 1e-4
+    safe = torch.where(parallel, torch.ones_like(sin), sin)
+    spherical = (torch.sin((1 - t) * omega) * a32 + torch.sin(t * omega) * b32) / safe
+    return torch.where(parallel, (1 - t) * a32 + t * b32, spherical).to(a.dtype)
+
+
+@torch.no_grad()
+def between(pipe, start: str, end: str, t: float, negative_prompt: str = "") -> dict:
+    """Keyword arguments for `pipe(...)`: the conditioning `t` of the way from `start` to `end`."""
+    device, negative = pipe.device, negative_prompt or None
+    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL: hidden states and the pooled embedding
+        a, uncond, a_pooled, uncond_pooled = pipe.encode_prompt(start, device=device, negative_prompt=negative)
+        b, _, b_pooled, _ = pipe.encode_prompt(end, device=device, negative_prompt=negative)
+        return {
+            "prompt_embeds": slerp(a, b, t), "negative_prompt_embeds": uncond,
+            "pooled_prompt_embeds": slerp(a_pooled, b_pooled, t), "negative_pooled_prompt_embeds": uncond_pooled,
+        }  # fmt: skip
+    a, uncond = pipe.encode_prompt(start, device, 1, True, negative)
+    b, _ = pipe.encode_prompt(end, device, 1, True, negative)
+    return {"prompt_embeds": slerp(a, b, t), "negative_prompt_embeds": uncond}
