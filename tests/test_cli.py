@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,8 +182,13 @@ def test_validate_command(tmp_path, capsys):
 
 
 def test_validate_hub_model_offline_defers_layer_check(capsys):
-    from pathlib import Path
-
     paper = Path(__file__).resolve().parents[1] / "storyboards" / "paper.yaml"
     code, out, _ = run(capsys, "validate", paper)
     assert code == 0 and "layer names are checked when the model loads" in out
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-photo.yaml"])
+def test_the_shipped_demo_storyboards_validate(capsys, name):
+    path = Path(__file__).resolve().parents[1] / "storyboards" / name
+    code, out, err = run(capsys, "validate", path)
+    assert code == 0 and out.startswith(f"{path}: ok"), err

@@ -78,6 +78,15 @@ def controlnet_problems(board) -> list[str]:
             from ..demo import CONTROLNET_DIR
 
             local = CONTROLNET_DIR
+            if not (local / "config.json").is_file():
+                problems.append(
+                    board.problem(
+                        ("model", "controlnet", i, "id"),
+                        f"demo-control is not installed in {local}; train it from the checkout root with "
+                        "`python -m tools.demo.train_controlnet --out DIR --install framegen/demo/controlnet`",
+                    )
+                )
+                continue
         if local.is_file():
             problem = safetensors_problem(local)
         elif local.is_dir():

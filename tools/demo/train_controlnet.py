@@ -4,12 +4,13 @@ silhouette says (CPU; the demo model itself stays frozen).
     python -m tools.demo.train_controlnet --out demo-control-train --minutes 20 --threads 2 \\
         --install framegen/demo/controlnet
 
-(run from the checkout root). The scene grammar knows where it draws the person, so each
-training scene comes with its condition: the person's silhouette, white on black, at the
-image's size. The ControlNet starts as a copy of the demo U-Net's encoder (diffusers'
-`ControlNetModel.from_unet`, zero convolutions at zero) with a conditioning embedding that
-halves twice (64 pixels -> the 16x16 latent). Trained with the demo model's own noise
-schedule and epsilon loss, 10% caption dropout, AdamW with warmup then cosine, EMA.
+(run from the checkout root; `--resume DIR/controlnet` continues a run). The scene
+grammar knows where it draws the person, so each training scene comes with its condition:
+the person's silhouette, white on black, at the image's size. The ControlNet starts as a
+copy of the demo U-Net's encoder (diffusers' `ControlNetModel.from_unet`, zero convolutions
+at zero) with a conditioning embedding that halves twice (64 pixels -> the 16x16 latent).
+Trained with the demo model's own noise schedule and epsilon loss, 10% caption dropout,
+AdamW with warmup then cosine, EMA.
 Scenes use seeds 0..N-1 (the demo model's training range); evaluation pairs use seeds
 >= 60,000,000. Writes DIR/train.log, DIR/samples.png (condition, then sample, per row)
 and DIR/controlnet (a diffusers ControlNet folder); `--install DEST` copies it there.
@@ -54,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--install", type=Path, help="copy the trained ControlNet folder here")
+    parser.add_argument("--resume", type=Path, help="continue from this ControlNet folder (a run's DIR/controlnet)")
     args = parser.parse_args(argv)
 
     from diffusers import ControlNetModel, DDPMScheduler
@@ -87,7 +89,10 @@ def main(argv=None):
     log(f"data: {len(images)} scenes, latents {tuple(mean.shape)}, conditions {tuple(conditions.shape)}, "
         f"{time.time() - t0:.0f}s")  # fmt: skip
 
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITION_CHANNELS)
+    if args.resume:
+        controlnet = ControlNetModel.from_pretrained(args.resume, use_safetensors=True, local_files_only=True)
+    else:
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITION_CHANNELS)
     controlnet.train()
     params = list(controlnet.parameters())
     ema = [p.detach().clone() for p in params]
