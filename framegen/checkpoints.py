@@ -16,7 +16,6 @@ epsilon for SD1.x and SDXL, v for SD2.x (SD2.1 at 768; SD2.x-base is epsilon at 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +112,8 @@ def load(spec, dtype):
             f"'{checkpoint.path}' does not have the published {checkpoint.family} architecture ({shapes[1]} is "
             f"{shapes[3]}, not {shapes[2]}); give `model.config`: a diffusers folder or hub id that describes it"
         ) from None
-    if checkpoint.prediction(spec) is not None:
-        set_prediction(pipe, checkpoint.prediction(spec))
+    if checkpoint.v_pred_key and spec.prediction is None:  # model.prediction itself: load_pipeline sets it
+        set_prediction(pipe, "v")
     if checkpoint.is_sd2_base(spec):
         pipe.unet.register_to_config(sample_size=64)
     return pipe
@@ -124,17 +123,3 @@ def set_prediction(pipe, prediction: str) -> None:
     """The scheduler predicts `epsilon` (noise) or `v` (velocity)."""
     kind = "v_prediction" if prediction == "v" else "epsilon"
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=kind)
-
-
-def configs(spec) -> tuple[dict, int] | None:
-    """(U-Net config, VAE scale factor) of the single file `spec.id` without its weights;
-    None when `model.config` is a hub id (loading will tell)."""
-    checkpoint = Checkpoint.read(Path(spec.id))
-    root = Path(checkpoint.config_folder(spec))
-    if not (root / "unet" / "config.json").is_file():
-        return None
-    unet = json.loads((root / "unet" / "config.json").read_text())
-    vae = json.loads((root / "vae" / "config.json").read_text())
-    if checkpoint.is_sd2_base(spec):
-        unet["sample_size"] = 64
-    return unet, 2 ** (len(vae["block_out_channels"]) - 1)

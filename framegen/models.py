@@ -61,9 +61,13 @@ def configs_offline(spec: ModelSpec) -> tuple[dict, int] | None:
     """(U-Net config, VAE scale factor) when they can be read without weights or network."""
     model_id = spec.id
     if model_id.endswith(".safetensors"):
-        from .checkpoints import configs
+        from .checkpoints import Checkpoint
 
-        return configs(spec)
+        checkpoint = Checkpoint.read(Path(model_id))
+        configs = folder_configs(Path(checkpoint.config_folder(spec)))
+        if configs is not None and checkpoint.is_sd2_base(spec):
+            configs[0]["sample_size"] = 64
+        return configs
     if model_id == "tiny-random":
         from .tiny import SD1_UNET, VAE_SCALE
 
@@ -74,6 +78,11 @@ def configs_offline(spec: ModelSpec) -> tuple[dict, int] | None:
         folder = WEIGHTS_DIR
     else:
         folder = Path(model_id).expanduser()
+    return folder_configs(folder)
+
+
+def folder_configs(folder: Path) -> tuple[dict, int] | None:
+    """(U-Net config, VAE scale factor) of a diffusers folder; None without a U-Net config."""
     unet, vae = folder / "unet" / "config.json", folder / "vae" / "config.json"
     if not unet.is_file():
         return None

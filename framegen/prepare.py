@@ -18,7 +18,7 @@ from . import __version__
 from .engine.anchor import AnchorState
 from .engine.cache import AnchorCache, cache_key
 from .engine.compile import Compiler, RuleError, RuleSpec
-from .engine.inversion import INVERSE_SCHEDULERS, fitted
+from .engine.inversion import INVERSE_SCHEDULERS, fitted, fitted_file
 from .engine.layers import LayerMap
 from .engine.swap import SwapRule, needed_pairs
 from .engine.tween import between
@@ -116,8 +116,7 @@ class Prepared:
 
     def _control_image(self, path: str) -> Image.Image:
         if path not in self.control_cache:
-            with Image.open(self.board.folder / path) as image:
-                self.control_cache[path] = fitted(image.convert("RGB"), self.settings.width, self.settings.height)
+            self.control_cache[path] = fitted_file(self.board.folder / path, self.settings.width, self.settings.height)
         return self.control_cache[path]
 
     def tween_shot(self, tween: TweenPlan) -> tuple[dict, list[SwapRule]]:

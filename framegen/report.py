@@ -219,7 +219,7 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
     for plan in board.video_order():
         with Image.open(out / plan.image) as file:
             image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
-        keyframe = getattr(plan, "frame", plan)  # an in-between frame reports its frame's rules
+        keyframe = plan.keyframe  # an in-between frame reports its frame's rules
         kinds = [rule.mask.kind for rule in prepared.rules[keyframe.index] if rule.mode == "mask"]
         frames.append(
             {

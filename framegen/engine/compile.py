@@ -11,8 +11,6 @@ adds the store it reads to `anchor.stores`; compile every frame before the ancho
 
 from __future__ import annotations
 
-from PIL import Image
-
 from .anchor import AnchorState
 from .automask import (
     ATTENTION_DILATE,
@@ -30,7 +28,7 @@ from .automask import (
     tag_heads,
     token_positions,
 )  # fmt: skip
-from .inversion import fitted
+from .inversion import fitted_file
 from .layers import LayerMap
 from .masks import DrawnMask, MaskSource, drawn_mask
 from .specs import Edit, MaskPlan, RuleSpec
@@ -85,7 +83,7 @@ class Compiler:
         if plan.auto == "control":
             if not edit.anchor_control:
                 raise RuleError(spec.where + ("mask", "auto"), "control masks need ControlNet control images")
-            anchor, frame = ([fitted(Image.open(p), self.width, self.height) for p in paths]
+            anchor, frame = ([fitted_file(p, self.width, self.height) for p in paths]
                              for paths in (edit.anchor_control, edit.control or edit.anchor_control))  # fmt: skip
             threshold = plan.threshold if plan.threshold is not None else CONTROL_THRESHOLD
             dilate = plan.dilate if plan.dilate is not None else CONTROL_DILATE

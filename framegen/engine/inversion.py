@@ -40,6 +40,12 @@ def fitted(image: Image.Image, width: int, height: int) -> Image.Image:
     return image.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.Resampling.LANCZOS)
 
 
+def fitted_file(path, width: int, height: int) -> Image.Image:
+    """The RGB image at `path`, fitted to width x height."""
+    with Image.open(path) as image:
+        return fitted(image.convert("RGB"), width, height)
+
+
 def inverse_scheduler(scheduler):
     """The inverse form of `scheduler` (same config); ValueError naming those that have one."""
     import diffusers

@@ -112,11 +112,7 @@ def controlnet_problems(board) -> list[str]:
             problem = image_problem(board.folder / image)
             if problem:
                 problems.append(board.problem(at + (j,), problem))
-    rules = [(("swap", i), rule) for i, rule in enumerate(spec.swap)]
-    rules += [
-        (("frames", f, "swap", i), r) for f, frame in enumerate(spec.frames) for i, r in enumerate(frame.swap or [])
-    ]
-    for at, rule in rules:
+    for at, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
         if getattr(getattr(rule, "mask", None), "auto", None) == "control" and not count:
             problems.append(board.problem(at + ("mask", "auto"), "control masks need model.controlnet"))
     if count and spec.anchor.control is None:

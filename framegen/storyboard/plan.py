@@ -47,6 +47,10 @@ class FramePlan:
         return Edit(anchor_prompt, self.prompt, self.anchor_words, self.frame_words, anchor, control)
 
     @property
+    def keyframe(self) -> FramePlan:
+        return self
+
+    @property
     def image(self) -> str:
         """Where the frame goes in the output folder."""
         return f"frames/{self.index:04d}.png"
@@ -70,6 +74,10 @@ class TweenPlan:
     from_prompt: str
     from_control: tuple[str, ...]
     hold: int = 1
+
+    @property
+    def keyframe(self) -> FramePlan:
+        return self.frame
 
     @property
     def t(self) -> float:
@@ -150,7 +158,7 @@ class Storyboard:
         checked when the rules are compiled for the loaded U-Net."""
         known = layers.known_names()
         problems = []
-        for frame_rules in self._rule_paths():
+        for frame_rules in self.rule_paths():
             for path, rule in frame_rules:
                 named = [(path + ("layers",), rule.layers)]
                 if getattr(rule, "mask", None) is not None and rule.mask.layers:
@@ -166,7 +174,7 @@ class Storyboard:
     def check_boxes(self, width: int, height: int) -> None:
         """Raise InvalidInput for every box that lies wholly outside a width x height image."""
         problems = []
-        for frame_rules in self._rule_paths():
+        for frame_rules in self.rule_paths():
             for path, rule in frame_rules:
                 boxes = getattr(getattr(rule, "mask", None), "boxes", None)
                 problem = box_problem(boxes, width, height) if boxes else None
@@ -179,7 +187,7 @@ class Storyboard:
         """Raise InvalidInput at every `mask: {auto: noise}` (the model cannot make them)."""
         problems = [
             self.problem(path + ("mask", "auto"), why)
-            for frame_rules in self._rule_paths()
+            for frame_rules in self.rule_paths()
             for path, rule in frame_rules
             if getattr(getattr(rule, "mask", None), "auto", None) == "noise"
         ]
@@ -192,7 +200,7 @@ class Storyboard:
         if self.spec.anchor.image is not None:
             raise InvalidInput(self.problem(("anchor", "image"), "a real-image anchor supports SD1.x/2.x pipelines"))
 
-    def _rule_paths(self):
+    def rule_paths(self):
         yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
         for f, frame in enumerate(self.spec.frames):
             yield [(("frames", f, "swap", i), r) for i, r in enumerate(frame.swap or [])]
