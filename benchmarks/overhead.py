@@ -1,6 +1,7 @@
 """Overhead of framegen's hooks against a plain diffusers pipeline, in one run.
 
     python benchmarks/overhead.py [--repeats 7] [--size 128] [--steps 50] [--model sd15] [--frames full,mask]
+                                  [--controlnet]
 
 Prints the median per-image time of: the plain pipeline, the anchor with caching, and a
 frame for each rule kind (the paper's two-phase settings), as ratios to plain; then the
@@ -11,6 +12,9 @@ evaluations per frame by design and are shown apart, as is a real image as the a
 (issue #14: DDIM inversion then the reconstruction, goal <= 2.1x one plain image; with one
 fixed-point refinement per inversion step too). `--model sd15` times the real-size SD1.5
 architecture (random weights, bfloat16); `--frames full,mask` times only those frames.
+`--controlnet` adds one ControlNet (diffusers' `from_unet` of the model's U-Net, its zero
+convolutions given random weights so it acts) and times everything against the plain
+ControlNet pipeline with the same control image (issue #15: goal <= 1.05x).
 Runs are interleaved so machine drift hits every variant alike.
 """
 
@@ -19,15 +23,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
 from framegen.engine.anchor import AnchorState
 from framegen.engine.cache import AnchorCache
 from framegen.engine.placement import cache_bytes
-from framegen.models import set_scheduler
+from framegen.models import set_scheduler, with_controlnets
 from framegen.prepare import prepare
 from framegen.render import Renderer
 from framegen.storyboard import load_storyboard
@@ -86,12 +92,15 @@ def main() -> None:
         "--model", choices=["tiny-random", "sd15"], default="tiny-random", help="sd15: the real-size architecture"
     )
     parser.add_argument("--frames", help="only these frames, comma-separated (default: all)")
+    parser.add_argument("--controlnet", action="store_true", help="with one ControlNet, against its plain pipeline")
     args = parser.parse_args()
 
     phase = round(args.steps * 0.4)
-    board = load_storyboard(BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1))
-    if args.frames:
-        board.frames = [plan for plan in board.frames if plan.name in args.frames.split(",")]
+    text = BOARD.format(size=args.size, steps=args.steps, phase=phase, after=phase + 1)
+    folder = Path(tempfile.mkdtemp(prefix="overhead-"))
+    if args.controlnet:  # the ControlNet and its control image, written before the board names them
+        text = text.replace("scheduler: ddim}", f"scheduler: ddim, controlnet: [{{id: {folder / 'controlnet'}}}]}}")
+        text = text.replace('outdoor"}', f'outdoor", control: [{stick_figure(folder / "pose.png", args.size)}]}}')
     if args.model == "sd15":  # random weights, bfloat16 (this CPU's fastest)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from real_size import random_pipeline
@@ -100,14 +109,24 @@ def main() -> None:
         set_scheduler(pipe, "ddim")
     else:
         pipe = tiny_pipeline()
+    if args.controlnet:
+        random_controlnet(pipe.unet).save_pretrained(folder / "controlnet")
+    board = load_storyboard(text)
+    if args.controlnet:
+        pipe = with_controlnets(pipe, board.spec.model, pipe.unet.dtype)
+    if args.frames:
+        board.frames = [plan for plan in board.frames if plan.name in args.frames.split(",")]
     pipe.set_progress_bar_config(disable=True)
     prepared = prepare(board, pipe)
     renderer, settings = prepared.renderer(), prepared.settings
     anchor_prompt = board.spec.anchor.prompt
+    control = prepared.control(board.spec.anchor.control)  # None without a ControlNet
+    with_control = {"image": control[0]} if control else {}
 
     def plain():
         pipe(
             anchor_prompt,
+            **with_control,
             width=settings.width,
             height=settings.height,
             num_inference_steps=settings.steps,
@@ -115,22 +134,23 @@ def main() -> None:
             generator=torch.Generator("cpu").manual_seed(settings.seed),
         )
 
-    variants = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(anchor_prompt)}
+    variants = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(anchor_prompt, control=control)}
     for plan in board.frames:
-        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
+        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan), control=control)
 
     # a real image as the anchor (issue #14): inversion + reconstruction, with its own
     # renderer (its noise would start every later pass); the anchor prompt as its negative
     plain()  # warm-up: first calls allocate
-    photo = renderer.anchor(anchor_prompt)
+    photo = renderer.anchor(anchor_prompt, control=control)
 
     def real_anchor(refine: int):
         real = Renderer(pipe, settings, AnchorCache(prepared.needed), AnchorState())
         trajectory = real.invert(photo, anchor_prompt, refine=refine).trajectory
         real.anchor(anchor_prompt, trajectory=trajectory, negative_prompt=anchor_prompt)
 
-    variants["real-image anchor (inversion + reconstruction)"] = lambda: real_anchor(0)
-    variants["real-image anchor, refine 1"] = lambda: real_anchor(1)
+    if not args.controlnet:  # inversion runs the plain U-Net: nothing of the ControlNet's to time
+        variants["real-image anchor (inversion + reconstruction)"] = lambda: real_anchor(0)
+        variants["real-image anchor, refine 1"] = lambda: real_anchor(1)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, run in variants.items():
@@ -140,7 +160,8 @@ def main() -> None:
 
     base = statistics.median(times["plain diffusers"])
     print(
-        f"{args.model}, {args.size}x{args.size}, {args.steps} steps, DDIM, {pipe.unet.dtype}, CPU, "
+        f"{args.model}{' + one ControlNet (plain: its ControlNet pipeline)' if args.controlnet else ''}, "
+        f"{args.size}x{args.size}, {args.steps} steps, DDIM, {pipe.unet.dtype}, CPU, "
         f"torch threads {torch.get_num_threads()}, "
         f"median of {args.repeats} interleaved runs; rules: full OUT3+OUT4 steps 1-{phase}, then mask/threshold "
         f"on OUT3,4,5,6,10 steps {phase + 1}-{args.steps}"
@@ -165,6 +186,36 @@ def main() -> None:
         f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "
         f"{'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target"
     )
+
+
+def random_controlnet(unet):
+    """A ControlNet copied from `unet`, its zero convolutions made random so its residuals act."""
+    from diffusers import ControlNetModel
+
+    net = ControlNetModel.from_unet(unet)
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.startswith(
+                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            ):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return net
+
+
+def stick_figure(path: Path, size: int) -> Path:
+    """A control image: a white stick figure on black."""
+    image = Image.new("RGB", (size, size), "black")
+    draw, x, unit = ImageDraw.Draw(image), size // 2, size / 64
+    draw.ellipse((x - 4 * unit, 10 * unit, x + 4 * unit, 18 * unit), fill="white")
+    for line in (
+        (x, 18 * unit, x, 40 * unit),
+        (x, 40 * unit, x - 6 * unit, 56 * unit),
+        (x, 40 * unit, x + 6 * unit, 56 * unit),
+    ):
+        draw.line(line, fill="white", width=max(1, round(2 * unit)))
+    image.save(path)
+    return path
 
 
 if __name__ == "__main__":

@@ -120,26 +120,37 @@ def test_control_mistakes_are_one_line_before_loading(tmp_path, capsys, controln
     assert any(message in line for line in err), err
 
 
-def test_in_and_mid_swaps_do_not_carry_the_anchors_control_and_out_swaps_do(tmp_path, controlnet):
+def test_in_and_mid_swaps_do_not_carry_the_anchors_control_and_out_swaps_do(tmp_path, capsys, controlnet):
     """The ControlNet adds its residuals to the skip connections and the mid block after
     the hooked IN and MID outputs: a frame whose control image moved, with every IN layer
     and MID swapped at every step, still differs from the anchor; with the last OUT block
-    swapped it is the anchor bit for bit."""
+    swapped it is the anchor bit for bit, and so is a frame with a new prompt and a moved
+    control image with every cross-attention layer swapped: the anchor's cache holds what
+    its ControlNet made. `framegen layers --controlnet` says which layers carry control."""
+    assert main(["layers", "tiny-random", "--controlnet"]) == 0
+    table = [line.split() for line in capsys.readouterr().out.splitlines()[1:] if line[:1] in "IMOL"]
+    carries = {row[0]: row[-1] for row in table}
+    ins = [name for name, says in carries.items() if says == "no"]
+    assert ins == [f"IN{i}" for i in range(12)] + ["MID"]
+    assert main(["layers", "tiny-random", "--cross-attention"]) == 0
+    text_layers = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     spec = board(tmp_path, controlnet)
-    ins = [f"IN{i}" for i in range(12)] + ["MID"]
     spec["frames"] = [
         {"name": "in-mid", "control": ["right.png"], "swap": [{"mode": "full", "layers": ins, "steps": "all"}]},
         {"name": "out", "control": ["right.png"], "swap": [{"mode": "full", "layers": ["OUT11"], "steps": "all"}]},
-    ]
+        {"name": "text", "control": ["right.png"], "replace": {"blue skirt": "red skirt"},
+         "swap": [{"mode": "full", "layers": text_layers, "steps": "all"}]},
+    ]  # fmt: skip
     figure(tmp_path / "right.png", 44)
     path = tmp_path / "board.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["render", "-q", str(path), "-o", str(tmp_path / "out")]) == 0
-    anchor, in_mid, out = (
-        np.asarray(Image.open(tmp_path / "out" / p)) for p in ("anchor.png", "frames/0001.png", "frames/0002.png")
+    anchor, in_mid, out, text = (
+        np.asarray(Image.open(tmp_path / "out" / p)) for p in ("anchor.png", *(f"frames/000{i}.png" for i in (1, 2, 3)))
     )
     assert not np.array_equal(in_mid, anchor)
     assert np.array_equal(out, anchor)
+    assert np.array_equal(text, anchor)
 
 
 def test_a_control_mask_frees_where_the_control_images_differ(tmp_path, controlnet):
@@ -208,3 +219,39 @@ def test_slerp_keeps_norms_and_meets_its_ends():
     a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
     assert torch.allclose(slerp(a, b, 0.5).norm(dim=-1), torch.ones(2, 77), atol=1e-5)
     assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-6)  # parallel: the straight line, a itself
+
+
+def test_tween_zero_changes_nothing(tmp_path, controlnet):
+    spec = board(tmp_path, controlnet)
+    plain, plain_report = render(tmp_path, spec, "plain")
+    spec["frames"][1]["tween"] = 0
+    zero, zero_report = render(tmp_path, spec, "zero")
+    assert all(np.array_equal(a, b) for a, b in zip(plain, zero))
+    assert [f["name"] for f in zero_report["frames"]] == [f["name"] for f in plain_report["frames"]]
+    assert zero_report["video"]["frame_count"] == plain_report["video"]["frame_count"]
+
+
+def test_an_in_between_at_t_one_is_its_frame(tmp_path, controlnet):
+    """At t = 1 the slerp gives the frame's own encoding up to rounding (sin(w)·b / sin(w)),
+    and the cross-fade the frame's control image: measured on CPU, the pixels are equal."""
+    from framegen.models import with_controlnets
+    from framegen.prepare import prepare
+    from framegen.storyboard import load_storyboard
+    from framegen.storyboard.plan import TweenPlan
+    from framegen.tiny import tiny_pipeline
+
+    spec = board(tmp_path, controlnet)
+    spec["frames"][1]["replace"] = {"blue skirt": "red skirt"}
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    storyboard = load_storyboard(path)
+    pipe = with_controlnets(tiny_pipeline(), storyboard.spec.model, torch.float32)
+    prepared = prepare(storyboard, pipe)
+    renderer = prepared.renderer()
+    renderer.anchor(storyboard.spec.anchor.prompt, control=prepared.control(storyboard.spec.anchor.control))
+    moved = storyboard.frames[1]
+    at_one = TweenPlan(moved, k=1, n=0, from_prompt=storyboard.spec.anchor.prompt, from_control=("left.png",))
+    assert at_one.t == 1.0
+    tween = renderer.frames([prepared.tween_shot(at_one)], controls=[prepared.tween_control(at_one)])[0].image
+    frame = renderer.frame(*prepared.shot(moved), control=prepared.control(moved.control)).image
+    assert np.array_equal(np.asarray(tween), np.asarray(frame))

@@ -89,14 +89,21 @@ def cmd_layers(args) -> int:
     native = native_size(config, vae_scale)
     width, height = args.width or native, args.height or native
     rows = [("name", "module", "channels", f"grid at {width}x{height}", "cross-attention")]
+    rows[0] += ("carries control",) if args.controlnet else ()
     for layer in layers.layers:
         if args.cross_attention and not layer.cross_attention:
             continue
         w, h = layer.grid(width // vae_scale, height // vae_scale)
-        rows.append((layer.name, layer.module, str(layer.channels), f"{w}x{h}", "yes" if layer.cross_attention else ""))
+        row = (layer.name, layer.module, str(layer.channels), f"{w}x{h}", "yes" if layer.cross_attention else "")
+        rows.append(row + (("yes" if layer.carries_control else "no",) if args.controlnet else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if args.controlnet:
+        print(
+            "With a ControlNet: its residuals join the skip connections and the mid block after the IN and MID "
+            "outputs, so swapping those does not bring the anchor's control along; OUT blocks and LATENTS do."
+        )
     return EXIT_OK
 
 
@@ -126,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--width", type=int)
     layers.add_argument("--height", type=int)
     layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
+    layers.add_argument(
+        "--controlnet", action="store_true", help="say which layers carry a ControlNet's conditioning when swapped"
+    )
     layers.set_defaults(run=cmd_layers)
 
     sweep = commands.add_parser(

@@ -29,6 +29,13 @@ class Layer:
     level: int  # how many times the latent was halved before this layer
     cross_attention: bool
 
+    @property
+    def carries_control(self) -> bool:
+        """Whether swapping this layer brings the anchor's ControlNet conditioning along: the
+        ControlNet adds its residuals to the skip connections and the mid block after the
+        IN and MID outputs, so only what comes later (OUT blocks, the latents) carries it."""
+        return not self.name.startswith(("IN", "MID"))
+
     def grid(self, latent_width: int, latent_height: int) -> tuple[int, int]:
         """(width, height) of this layer's feature map; stride-2 convs round up."""
         w, h = latent_width, latent_height
