@@ -42,6 +42,8 @@ from .models import (
 from .output import OutputFolder
 from .prepare import Prepared, prepare
 from .report import build_report, report_csv, segmenter_for
+from .report_html import write_review
+from .review import heatmap_name
 from .storyboard import Storyboard
 
 MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output.py)
@@ -120,13 +122,16 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     if state is not None and not state.is_main_process:  # the main process holds the folder
         return _render(board, out, pipe, progress or Quiet(), state, None)
     with OutputFolder(out).open() as folder:
-        folder.check_replaceable(["anchor.png", "clip.mp4", "report.json", "report.csv", *output_names(board)])
+        folder.check_replaceable([*SUMMARY_FILES, *output_names(board)])
         return _render(board, out, pipe, progress or Quiet(), state, folder)
 
 
+SUMMARY_FILES = ("anchor.png", "clip.mp4", "report.json", "report.csv", "report.html", "sheet.png")
+
+
 def output_names(board: Storyboard) -> list[str]:
-    """The frames and masks a render of `board` writes, relative to its output folder."""
-    return [name for plan in board.video_order() for name in (plan.image, *plan.mask_images)]
+    """The frames, masks and heat-maps a render of `board` writes, relative to its output folder."""
+    return [name for plan in board.video_order() for name in (plan.image, *plan.mask_images, heatmap_name(plan.image))]
 
 
 def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputFolder | None) -> RenderResult | None:
@@ -210,6 +215,7 @@ def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputF
     result = RenderResult(out, report)
     write_text(report_csv(report), out / "report.csv")
     write_text(result.to_json(), out / "report.json")
+    write_review(report, out)
     return result
 
 

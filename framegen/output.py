@@ -26,11 +26,14 @@ from pathlib import Path
 from .errors import InvalidInput
 from .files import TEMP_PREFIX, is_framegen_clip, read_png_text
 from .report import CSV_COLUMNS
+from .report_html import is_report_page
+from .review import HEATMAP_TEXT, SHEET_TEXT
 
 LOCK = ".framegen.lock"
-SUBFOLDERS = ("frames", "masks", "anchor-cache")
+SUBFOLDERS = ("frames", "masks", "heatmaps", "anchor-cache")
 FRAME_NAME = re.compile(r"\d{4}\.png")
 MASK_NAME = re.compile(r"\d{4}(-\d+)?\.png")
+OWN_PNG_KEYS = ("framegen-key", "framegen-mask", *HEATMAP_TEXT, *SHEET_TEXT)  # the text chunks framegen writes
 
 
 class OutputFolder:
@@ -96,9 +99,10 @@ class OutputFolder:
         if path.is_symlink() or not path.is_file():
             return False
         if path.suffix == ".png":
-            text = read_png_text(path)
-            return "framegen-key" in text or "framegen-mask" in text
+            return any(key in read_png_text(path) for key in OWN_PNG_KEYS)
         try:
+            if name == "report.html":
+                return is_report_page(path.read_text(encoding="utf-8"))
             if name == "clip.mp4":
                 return is_framegen_clip(path)
             if name == "report.json":
@@ -112,7 +116,7 @@ class OutputFolder:
     def remove_stale(self, written: set[str]) -> None:
         """Drop frames and masks of an earlier, longer storyboard: framegen's names that
         framegen wrote, not among `written`."""
-        for folder, pattern in (("frames", FRAME_NAME), ("masks", MASK_NAME)):
+        for folder, pattern in (("frames", FRAME_NAME), ("masks", MASK_NAME), ("heatmaps", MASK_NAME)):
             for path in sorted((self.path / folder).glob("*.png")):
                 name = f"{folder}/{path.name}"
                 if pattern.fullmatch(path.name) and name not in written and self.owns(name):

@@ -16,13 +16,13 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 from PIL import Image
 
 from . import __version__
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure, error_line
+from .review import heatmap_name, write_heatmap
 from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
@@ -152,13 +152,11 @@ def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dic
 
 def failure_lines(report: dict) -> list[str]:
     by_name = {f["name"]: f for f in report["frames"]}
-    lines = []
-    for check in report["checks"]:
-        for name in check["failing_frames"]:
-            mse = by_name[name]["background_mse"]
-            shown = "no shared background" if mse is None else f"background MSE {mse:.2f}"
-            lines.append(f"check failed: frame '{name}': {shown} > {check['name']} {check['limit']}")
-    return lines
+    return [
+        f"check failed: {failure_message(by_name[name], check)}"
+        for check in report["checks"]
+        for name in check["failing_frames"]
+    ]
 
 
 def report_csv(report: dict) -> str:
@@ -170,27 +168,63 @@ def report_csv(report: dict) -> str:
     return buffer.getvalue()
 
 
+def failure_message(frame: dict, check: dict) -> str:
+    mse = frame["background_mse"]
+    shown = "no shared background" if mse is None else f"background MSE {mse:.2f}"
+    return f"frame '{frame['name']}': {shown} > {check['name']} {check['limit']}"
+
+
 def junit_xml(report: dict) -> str:
-    """One test case per (check, frame), for CI systems that read JUnit XML."""
-    by_name = {f["name"]: f for f in report["frames"]}
-    cases, failures = [], 0
+    """JUnit XML in the common form (testsuites > testsuite > testcase): one test case per
+    (check, frame), named after the frame, its time the frame's render time; a failing
+    frame's case has a <failure> naming the frame, its MSE and the limit."""
+    from xml.etree import ElementTree
+
+    name = Path(report["storyboard"]["path"]).stem if "storyboard" in report else "framegen"
+    cases = []
     for check in report["checks"]:
         for frame in report["frames"]:
-            name = frame["name"]
-            case = f"    <testcase classname={quoteattr('framegen.' + check['name'])} name={quoteattr(name)}"
-            if name in check["failing_frames"]:
-                failures += 1
-                mse = by_name[name]["background_mse"]
-                message = f"background MSE {mse if mse is None else round(mse, 3)} > {check['limit']}"
-                cases.append(f"{case}>\n      <failure message={quoteattr(message)}/>\n    </testcase>")
-            else:
-                cases.append(f"{case}/>")
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        f'<testsuite name="framegen" tests="{len(cases)}" failures="{failures}">\n'
-        + "".join(c + "\n" for c in cases)
-        + "</testsuite>\n"
-    )
+            case = ElementTree.Element(
+                "testcase", classname=f"framegen.{check['name']}", name=frame["name"], time=f"{frame['seconds']:.3f}"
+            )
+            if frame["name"] in check["failing_frames"]:
+                failure = ElementTree.SubElement(
+                    case, "failure", message=failure_message(frame, check), type=check["name"]
+                )
+                failure.text = f"{frame['image']}: {failure_message(frame, check)}"
+            cases.append(case)
+    failures = sum(len(case) for case in cases)
+    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": "0"}
+    seconds = f"{sum(frame['seconds'] for frame in report['frames']):.3f}"
+    suites = ElementTree.Element("testsuites", name="framegen", time=seconds, **counts)
+    suite = ElementTree.SubElement(suites, "testsuite", name=name, time=seconds, **counts)
+    suite.extend(cases)
+    ElementTree.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
+
+
+def github_annotations(report: dict, frame_line) -> list[str]:
+    """GitHub Actions workflow commands, one `::error` per failing frame, pointing at the
+    frame's entry in the storyboard: `frame_line(index)` gives (file, line) or None."""
+    by_name = {f["name"]: f for f in report["frames"]}
+    lines = []
+    for check in report["checks"]:
+        for name in check["failing_frames"]:
+            frame = by_name[name]
+            where = frame_line(frame["index"])
+            place = f"file={_escape_property(where[0])},line={where[1]}," if where else ""
+            lines.append(
+                f"::error {place}title=framegen {check['name']}::{_escape_data(failure_message(frame, check))}"
+            )
+    return lines
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def read_report(path: Path) -> dict:
@@ -210,7 +244,8 @@ def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
 
 def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, segmenter, frame_count: int) -> dict:
     """report.json's content: every frame (read back from `out`, one at a time) scored
-    against the anchor; `anchor_cache` and the anchor's seconds are the caller's to fill."""
+    against the anchor, its heat-map written to heatmaps/; `anchor_cache` and the anchor's
+    seconds are the caller's to fill."""
     board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
     # what should stay: a real anchor image itself, else the anchor generated
     reference = prepared.anchor_image if prepared.anchor_image is not None else anchor
@@ -219,6 +254,9 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
     for plan in board.video_order():
         with Image.open(out / plan.image) as file:
             image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
+        person = segmenter.person(image)
+        heatmap = heatmap_name(plan.image)
+        write_heatmap(reference, image, ~reference_person & ~person, out / heatmap)
         keyframe = plan.keyframe  # an in-between frame reports its frame's rules
         kinds = [rule.mask.kind for rule in prepared.rules[keyframe.index] if rule.mode == "mask"]
         frames.append(
@@ -231,7 +269,8 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
                 "hold": plan.hold,
                 "rules": prepared.describe_rules(keyframe),
                 "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, plan.mask_images)],
-                **compare(reference, image, reference_person, segmenter.person(image)),
+                "heatmap": heatmap,
+                **compare(reference, image, reference_person, person),
                 "seconds": round(seconds, 3),
                 "reused": plan.index in done,
             }

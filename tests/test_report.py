@@ -30,7 +30,11 @@ def test_background_mse_counts_only_pixels_background_in_both():
 
 
 def report_of(mses):
-    return {"frames": [{"name": f"f{i}", "background_mse": m} for i, m in enumerate(mses)], "checks": []}
+    frames = [
+        {"name": f"f{i}", "image": f"frames/{i:04d}.png", "background_mse": m, "seconds": 0.5}
+        for i, m in enumerate(mses)
+    ]
+    return {"frames": frames, "checks": []}
 
 
 def test_checks_and_junit():
@@ -40,7 +44,9 @@ def test_checks_and_junit():
     assert run_checks(report["frames"], None) == []
     checked, code = recheck(report, 70)
     assert code == 1
-    suite = ET.fromstring(junit_xml(checked))
+    suites = ET.fromstring(junit_xml(checked))
+    (suite,) = suites
+    assert suites.tag == "testsuites" and suite.tag == "testsuite"
     assert suite.get("tests") == "3" and suite.get("failures") == "2"
     failed = [case.get("name") for case in suite if case.find("failure") is not None]
     assert failed == ["f1", "f2"]

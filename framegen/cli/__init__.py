@@ -1,4 +1,4 @@
-"""`framegen render | check | layers | validate`.
+"""`framegen render | check | report | layers | sweep | validate | schema`.
 
 Errors the user can fix print one line each (`file:line:col: where: what`) and exit
 non-zero; `--debug` shows the traceback instead. Heavy imports (torch, diffusers)
@@ -39,9 +39,13 @@ def cmd_render(args) -> int:
         return EXIT_OK
     for line in failure_lines(result.report):
         print(line, file=sys.stderr)
+    if wants_github(args):
+        from ..storyboard.source import mark
+
+        print_annotations(result.report, lambda index: (str(board.path), mark(board.marks, ("frames", index - 1))[0]))
     if not args.quiet:
         print(
-            f"wrote {output}/ ({len(result.frames)} frames, clip.mp4, report.json); "
+            f"wrote {output}/ ({len(result.frames)} frames, clip.mp4, report.json, report.html, sheet.png); "
             f"anchor cache {result.anchor_cache}, {result.report['cache_bytes']:,} bytes"
         )
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
@@ -71,6 +75,8 @@ def cmd_check(args) -> int:
         write_text(junit_xml(report), Path(args.junit))
     for line in failure_lines(report):
         print(line, file=sys.stderr)
+    if wants_github(args):
+        print_annotations(report, storyboard_lines(report))
     if code == EXIT_OK:
         worst = max((f["background_mse"] for f in report["frames"]), default=None)
         print(
@@ -107,6 +113,54 @@ def cmd_layers(args) -> int:
     return EXIT_OK
 
 
+def wants_github(args) -> bool:
+    return args.github or os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def print_annotations(report: dict, frame_line) -> None:
+    """GitHub Actions `::error` lines on stdout (where the runner reads workflow commands)."""
+    from ..report import github_annotations
+
+    for line in github_annotations(report, frame_line):
+        print(line)
+
+
+def storyboard_lines(report: dict):
+    """index -> (storyboard file, line of frames[index - 1]) for a report's storyboard, read
+    again (it may have moved or changed since: then the annotations name no line)."""
+    from ..storyboard.source import mark, read_yaml
+
+    path = report.get("storyboard", {}).get("path")
+    try:
+        _, marks = read_yaml(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, TypeError, FramegenError):
+        return lambda index: None
+    return lambda index: (path, mark(marks, ("frames", index - 1))[0]) if ("frames", index - 1) in marks else None
+
+
+def cmd_report(args) -> int:
+    from ..output import OutputFolder
+    from ..report import read_report
+    from ..report_html import write_review
+
+    out = Path(args.output_dir)
+    report = read_report(out / "report.json")
+    with OutputFolder(out).open() as folder:
+        folder.check_replaceable(["report.html", "sheet.png"])
+        write_review(report, out)
+    print(f"wrote {out / 'report.html'} and {out / 'sheet.png'} ({len(report['frames'])} frames)")
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    import json
+
+    from ..storyboard.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framegen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"framegen {__version__}")
@@ -127,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-background-mse", type=float, required=True, metavar="X")
     check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
     check.set_defaults(run=cmd_check)
+
+    report = commands.add_parser("report", help="write report.html and sheet.png again from an output folder")
+    report.add_argument("output_dir", help="a render's output folder (with its report.json)")
+    report.set_defaults(run=cmd_report)
 
     layers = commands.add_parser("layers", help="list a model's layers: aliases, module paths, channels, grid")
     layers.add_argument("model", help="tiny-random, demo, a diffusers folder or a hub id")
@@ -151,7 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a storyboard without rendering")
     validate.add_argument("storyboard")
     validate.set_defaults(run=cmd_validate)
-    for sub in (render, check, layers, sweep, validate):
+
+    schema = commands.add_parser(
+        "schema", help="print the storyboard JSON Schema (for editors: framegen schema > storyboard.schema.json)"
+    )
+    schema.set_defaults(run=cmd_schema)
+    for sub in (render, check):
+        sub.add_argument(
+            "--github", action="store_true",
+            help="print GitHub Actions ::error annotations at failing frames (on by itself when GITHUB_ACTIONS=true)",
+        )  # fmt: skip
+    for sub in (render, check, report, layers, sweep, validate, schema):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 

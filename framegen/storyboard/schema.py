@@ -263,3 +263,17 @@ class StoryboardSpec(_Strict):
     report: ReportSpec = ReportSpec()
     checks: Checks = Checks()
     output: str | OutputSpec | None = None  # a path relative to the storyboard, or {path, outside}
+
+
+def json_schema() -> dict:
+    """The storyboard's JSON Schema, from the models that validate it (for editors: a
+    storyboard's first line `# yaml-language-server: $schema=storyboard.schema.json`).
+    Checks that need files, the model or other fields (layer names, step ranges within
+    render.steps, images) happen only in framegen; the schema covers keys and types."""
+    schema = StoryboardSpec.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "framegen storyboard",
+        "description": "A framegen storyboard: an anchor prompt and frames that change it (framegen schema).",
+        **{key: value for key, value in schema.items() if key != "title"},
+    }
