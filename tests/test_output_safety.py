@@ -63,10 +63,11 @@ def test_files_framegen_did_not_write_are_never_deleted(tmp_path, capsys):
     png(out / "frames" / "holiday.png")
     png(out / "frames" / "0009.png")  # framegen's kind of name, but not framegen's file
     png(out / "masks" / "0007.png")
+    png(out / "heatmaps" / "0008.png")
     (out / "frames" / ".notes").write_text("mine")
     code, _, err = run(capsys, "render", "-q", board_file(tmp_path), "-o", out)
     assert code == 0, err
-    for name in ("frames/holiday.png", "frames/0009.png", "masks/0007.png", "frames/.notes"):
+    for name in ("frames/holiday.png", "frames/0009.png", "masks/0007.png", "heatmaps/0008.png", "frames/.notes"):
         assert (out / name).exists(), name
     # a shorter storyboard drops the frames framegen wrote for the longer one, and only those
     spec = yaml.safe_load(BOARD)
@@ -74,8 +75,10 @@ def test_files_framegen_did_not_write_are_never_deleted(tmp_path, capsys):
     shorter = board_file(tmp_path, yaml.safe_dump(spec), "short.yaml")
     assert run(capsys, "render", "-q", shorter, "-o", out)[0] == 0
     assert not (out / "frames" / "0002.png").exists() and not (out / "masks" / "0002.png").exists()
+    assert not (out / "heatmaps" / "0002.png").exists() and (out / "heatmaps" / "0001.png").exists()
     assert (out / "frames" / "0001.png").exists() and (out / "frames" / "holiday.png").exists()
     assert (out / "frames" / "0009.png").exists() and (out / "masks" / "0007.png").exists()
+    assert (out / "heatmaps" / "0008.png").exists()
 
 
 def test_a_storyboard_rendering_into_its_own_folder_keeps_its_mask(tmp_path, capsys):
@@ -96,7 +99,11 @@ def test_a_storyboard_rendering_into_its_own_folder_keeps_its_mask(tmp_path, cap
         assert (tmp_path / "masks" / "region.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["clip.mp4", "report.json", "report.csv", "anchor.png", "frames/0002.png"])
+@pytest.mark.parametrize(
+    "name",
+    ["clip.mp4", "report.json", "report.csv", "report.html", "sheet.png", "anchor.png", "frames/0002.png",
+     "heatmaps/0001.png"],
+)  # fmt: skip
 def test_a_users_file_in_the_way_is_refused_before_rendering(tmp_path, capsys, name):
     out = tmp_path / "out"
     (out / name).parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +114,7 @@ def test_a_users_file_in_the_way_is_refused_before_rendering(tmp_path, capsys, n
     assert not (out / "frames" / "0001.png").exists()  # refused before any rendering
 
 
-@pytest.mark.parametrize("link", ["frames", "masks", "anchor-cache"])
+@pytest.mark.parametrize("link", ["frames", "masks", "heatmaps", "anchor-cache"])
 def test_a_symlinked_subfolder_is_refused_and_nothing_is_written_through_it(tmp_path, capsys, link):
     outside = tmp_path / "elsewhere"
     png(outside / "0001.png")
