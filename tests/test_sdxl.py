@@ -107,3 +107,43 @@ def test_a_real_image_anchor_on_sdxl_is_refused_before_loading(sdxl, tmp_path, c
     assert main(["validate", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "anchor.image: a real-image anchor supports SD1.x/2.x pipelines" in line, line
+
+
+def test_an_sdxl_controlnet_steers_frames_and_out_swaps_carry_the_anchors_control(sdxl, tmp_path, capsys):
+    """diffusers' SDXL ControlNet pipeline through the same hooks: a frame whose control image
+    moved differs from the anchor, and with the last OUT block swapped at every step it is
+    the anchor again (the control residuals reach the U-Net before the OUT blocks)."""
+    from diffusers import ControlNetModel
+    from PIL import Image, ImageDraw
+
+    pipe, folder = sdxl
+    net = ControlNetModel.from_unet(pipe.unet)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.startswith(
+                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            ):
+                parameter.normal_(0, 0.2)  # zero-initialised for training; random here, so the residuals act
+    net.save_pretrained(tmp_path / "controlnet", safe_serialization=True)
+    for name, x in (("left.png", 20), ("right.png", 44)):
+        image = Image.new("RGB", (64, 64), "black")
+        ImageDraw.Draw(image).rectangle((x - 6, 12, x + 6, 56), fill="white")
+        image.save(tmp_path / name)
+    spec = board(folder, '{grid: ["10", "01"]}')
+    spec["model"]["controlnet"] = [{"id": str(tmp_path / "controlnet")}]
+    spec["anchor"]["control"] = ["left.png"]
+    spec["swap"] = []
+    spec["frames"] = [
+        {"name": "moved", "control": ["right.png"]},
+        {"name": "held", "control": ["right.png"], "swap": [{"mode": "full", "layers": ["OUT8"], "steps": "all"}]},
+    ]
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["render", "-q", str(path)]) == 0, capsys.readouterr().err
+    out = tmp_path / "out" / "board"
+    anchor, moved, held = (
+        np.asarray(Image.open(out / p)) for p in ("anchor.png", "frames/0001.png", "frames/0002.png")
+    )
+    assert not np.array_equal(moved, anchor)
+    assert np.array_equal(held, anchor)
