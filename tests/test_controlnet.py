@@ -89,6 +89,10 @@ def test_keys_cover_the_control_images(tmp_path, controlnet):
     figure(tmp_path / "right.png", 40)  # the moved frame's control image changes
     _, report = render(tmp_path, spec)
     assert [frame["reused"] for frame in report["frames"]] == [True, False, True]
+    spec["model"]["controlnet"][0]["scale"] = 0.5  # the ControlNet's scale: the anchor and everything after it
+    _, report = render(tmp_path, spec)
+    assert [frame["reused"] for frame in report["frames"]] == [False, False, False]
+    assert report["anchor_cache"] != "reused"
 
 
 def without_controlnet_but_a_control_mask(spec):
