@@ -12,8 +12,8 @@ evaluations per frame by design and are shown apart, as is a real image as the a
 (issue #14: DDIM inversion then the reconstruction, goal <= 2.1x one plain image; with one
 fixed-point refinement per inversion step too). `--model sd15` times the real-size SD1.5
 architecture (random weights, bfloat16); `--frames full,mask` times only those frames.
-`--controlnet` adds one ControlNet (diffusers' `from_unet` of the model's U-Net, its zero
-convolutions given random weights so it acts) and times everything against the plain
+`--controlnet` adds one ControlNet (`framegen.tiny.acting_controlnet`: diffusers' `from_unet`
+of the model's U-Net, its zero convolutions given random weights so it acts) and times everything against the plain
 ControlNet pipeline with the same control image (issue #15: goal <= 1.05x).
 Runs are interleaved so machine drift hits every variant alike.
 """
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 from framegen.engine.anchor import AnchorState
 from framegen.engine.cache import AnchorCache
@@ -37,7 +36,7 @@ from framegen.models import set_scheduler, with_controlnets
 from framegen.prepare import prepare
 from framegen.render import Renderer
 from framegen.storyboard import load_storyboard
-from framegen.tiny import tiny_pipeline
+from framegen.tiny import acting_controlnet, stick_figure, tiny_pipeline
 
 BOARD = """
 version: 1
@@ -100,7 +99,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="overhead-"))
     if args.controlnet:  # the ControlNet and its control image, written before the board names them
         text = text.replace("scheduler: ddim}", f"scheduler: ddim, controlnet: [{{id: {folder / 'controlnet'}}}]}}")
-        text = text.replace('outdoor"}', f'outdoor", control: [{stick_figure(folder / "pose.png", args.size)}]}}')
+        stick_figure(args.size // 2, args.size).save(folder / "pose.png")
+        text = text.replace('outdoor"}', f'outdoor", control: [{folder / "pose.png"}]}}')
     if args.model == "sd15":  # random weights, bfloat16 (this CPU's fastest)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from real_size import random_pipeline
@@ -110,7 +110,7 @@ def main() -> None:
     else:
         pipe = tiny_pipeline()
     if args.controlnet:
-        random_controlnet(pipe.unet).save_pretrained(folder / "controlnet")
+        acting_controlnet(pipe.unet, std=0.02).save_pretrained(folder / "controlnet")
     board = load_storyboard(text)
     if args.controlnet:
         pipe = with_controlnets(pipe, board.spec.model, pipe.unet.dtype)
@@ -186,36 +186,6 @@ def main() -> None:
         f"worst ratio {worst:.3f} (auto-noise aside: its 8 extra U-Net evaluations are its cost): "
         f"{'meets' if worst <= 1.05 else 'MISSES'} the 1.05 target"
     )
-
-
-def random_controlnet(unet):
-    """A ControlNet copied from `unet`, its zero convolutions made random so its residuals act."""
-    from diffusers import ControlNetModel
-
-    net = ControlNetModel.from_unet(unet)
-    generator = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if name.startswith(
-                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
-            ):
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    return net
-
-
-def stick_figure(path: Path, size: int) -> Path:
-    """A control image: a white stick figure on black."""
-    image = Image.new("RGB", (size, size), "black")
-    draw, x, unit = ImageDraw.Draw(image), size // 2, size / 64
-    draw.ellipse((x - 4 * unit, 10 * unit, x + 4 * unit, 18 * unit), fill="white")
-    for line in (
-        (x, 18 * unit, x, 40 * unit),
-        (x, 40 * unit, x - 6 * unit, 56 * unit),
-        (x, 40 * unit, x + 6 * unit, 56 * unit),
-    ):
-        draw.line(line, fill="white", width=max(1, round(2 * unit)))
-    image.save(path)
-    return path
 
 
 if __name__ == "__main__":

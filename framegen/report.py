@@ -188,10 +188,9 @@ def junit_xml(report: dict) -> str:
                 "testcase", classname=f"framegen.{check['name']}", name=frame["name"], time=f"{frame['seconds']:.3f}"
             )
             if frame["name"] in check["failing_frames"]:
-                failure = ElementTree.SubElement(
-                    case, "failure", message=failure_message(frame, check), type=check["name"]
-                )
-                failure.text = f"{frame['image']}: {failure_message(frame, check)}"
+                message = failure_message(frame, check)
+                failure = ElementTree.SubElement(case, "failure", message=message, type=check["name"])
+                failure.text = f"{frame['image']}: {message}"
             cases.append(case)
     failures = sum(len(case) for case in cases)
     counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": "0"}

@@ -185,3 +185,34 @@ def tiny_sdxl_pipeline():
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
         tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
     )  # fmt: skip
+
+
+def acting_controlnet(unet, std: float = 0.2, seed: int = 11):
+    """A ControlNet copied from `unet` (diffusers' `from_unet`) whose zero convolutions get
+    random weights, so its residuals act: for tests and benchmarks of ControlNet paths
+    (a trained one starts them at zero)."""
+    import torch
+    from diffusers import ControlNetModel
+
+    net = ControlNetModel.from_unet(unet)
+    generator = torch.Generator().manual_seed(seed)
+    zero_convolutions = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+    with torch.no_grad():
+        for name, parameter in net.named_parameters():
+            if name.startswith(zero_convolutions):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return net
+
+
+def stick_figure(x: float, size: int = 64):
+    """A control image: a white stick figure standing at `x` (pixels) on black, drawn for
+    a 64-pixel image and scaled to `size`."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), "black")
+    draw, unit = ImageDraw.Draw(image), size / 64
+    draw.ellipse((x - 4 * unit, 10 * unit, x + 4 * unit, 18 * unit), fill="white")
+    for line in ((x, 18 * unit, x, 40 * unit), (x, 40 * unit, x - 6 * unit, 56 * unit),
+                 (x, 40 * unit, x + 6 * unit, 56 * unit)):  # fmt: skip
+        draw.line(line, fill="white", width=max(1, round(2 * unit)))
+    return image

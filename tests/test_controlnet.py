@@ -1,5 +1,5 @@
-"""ControlNet per frame on tiny-random, offline: a tiny random ControlNet (diffusers'
-`from_unet`, its zero convolutions given random weights so it acts), control images on
+"""ControlNet per frame on tiny-random, offline: a tiny random ControlNet
+(`framegen.tiny.acting_controlnet`), control images on
 the anchor and per frame, keys that cover them, and the one-line errors."""
 
 import json
@@ -8,39 +8,25 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from framegen.cli import main
 
 
 @pytest.fixture(scope="module")
 def controlnet(tmp_path_factory):
-    from diffusers import ControlNetModel
-
-    from framegen.tiny import tiny_pipeline
+    from framegen.tiny import acting_controlnet, tiny_pipeline
 
     folder = tmp_path_factory.mktemp("controlnet") / "tiny-controlnet"
-    net = ControlNetModel.from_unet(tiny_pipeline().unet)
-    torch.manual_seed(11)
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if name.startswith(
-                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
-            ):
-                parameter.normal_(0, 0.2)  # zero-initialised for training; random here, so the residuals act
-    net.save_pretrained(folder, safe_serialization=True)
+    acting_controlnet(tiny_pipeline().unet).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
 def figure(path, x: int) -> str:
     """A stick figure standing at `x`: a control image."""
-    image = Image.new("RGB", (64, 64), "black")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((x - 4, 10, x + 4, 18), fill="white")
-    draw.line((x, 18, x, 40), fill="white", width=2)
-    draw.line((x, 40, x - 6, 56), fill="white", width=2)
-    draw.line((x, 40, x + 6, 56), fill="white", width=2)
-    image.save(path)
+    from framegen.tiny import stick_figure
+
+    stick_figure(x).save(path)
     return path.name
 
 

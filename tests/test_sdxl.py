@@ -113,19 +113,12 @@ def test_an_sdxl_controlnet_steers_frames_and_out_swaps_carry_the_anchors_contro
     """diffusers' SDXL ControlNet pipeline through the same hooks: a frame whose control image
     moved differs from the anchor, and with the last OUT block swapped at every step it is
     the anchor again (the control residuals reach the U-Net before the OUT blocks)."""
-    from diffusers import ControlNetModel
     from PIL import Image, ImageDraw
 
+    from framegen.tiny import acting_controlnet
+
     pipe, folder = sdxl
-    net = ControlNetModel.from_unet(pipe.unet)
-    torch.manual_seed(11)
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if name.startswith(
-                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
-            ):
-                parameter.normal_(0, 0.2)  # zero-initialised for training; random here, so the residuals act
-    net.save_pretrained(tmp_path / "controlnet", safe_serialization=True)
+    acting_controlnet(pipe.unet).save_pretrained(tmp_path / "controlnet", safe_serialization=True)
     for name, x in (("left.png", 20), ("right.png", 44)):
         image = Image.new("RGB", (64, 64), "black")
         ImageDraw.Draw(image).rectangle((x - 6, 12, x + 6, 56), fill="white")

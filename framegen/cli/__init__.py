@@ -40,9 +40,7 @@ def cmd_render(args) -> int:
     for line in failure_lines(result.report):
         print(line, file=sys.stderr)
     if wants_github(args):
-        from ..storyboard.source import mark
-
-        print_annotations(result.report, lambda index: (str(board.path), mark(board.marks, ("frames", index - 1))[0]))
+        print_annotations(result.report, frame_lines(str(board.path), board.marks))
     if not args.quiet:
         print(
             f"wrote {output}/ ({len(result.frames)} frames, clip.mp4, report.json, report.html, sheet.png); "
@@ -126,16 +124,21 @@ def print_annotations(report: dict, frame_line) -> None:
 
 
 def storyboard_lines(report: dict):
-    """index -> (storyboard file, line of frames[index - 1]) for a report's storyboard, read
-    again (it may have moved or changed since: then the annotations name no line)."""
-    from ..storyboard.source import mark, read_yaml
+    """frame_lines for a report's storyboard, read again (it may have moved or changed
+    since: then the annotations name no line)."""
+    from ..storyboard.source import read_yaml
 
     path = report.get("storyboard", {}).get("path")
     try:
         _, marks = read_yaml(Path(path).read_text(encoding="utf-8"), path)
     except (OSError, TypeError, FramegenError):
         return lambda index: None
-    return lambda index: (path, mark(marks, ("frames", index - 1))[0]) if ("frames", index - 1) in marks else None
+    return frame_lines(path, marks)
+
+
+def frame_lines(path: str, marks: dict):
+    """index -> (storyboard file, line of frames[index - 1]), or None where it has none."""
+    return lambda index: (path, marks[("frames", index - 1)][0]) if ("frames", index - 1) in marks else None
 
 
 def cmd_report(args) -> int:

@@ -116,22 +116,20 @@ class Storyboard:
         """What the storyboard's relative paths (masks, output, segmenter) resolve against."""
         return self.path.parent
 
+    def video_order(self) -> list[FramePlan | TweenPlan]:
+        """Frames and in-betweens as the clip shows them: each frame after its in-betweens,
+        which start from the frame before it (the anchor for the first)."""
+        order, before = [], (self.spec.anchor.prompt, tuple(self.spec.anchor.control or ()))
+        for plan in self.frames:
+            n = self.spec.frames[plan.index - 1].tween
+            order += [TweenPlan(plan, k, n, *before) for k in range(1, n + 1)] + [plan]
+            before = (plan.prompt, plan.control)
+        return order
+
     @property
     def tweens(self) -> list[TweenPlan]:
         """Every in-between frame, in video order."""
-        tweens, before = [], (self.spec.anchor.prompt, tuple(self.spec.anchor.control or ()))
-        for plan in self.frames:
-            n = self.spec.frames[plan.index - 1].tween
-            tweens += [TweenPlan(plan, k, n, *before) for k in range(1, n + 1)]
-            before = (plan.prompt, plan.control)
-        return tweens
-
-    def video_order(self) -> list:
-        """Frames and in-betweens as the clip shows them: each frame after its in-betweens."""
-        tweens = {}
-        for tween in self.tweens:
-            tweens.setdefault(tween.frame.index, []).append(tween)
-        return [item for plan in self.frames for item in (*tweens.get(plan.index, []), plan)]
+        return [plan for plan in self.video_order() if isinstance(plan, TweenPlan)]
 
     @property
     def lora(self) -> tuple[tuple[str, float], ...]:

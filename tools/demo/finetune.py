@@ -24,7 +24,7 @@ import torch
 from framegen.demo import WEIGHTS_DIR, load_pipeline
 
 from .scenes import make_scene
-from .train import SAMPLE_PROMPTS, TEXT_LENGTH, Log, save_grid, scheduler_config, to_tensor, train_denoiser
+from .train import SAMPLE_PROMPTS, TEXT_LENGTH, save_grid, scheduler_config, start_run, to_tensor, train_denoiser
 
 
 def main(argv=None):
@@ -45,12 +45,7 @@ def main(argv=None):
 
     from diffusers import DDIMScheduler, DDPMScheduler
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = Log(args.out / "train.log")
-    log(f"== framegen demo fine-tune: {vars(args)} threads={torch.get_num_threads()}")
+    rng, log = start_run(args, "framegen demo fine-tune")
     if args.weights:
         from diffusers import StableDiffusionPipeline
 

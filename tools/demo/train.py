@@ -114,6 +114,17 @@ class Log:
         self.file.write(line + "\n")
 
 
+def start_run(args, title: str) -> tuple[np.random.Generator, Log]:
+    """A training run's common start: torch threads and seeds from `args`, the output
+    folder, and its log (DIR/train.log) opened with a line naming the run's settings."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Log(args.out / "train.log")
+    log(f"== {title}: {vars(args)} threads={torch.get_num_threads()}")
+    return np.random.default_rng(args.seed), log
+
+
 def lr_at(progress: float, step: int, warmup: int, base: float) -> float:
     """Linear warmup, then cosine to 10% over the time budget."""
     if step < warmup:
@@ -320,12 +331,7 @@ def main(argv=None):
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = Log(args.out / "train.log")
-    log(f"== framegen demo training: {vars(args)} threads={torch.get_num_threads()}")
+    rng, log = start_run(args, "framegen demo training")
     budget = {"vae": 0.2 * args.minutes * 60, "unet": 0.7 * args.minutes * 60, "segmenter": 0.1 * args.minutes * 60}
     metrics: dict = {
         "command": "python -m tools.demo.train " + " ".join(argv or os.sys.argv[1:]),

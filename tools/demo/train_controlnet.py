@@ -30,7 +30,7 @@ from PIL import Image
 from framegen.demo import load_pipeline
 
 from .scenes import make_scene
-from .train import TEXT_LENGTH, Log, lr_at, save_grid, to_tensor
+from .train import TEXT_LENGTH, lr_at, save_grid, start_run, to_tensor
 
 CONDITION_CHANNELS = (16, 32, 64)  # two stride-2 convolutions: 64 px -> the 16x16 latent
 
@@ -60,12 +60,7 @@ def main(argv=None):
 
     from diffusers import ControlNetModel, DDPMScheduler
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = Log(args.out / "train.log")
-    log(f"== demo-control: {vars(args)} threads={torch.get_num_threads()}")
+    rng, log = start_run(args, "demo-control")
     pipe = load_pipeline()
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
     for module in (vae, unet, text_encoder):
