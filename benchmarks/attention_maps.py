@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from framegen.demo import load_pipeline
 from framegen.engine.automask import AttentionStore, attention_modules, observing, token_positions
 from framegen.engine.hooks import hooked
 from framegen.engine.layers import LayerMap
-from framegen.files import contact_sheet
+from framegen.models.demo import load_pipeline
+from framegen.output.files import contact_sheet
 from framegen.storyboard import split_tags
 from tools.demo.evaluate import edits
 

@@ -21,7 +21,7 @@ import argparse
 import statistics
 import time
 
-from framegen.demo import load_pipeline
+from framegen.models.demo import load_pipeline
 from tools.demo.evaluate import Evaluator, edits
 
 PHASES = (

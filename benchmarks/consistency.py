@@ -29,8 +29,8 @@ import argparse
 import statistics
 import time
 
-from framegen.demo import load_pipeline
-from framegen.files import contact_sheet
+from framegen.models.demo import load_pipeline
+from framegen.output.files import contact_sheet
 from tools.demo.evaluate import SETTINGS, Evaluator, edits
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from framegen.engine.cache import AnchorCache, DiskCache
-from framegen.prepare import prepare
+from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_size.py, beside this script
@@ -187,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.cpu or not torch.cuda.is_available():
-        from framegen.tiny import tiny_pipeline
+        from framegen.models.tiny import tiny_pipeline
 
         print("CPU fallback (no CUDA, or --cpu): tiny-random at 64x64, float32: a smoke run, not a benchmark")
         pipe = tiny_pipeline()

@@ -12,7 +12,7 @@ evaluations per frame by design and are shown apart, as is a real image as the a
 (issue #14: DDIM inversion then the reconstruction, goal <= 2.1x one plain image; with one
 fixed-point refinement per inversion step too). `--model sd15` times the real-size SD1.5
 architecture (random weights, bfloat16); `--frames full,mask` times only those frames.
-`--controlnet` adds one ControlNet (`framegen.tiny.acting_controlnet`: diffusers' `from_unet`
+`--controlnet` adds one ControlNet (`framegen.models.tiny.acting_controlnet`: diffusers' `from_unet`
 of the model's U-Net, its zero convolutions given random weights so it acts) and times everything against the plain
 ControlNet pipeline with the same control image (issue #15: goal <= 1.05x).
 Runs are interleaved so machine drift hits every variant alike.
@@ -32,11 +32,11 @@ import torch
 from framegen.engine.anchor import AnchorState
 from framegen.engine.cache import AnchorCache
 from framegen.engine.placement import cache_bytes
-from framegen.models import set_scheduler, with_controlnets
-from framegen.prepare import prepare
-from framegen.render import Renderer
+from framegen.models.load import set_scheduler, with_controlnets
+from framegen.models.tiny import acting_controlnet, stick_figure, tiny_pipeline
+from framegen.run.prepare import prepare
+from framegen.run.render import Renderer
 from framegen.storyboard import load_storyboard
-from framegen.tiny import acting_controlnet, stick_figure, tiny_pipeline
 
 BOARD = """
 version: 1

@@ -30,9 +30,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from framegen.demo import load_pipeline, segmenter_path
-from framegen.prepare import prepare
-from framegen.report import RembgSegmenter, compare, psnr
+from framegen.models.demo import load_pipeline, segmenter_path
+from framegen.output.report import RembgSegmenter, compare, psnr
+from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 from tools.demo.evaluate import edits, garment_colour
 from tools.demo.scenes import draw_scene, sample_attributes

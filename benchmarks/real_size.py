@@ -4,7 +4,7 @@ SDXL size.
     OMP_NUM_THREADS=2 python benchmarks/real_size.py [--families sd15,sd21-v,sdxl] [--size 256] [--steps 4]
 
 For each family, builds the pipeline from framegen's shipped configs and CLIP tokenizer
-(framegen/configs/) with random weights in bfloat16, saves it as a diffusers folder and as
+(framegen/models/configs/) with random weights in bfloat16, saves it as a diffusers folder and as
 one checkpoint in the original layout (tools/ldm_checkpoint.py), and renders a storyboard
 on each with `framegen render` in a fresh process (the file with HF_HUB_OFFLINE=1): a
 whole-tensor phase, then a drawn mask, an attention mask and a relative threshold on the
@@ -30,7 +30,7 @@ import torch
 import yaml
 from PIL import Image
 
-from framegen.families import FAMILIES, configs, tokenizers
+from framegen.models.published import FAMILIES, configs, tokenizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, beside benchmarks/
 from tools.ldm_checkpoint import pipeline_to_ldm  # noqa: E402
@@ -180,7 +180,7 @@ def predicted_bytes(folder: Path, report: dict) -> int:
 
     from framegen.engine.layers import LATENTS
     from framegen.engine.placement import cache_bytes
-    from framegen.models import set_scheduler
+    from framegen.models.load import set_scheduler
 
     pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
     set_scheduler(pipe, "ddim")  # the storyboard's: calls per step decide the bytes

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from framegen.demo import load_pipeline
-from framegen.job import render_storyboard
+from framegen.models.demo import load_pipeline
+from framegen.run.job import render_storyboard
 from framegen.storyboard import load_storyboard
 
 COLOURS = ["green", "yellow", "purple", "pink", "orange", "black", "gray", "brown", "white", "blue", "red"]

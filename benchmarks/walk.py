@@ -26,10 +26,10 @@ import time
 
 import numpy as np
 
-from framegen.demo import segmenter_path
-from framegen.models import load_pipeline
-from framegen.prepare import prepare
-from framegen.report import RembgSegmenter, compare
+from framegen.models.demo import segmenter_path
+from framegen.models.load import load_pipeline
+from framegen.output.report import RembgSegmenter, compare
+from framegen.run.prepare import prepare
 from framegen.storyboard import ModelSpec, load_storyboard
 from tools.demo.walk import walk
 

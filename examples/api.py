@@ -10,7 +10,7 @@ import torch
 
 from framegen import load_storyboard, render_storyboard
 from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
-from framegen.tiny import tiny_pipeline
+from framegen.models.tiny import tiny_pipeline
 
 # -- 1. bring your own pipe: record the anchor, swap into a frame
 pipe, steps = tiny_pipeline(), 20

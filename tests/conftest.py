@@ -19,7 +19,7 @@ def fingerprint_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """The `tiny-random` pipeline, built once: tests that hook it always unhook."""
-    from framegen.tiny import tiny_pipeline
+    from framegen.models.tiny import tiny_pipeline
 
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -58,7 +58,7 @@ report: {background: {segmenter: none}}
 def open_board(board, pipe, cache=None):
     """(prepared, renderer) for a loaded storyboard on `pipe`: its frames' rules compiled,
     a renderer whose cache holds what they need (or `cache`)."""
-    from framegen.prepare import prepare
+    from framegen.run.prepare import prepare
 
     prepared = prepare(board, pipe)
     return prepared, prepared.renderer(cache)

@@ -18,7 +18,7 @@ from framegen.engine.automask import (
     token_positions,
 )
 from framegen.engine.layers import LayerMap
-from framegen.prepare import prepare
+from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 
 from .conftest import open_board, render_frame
@@ -55,7 +55,7 @@ def test_token_positions_cover_every_token_of_a_word(tiny_pipe, word):
 
 
 def test_token_positions_with_a_bpe_tokenizer():
-    from framegen.demo import load_pipeline
+    from framegen.models.demo import load_pipeline
 
     tokenizer = load_pipeline().tokenizer
     prompt = "girl, white hair, twintail, red shirt, blue skirt, grass"
@@ -140,7 +140,7 @@ def test_recomputed_attention_maps_are_the_modules_own(tiny_pipe):
 
 
 def test_mid_resolution_layers_follow_the_config():
-    from framegen.tiny import SD1_UNET, SDXL_UNET
+    from framegen.models.tiny import SD1_UNET, SDXL_UNET
 
     assert [layer.name for layer in mid_resolution_layers(LayerMap(SD1_UNET))] == ["IN4", "IN5", "OUT6", "OUT7", "OUT8"]
     sdxl = mid_resolution_layers(LayerMap(SDXL_UNET))

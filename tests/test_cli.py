@@ -137,7 +137,7 @@ def test_a_missing_local_model_is_invalid_input_before_loading(tmp_path, capsys)
 def test_failed_render_leaves_earlier_output_intact(rendered, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from framegen.render import Renderer
+    from framegen.run.render import Renderer
 
     out = tmp_path / "out"
     shutil.copytree(rendered, out)

@@ -1,5 +1,5 @@
 """ControlNet per frame on tiny-random, offline: a tiny random ControlNet
-(`framegen.tiny.acting_controlnet`), control images on
+(`framegen.models.tiny.acting_controlnet`), control images on
 the anchor and per frame, keys that cover them, and the one-line errors."""
 
 import json
@@ -15,7 +15,7 @@ from framegen.cli import main
 
 @pytest.fixture(scope="module")
 def controlnet(tmp_path_factory):
-    from framegen.tiny import acting_controlnet, tiny_pipeline
+    from framegen.models.tiny import acting_controlnet, tiny_pipeline
 
     folder = tmp_path_factory.mktemp("controlnet") / "tiny-controlnet"
     acting_controlnet(tiny_pipeline().unet).save_pretrained(folder, safe_serialization=True)
@@ -24,7 +24,7 @@ def controlnet(tmp_path_factory):
 
 def figure(path, x: int) -> str:
     """A stick figure standing at `x`: a control image."""
-    from framegen.tiny import stick_figure
+    from framegen.models.tiny import stick_figure
 
     stick_figure(x).save(path)
     return path.name
@@ -224,11 +224,11 @@ def test_tween_zero_changes_nothing(tmp_path, controlnet):
 def test_an_in_between_at_t_one_is_its_frame(tmp_path, controlnet):
     """At t = 1 the slerp gives the frame's own encoding up to rounding (sin(w)·b / sin(w)),
     and the cross-fade the frame's control image: measured on CPU, the pixels are equal."""
-    from framegen.models import with_controlnets
-    from framegen.prepare import prepare
+    from framegen.models.load import with_controlnets
+    from framegen.models.tiny import tiny_pipeline
+    from framegen.run.prepare import prepare
     from framegen.storyboard import load_storyboard
     from framegen.storyboard.plan import TweenPlan
-    from framegen.tiny import tiny_pipeline
 
     spec = board(tmp_path, controlnet)
     spec["frames"][1]["replace"] = {"blue skirt": "red skirt"}

@@ -11,7 +11,7 @@ edit made (0.22x-0.86x, every edit made, on pairs 0-9; the least person covered 
 import numpy as np
 import pytest
 
-from framegen.demo import WEIGHTS_DIR
+from framegen.models.demo import WEIGHTS_DIR
 
 from .conftest import open_board, render_frame
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "model_index.json").is_file()
 
 @pytest.fixture(scope="module")
 def pipe():
-    from framegen.demo import load_pipeline
+    from framegen.models.demo import load_pipeline
 
     pipe = load_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -48,7 +48,7 @@ def test_whole_tensor_swap_halves_background_mse_and_keeps_the_edit(pipe, index)
 def test_attention_mask_local_blend_keeps_the_background_and_the_edit(pipe, tmp_path, index):
     from PIL import Image
 
-    from framegen.report import compare
+    from framegen.output.report import compare
     from framegen.storyboard import load_storyboard
     from tools.demo.evaluate import Evaluator, edits, garment_colour
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from framegen import demo
+from framegen.models import demo
 from tools.demo import scenes
 from tools.demo.scenes import GRAMMAR_WORDS, RGB, caption, draw_scene, make_scene, sample_attributes
 
@@ -17,7 +17,7 @@ HELD_OUT_SEEDS = range(10_000_000, 10_000_016)  # training used seeds 0..19_999
 
 def test_import_is_cheap():
     code = (
-        "import sys, framegen; before = set(sys.modules); import framegen.demo; "
+        "import sys, framegen; before = set(sys.modules); import framegen.models.demo; "
         "print(sorted({'torch', 'diffusers', 'transformers', 'onnxruntime'} & (set(sys.modules) - before)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -129,7 +129,7 @@ def test_segmenter_onnx_contract():
 
 
 def test_segmenter_through_rembg_on_held_out_scenes():
-    from framegen.report import segmenter_for
+    from framegen.output.report import segmenter_for
     from framegen.storyboard import Background
 
     segmenter = segmenter_for(Background(segmenter="rembg"), "demo", demo.WEIGHTS_DIR)  # rembg's u2net_custom

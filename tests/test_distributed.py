@@ -48,7 +48,7 @@ def test_two_processes_equal_one(tmp_path):
     # the shared anchor cache went to disk, sealed by process 0
     assert (tmp_path / "two" / "anchor-cache" / "manifest.json").exists()
     assert len(reports[1]["frames"]) == 4
-    from framegen.files import read_png_text
+    from framegen.output.files import read_png_text
 
     made_by = [read_png_text(tmp_path / "two" / f["image"]).get("framegen-process") for f in reports[1]["frames"]]
     assert made_by == ["0", "1", "0", "1"]  # every other frame

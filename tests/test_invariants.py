@@ -11,7 +11,7 @@ from framegen.engine.cache import AnchorCache, DiskCache
 from framegen.engine.hooks import record, swapping
 from framegen.engine.layers import LayerMap
 from framegen.engine.swap import SwapRule, needed_pairs
-from framegen.models import set_scheduler
+from framegen.models.load import set_scheduler
 
 STEPS = 8
 ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"

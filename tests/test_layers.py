@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from framegen.engine.layers import LayerMap, canonical, layer_table
-from framegen.tiny import SD1_UNET, SDXL_UNET, tiny_unet
+from framegen.models.tiny import SD1_UNET, SDXL_UNET, tiny_unet
 
 PAPER_SD1 = {  # the paper's table: alias -> diffusers module
     "IN1": "down_blocks.0.attentions.0", "IN2": "down_blocks.0.attentions.1",

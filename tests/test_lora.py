@@ -33,7 +33,7 @@ def loras(tmp_path_factory):
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
-    from framegen.tiny import tiny_pipeline
+    from framegen.models.tiny import tiny_pipeline
 
     folder = tmp_path_factory.mktemp("loras")
     source = tiny_pipeline()
@@ -93,7 +93,7 @@ def test_a_frame_can_turn_a_lora_off_or_change_its_scale(tmp_path, loras):
 
 def test_hooks_and_the_exact_bound_hold_with_a_lora_loaded(loras):
     from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
-    from framegen.tiny import tiny_pipeline
+    from framegen.models.tiny import tiny_pipeline
 
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -119,9 +119,9 @@ def test_hooks_and_the_exact_bound_hold_with_a_lora_loaded(loras):
 
 def test_keys_cover_the_lora_files_and_scales(tmp_path, loras):
     from framegen.engine.cache import cache_key
-    from framegen.prepare import prepare
+    from framegen.models.tiny import tiny_pipeline
+    from framegen.run.prepare import prepare
     from framegen.storyboard import load_storyboard
-    from framegen.tiny import tiny_pipeline
 
     def keys(lora, frames=BOARD["frames"]):
         board = load_storyboard({**BOARD, "model": {"id": "tiny-random", "lora": lora}, "frames": frames}, tmp_path)
@@ -158,7 +158,7 @@ def test_lora_mistakes_are_one_line_before_loading(tmp_path, capsys, lora, frame
 
 
 def test_frames_with_other_lora_scales_do_not_share_a_batch():
-    from framegen.render import batched
+    from framegen.run.render import batched
 
     scales = [("s", 1.0), ("s", 1.0), ("s", 0.0), ("s", 0.0), ("s", 0.0), ("s", 1.0)]
     groups = batched(list(range(6)), 2, alone=lambda i: False, key=lambda i: scales[i])

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from framegen.cli import main
-from framegen.output import OutputFolder
+from framegen.output.folder import OutputFolder
 
 BOARD = """
 version: 1

@@ -198,7 +198,7 @@ def test_a_pipe_whose_scheduler_has_no_inverse_is_named(tmp_path, tiny_pipe):
     from diffusers import EulerDiscreteScheduler
 
     from framegen.errors import InvalidInput
-    from framegen.prepare import prepare
+    from framegen.run.prepare import prepare
     from framegen.storyboard import load_storyboard
 
     photo(tmp_path)
@@ -215,7 +215,7 @@ def test_the_reconstruction_takes_the_anchor_prompt_as_negative_and_frames_the_r
     """method negative-prompt: the anchor pass is the pipeline from the inverted noise with
     the anchor's prompt as its negative; a frame without swaps is the pipeline from the same
     noise with the render's negative prompt; bit for bit."""
-    from framegen.prepare import prepare
+    from framegen.run.prepare import prepare
     from framegen.storyboard import load_storyboard
 
     photo(tmp_path)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from framegen.engine.masks import drawn_mask
-from framegen.prepare import compact_steps
+from framegen.run.prepare import compact_steps
 from framegen.storyboard import MaskSpec, load_storyboard
 
 from .conftest import open_board, render_frame
@@ -82,7 +82,7 @@ def test_compact_steps():
 def test_local_diffusers_folder_loads_through_the_real_path(tmp_path, tiny_pipe):
     """`model.id` as a folder goes through diffusers' from_pretrained (safetensors only)
     and renders what the in-memory pipeline renders."""
-    from framegen.models import load_pipeline
+    from framegen.models.load import load_pipeline
     from framegen.storyboard import ModelSpec
 
     tiny_pipe.save_pretrained(tmp_path / "model", safe_serialization=True)
@@ -171,7 +171,7 @@ def test_the_clock_places_a_view_into_the_schedule_by_its_offset_as_a_copy_by_it
 
 
 def test_float16_on_a_cpu_warns_in_one_line_and_names_the_better_choice(capsys):
-    from framegen.models import load_pipeline
+    from framegen.models.load import load_pipeline
     from framegen.storyboard import ModelSpec
 
     def framegen_lines():  # the libraries' own notices aside (the CLI quiets them)
@@ -185,7 +185,7 @@ def test_float16_on_a_cpu_warns_in_one_line_and_names_the_better_choice(capsys):
 
 
 def test_a_folder_of_fp16_variant_weights_loads_with_or_without_model_variant(tmp_path, tiny_pipe):
-    from framegen.models import load_pipeline
+    from framegen.models.load import load_pipeline
     from framegen.storyboard import ModelSpec
 
     tiny_pipe.save_pretrained(tmp_path / "model", safe_serialization=True, variant="fp16")

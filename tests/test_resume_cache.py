@@ -9,8 +9,8 @@ import yaml
 from PIL import Image
 
 from framegen.engine.cache import cache_key
-from framegen.job import Quiet, render_storyboard
-from framegen.prepare import prepare
+from framegen.run.job import Quiet, render_storyboard
+from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 
 from .conftest import TINY_BOARD, open_board
@@ -42,7 +42,7 @@ def test_cache_key_changes_with_each_render_setting(tiny_pipe, tmp_path, change)
 
 
 def test_cache_key_changes_with_prompt_layers_scheduler_and_weights(tiny_pipe, tmp_path):
-    from framegen.models import set_scheduler, weights_fingerprint
+    from framegen.models.load import set_scheduler, weights_fingerprint
     from framegen.storyboard import ModelSpec
 
     path = board_file(tmp_path)
@@ -178,7 +178,7 @@ def test_weight_fingerprints_are_remembered_until_the_file_changes(tmp_path, mon
     import os
     import time
 
-    import framegen.fingerprints as fingerprints
+    import framegen.models.fingerprints as fingerprints
 
     hashed = []
     real = fingerprints.sha256

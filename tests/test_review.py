@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from framegen.cli import main
-from framegen.review import HEAT_STOPS, UNMEASURED, heat_colours, heatmap
+from framegen.output.review import HEAT_STOPS, UNMEASURED, heat_colours, heatmap
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARD = """
@@ -93,7 +93,7 @@ def test_every_render_writes_a_page_a_sheet_and_heatmaps(rendered):
 
 
 def test_the_page_marks_the_prompt_delta_and_states_the_settings(rendered):
-    from framegen.report_html import prompt_delta
+    from framegen.output.page import prompt_delta
 
     assert prompt_delta("girl, blue skirt, outdoor", "girl, red skirt, outdoor") == (
         "girl, <del>blue</del><ins>red</ins> skirt, outdoor"

@@ -14,7 +14,7 @@ STEPS = 4
 
 @pytest.fixture(scope="module")
 def sdxl(tmp_path_factory):
-    from framegen.tiny import tiny_sdxl_pipeline
+    from framegen.models.tiny import tiny_sdxl_pipeline
 
     pipe = tiny_sdxl_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -115,7 +115,7 @@ def test_an_sdxl_controlnet_steers_frames_and_out_swaps_carry_the_anchors_contro
     the anchor again (the control residuals reach the U-Net before the OUT blocks)."""
     from PIL import Image, ImageDraw
 
-    from framegen.tiny import acting_controlnet
+    from framegen.models.tiny import acting_controlnet
 
     pipe, folder = sdxl
     acting_controlnet(pipe.unet).save_pretrained(tmp_path / "controlnet", safe_serialization=True)

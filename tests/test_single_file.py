@@ -29,7 +29,7 @@ def no_network(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
     """tiny-random (SD1), tiny SD2-v and tiny SDXL, each as a diffusers folder and as one original-layout file."""
-    from framegen.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
+    from framegen.models.tiny import tiny_pipeline, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
     root = tmp_path_factory.mktemp("single")
     files = {}
@@ -62,7 +62,7 @@ def render(tmp_path, name: str, spec: dict, capsys) -> list[np.ndarray]:
 
 
 def test_the_shipped_clip_tokenizer_gives_clips_token_ids_and_each_familys_padding():
-    from framegen.families import tokenizers
+    from framegen.models.published import tokenizers
 
     sd15, sd2, sdxl = tokenizers("sd15"), tokenizers("sd21-v"), tokenizers("sdxl")
     ids = sd15["tokenizer"]("a photo of a cat, red shirt").input_ids
@@ -86,7 +86,7 @@ def test_a_single_file_with_model_config_renders_as_its_folder_bit_for_bit(
 def test_the_noise_prediction_comes_from_the_storyboard_or_a_v_pred_key(tmp_path, tiny_files, no_network):
     from safetensors.torch import load_file
 
-    from framegen.models import load_pipeline
+    from framegen.models.load import load_pipeline
     from framegen.storyboard import ModelSpec
 
     folder, file = tiny_files["sd1"]
@@ -133,7 +133,7 @@ def test_a_real_size_sd15_file_loads_offline_from_the_shipped_configs_alone(tmp_
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from real_size import random_pipeline
 
-    from framegen.models import load_pipeline
+    from framegen.models.load import load_pipeline
     from framegen.storyboard import ModelSpec
 
     pipe = random_pipeline("sd15", dtype=torch.bfloat16)
@@ -162,7 +162,7 @@ UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
     ],
 )  # fmt: skip
 def test_the_family_is_read_from_the_keys(tmp_path, keys, family):
-    from framegen.checkpoints import Checkpoint
+    from framegen.models.checkpoints import Checkpoint
 
     header_only(tmp_path / "c.safetensors", keys)
     assert Checkpoint.read(tmp_path / "c.safetensors").family == family

@@ -6,8 +6,8 @@ import pytest
 
 from framegen.engine.layers import LayerMap
 from framegen.errors import InvalidInput
+from framegen.models.tiny import SD1_UNET, SDXL_UNET
 from framegen.storyboard import apply_delta, load_storyboard, parse_steps
-from framegen.tiny import SD1_UNET, SDXL_UNET
 
 from .conftest import TINY_BOARD
 

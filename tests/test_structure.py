@@ -46,7 +46,7 @@ def graph() -> dict[str, set[str]]:
 def test_the_import_reader_resolves_relative_imports():
     edges = graph()
     assert "framegen.engine.swap" in edges["framegen.engine.hooks"]
-    assert "framegen.engine.cache" in edges["framegen.job"]
+    assert "framegen.engine.cache" in edges["framegen.run.job"]
     assert "framegen.storyboard.schema" in edges["framegen.storyboard.plan"]
 
 

@@ -3,7 +3,7 @@ reads) from the BPE merges file that OpenAI's CLIP published and open_clip ships
 (`bpe_simple_vocab_16e6.txt.gz`, MIT). SD1.x, SD2.x and SDXL all tokenize with it.
 
     pip download --no-deps open_clip_torch && unzip -j open_clip_torch-*.whl '*/bpe_simple_vocab_16e6.txt.gz'
-    python tools/clip_vocab.py bpe_simple_vocab_16e6.txt.gz framegen/configs/clip-tokenizer
+    python tools/clip_vocab.py bpe_simple_vocab_16e6.txt.gz framegen/models/configs/clip-tokenizer
 """
 
 import argparse

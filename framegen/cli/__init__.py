@@ -22,8 +22,8 @@ from .sweep import cmd_sweep
 
 
 def cmd_render(args) -> int:
-    from ..job import render_storyboard
-    from ..report import failure_lines
+    from ..output.report import failure_lines
+    from ..run.job import render_storyboard
     from ..storyboard import load_storyboard
 
     quiet_libraries()
@@ -50,8 +50,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from ..job import check_before_loading
-    from ..output import check_writable
+    from ..output.folder import check_writable
+    from ..run.job import check_before_loading
     from ..storyboard import load_storyboard
 
     board = load_storyboard(args.storyboard)
@@ -65,8 +65,8 @@ def cmd_validate(args) -> int:
 def cmd_check(args) -> int:
     import json
 
-    from ..files import write_text
-    from ..report import failure_lines, junit_xml, read_report, recheck
+    from ..output.files import write_text
+    from ..output.report import failure_lines, junit_xml, read_report, recheck
 
     report, code = recheck(read_report(Path(args.report)), args.max_background_mse)
     if args.junit:
@@ -85,7 +85,7 @@ def cmd_check(args) -> int:
 
 def cmd_layers(args) -> int:
     from ..engine.layers import LayerMap
-    from ..models import configs_offline, configs_online, native_size
+    from ..models.load import configs_offline, configs_online, native_size
     from ..storyboard import ModelSpec
 
     config, vae_scale = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
@@ -117,7 +117,7 @@ def wants_github(args) -> bool:
 
 def print_annotations(report: dict, frame_line) -> None:
     """GitHub Actions `::error` lines on stdout (where the runner reads workflow commands)."""
-    from ..report import github_annotations
+    from ..output.report import github_annotations
 
     for line in github_annotations(report, frame_line):
         print(line)
@@ -142,9 +142,9 @@ def frame_lines(path: str, marks: dict):
 
 
 def cmd_report(args) -> int:
-    from ..output import OutputFolder
-    from ..report import read_report
-    from ..report_html import write_review
+    from ..output.folder import OutputFolder
+    from ..output.page import write_review
+    from ..output.report import read_report
 
     out = Path(args.output_dir)
     report = read_report(out / "report.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..engine.layers import LayerMap, canonical
 from ..errors import EXIT_OK, InvalidInput
-from ..models import configs_before_loading, load_pipeline
+from ..models.load import configs_before_loading, load_pipeline
 from ..storyboard import FramePlan, Storyboard, load_storyboard, mask_as_written, step_ranges
 from .progress import RichProgress, quiet_libraries, show_progress
 

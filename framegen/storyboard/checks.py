@@ -75,7 +75,7 @@ def controlnet_problems(board) -> list[str]:
     for i, controlnet in enumerate(spec.model.controlnet):
         local = (board.folder / Path(controlnet.id).expanduser()).resolve()
         if controlnet.id == "demo-control":  # bundled with the demo model
-            from ..demo import CONTROLNET_DIR
+            from ..models.demo import CONTROLNET_DIR
 
             local = CONTROLNET_DIR
             if not (local / "config.json").is_file():
@@ -83,7 +83,7 @@ def controlnet_problems(board) -> list[str]:
                     board.problem(
                         ("model", "controlnet", i, "id"),
                         f"demo-control is not installed in {local}; train it from the checkout root with "
-                        "`python -m tools.demo.train_controlnet --out DIR --install framegen/demo/controlnet`",
+                        "`python -m tools.demo.train_controlnet --out DIR --install framegen/models/demo/controlnet`",
                     )
                 )
                 continue
@@ -199,7 +199,7 @@ def safetensors_problem(path: Path) -> str | None:
 
 def checkpoint_problem(path: Path) -> str | None:
     """None when `path` is a checkpoint of a family framegen loads (its keys say), else why not."""
-    from ..checkpoints import Checkpoint, CheckpointError
+    from ..models.checkpoints import Checkpoint, CheckpointError
 
     try:
         Checkpoint.read(path)

@@ -15,8 +15,8 @@ from pydantic import TypeAdapter
 
 from ..engine.specs import RuleSpec
 from ..errors import InvalidInput
-from ..fingerprints import file_sha256
-from ..models import lora_fingerprint, weights_fingerprint
+from ..models.fingerprints import file_sha256
+from ..models.load import lora_fingerprint, weights_fingerprint
 from ..storyboard import FramePlan, Storyboard, rule_spec
 from ..storyboard.schema import Rule
 

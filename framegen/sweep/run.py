@@ -14,11 +14,11 @@ from pathlib import Path
 from .. import __version__
 from ..engine.placement import cache_bytes, choose_cache
 from ..errors import InvalidInput
-from ..files import write_png, write_text
-from ..output import OutputFolder
-from ..prepare import alone, prepare
-from ..render import batched
-from ..report import compare, segmenter_for
+from ..output.files import write_png, write_text
+from ..output.folder import OutputFolder
+from ..output.report import compare, segmenter_for
+from ..run.prepare import alone, prepare
+from ..run.render import batched
 from ..storyboard import FramePlan, Storyboard
 from .plan import Run, describe, fingerprint, run_specs
 

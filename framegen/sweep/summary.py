@@ -8,7 +8,7 @@ import re
 import yaml
 from PIL import Image
 
-from ..files import atomic_path, contact_sheet, write_text
+from ..output.files import atomic_path, contact_sheet, write_text
 from ..storyboard import FramePlan
 from .plan import Run, describe
 from .run import Sweep, number

@@ -3,5 +3,5 @@
 (`finetune`) and the consistency evaluation (`evaluate`).
 
 Run from the checkout root, e.g. `python -m tools.demo.train --help`; not installed.
-The installed package keeps only the loading code and the weights (`framegen.demo`).
+The installed package keeps only the loading code and the weights (`framegen.models.demo`).
 """

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from framegen.demo import segmenter_path
-from framegen.prepare import Prepared, prepare
-from framegen.report import RembgSegmenter, compare
+from framegen.models.demo import segmenter_path
+from framegen.output.report import RembgSegmenter, compare
+from framegen.run.prepare import Prepared, prepare
 from framegen.storyboard import load_storyboard
 
 from .scenes import COLOURS, RGB, caption, draw_scene, sample_attributes

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framegen.demo import WEIGHTS_DIR, load_pipeline
+from framegen.models.demo import WEIGHTS_DIR, load_pipeline
 
 from .scenes import make_scene
 from .train import SAMPLE_PROMPTS, TEXT_LENGTH, save_grid, scheduler_config, start_run, to_tensor, train_denoiser

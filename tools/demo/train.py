@@ -1,6 +1,6 @@
 """Trains the bundled `demo` model from scratch on procedural scenes (CPU, one thread).
 
-    python -m tools.demo.train --out demo-train --minutes 85 --seed 0 --shift 8 --install framegen/demo/weights
+    python -m tools.demo.train --out demo-train --minutes 85 --seed 0 --shift 8 --install framegen/models/demo/weights
 
 (run from the checkout root; `--threads N` sets torch's CPU threads, default 1).
 
@@ -8,7 +8,7 @@ The minutes are split across three phases: VAE (20%), U-Net + text encoder (70%)
 person segmenter (10%); scene generation, latent encoding and sample grids come on top.
 Writes DIR/train.log, DIR/samples_*.png, DIR/metrics.json and the finished model in
 DIR/weights (a diffusers StableDiffusionPipeline folder plus segmenter.onnx). `--install DEST`
-also copies DIR/weights to the folder DEST (framegen/demo/weights installs them into the
+also copies DIR/weights to the folder DEST (framegen/models/demo/weights installs them into the
 package); DEST must be absent, empty, or a weights folder (with model_index.json), which
 is replaced.
 
@@ -322,7 +322,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, as documented)")
     parser.add_argument(
         "--install", type=Path, metavar="DEST",
-        help="also copy DIR/weights to the folder DEST (absent, empty or a weights folder), e.g. framegen/demo/weights",
+        help="also copy DIR/weights to the folder DEST (absent, empty or a weights folder), "
+        "e.g. framegen/models/demo/weights",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.install is not None and (problem := install_problem(args.install, args.out / "weights")):

@@ -2,7 +2,7 @@
 silhouette says (CPU; the demo model itself stays frozen).
 
     python -m tools.demo.train_controlnet --out demo-control-train --minutes 20 --threads 2 \\
-        --install framegen/demo/controlnet
+        --install framegen/models/demo/controlnet
 
 (run from the checkout root; `--resume DIR/controlnet` continues a run). The scene
 grammar knows where it draws the person, so each training scene comes with its condition:
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from framegen.demo import load_pipeline
+from framegen.models.demo import load_pipeline
 
 from .scenes import make_scene
 from .train import TEXT_LENGTH, lr_at, save_grid, start_run, to_tensor

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import __version__
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure, error_line
+from .. import __version__
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure, error_line
+from ..storyboard.schema import Background
 from .review import heatmap_name, write_heatmap
-from .storyboard.schema import Background
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
 
@@ -100,7 +100,7 @@ def segmenter_for(background: Background, model_id: str, folder: Path):
     if background.model_path:
         return RembgSegmenter(model, folder / background.model_path)
     if model == "demo":
-        from .demo import segmenter_path
+        from ..models.demo import segmenter_path
 
         return RembgSegmenter("demo", segmenter_path())
     return RembgSegmenter(model)

@@ -2,7 +2,7 @@
 procedural scenes (see README.md in this folder), plus an ONNX person segmenter with
 rembg's u2net contract. Loads fully offline from package data.
 
-    from framegen import demo
+    from framegen.models import demo
     pipe = demo.load_pipeline()
     image = pipe("girl, blonde hair, red shirt, blue skirt, grass, day, house",
                  width=64, height=64, num_inference_steps=25, guidance_scale=3).images[0]
@@ -29,7 +29,7 @@ def load_pipeline(dtype=None):
     if not (WEIGHTS_DIR / "model_index.json").is_file():
         raise FileNotFoundError(
             f"demo weights missing in {WEIGHTS_DIR}; train them from the checkout root with "
-            "`python -m tools.demo.train --out demo-train --install framegen/demo/weights`"
+            "`python -m tools.demo.train --out demo-train --install framegen/models/demo/weights`"
         )
     pipe = StableDiffusionPipeline.from_pretrained(
         WEIGHTS_DIR,
@@ -46,5 +46,5 @@ def load_pipeline(dtype=None):
 
 def segmenter_path() -> Path:
     """The ONNX person segmenter (rembg u2net contract: [1,3,320,320] in, [1,1,320,320] out).
-    framegen uses it through rembg's `u2net_custom` session (framegen.report.RembgSegmenter)."""
+    framegen uses it through rembg's `u2net_custom` session (framegen.output.report.RembgSegmenter)."""
     return WEIGHTS_DIR / "segmenter.onnx"

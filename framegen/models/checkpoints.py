@@ -4,7 +4,7 @@ layout, as model sites serve SD1.x, SD2.x and SDXL models, loaded with no networ
 The family is read from the file's keys (its header only): OpenAI's CLIP under
 `cond_stage_model.transformer` is SD1.x, OpenCLIP under `cond_stage_model.model` SD2.x,
 two text encoders under `conditioner.embedders` SDXL. Its component configs and tokenizers
-ship with framegen (families.py); `model.config` names a diffusers folder or hub id whose
+ship with framegen (published.py); `model.config` names a diffusers folder or hub id whose
 configs describe the file instead, for models that differ from the published ones.
 diffusers' `from_single_file` converts the weights.
 
@@ -61,7 +61,7 @@ class Checkpoint:
 
     def config_folder(self, spec) -> Path | str:
         """Where the configs come from: `model.config`, else the family's shipped folder."""
-        from .families import folder
+        from .published import folder
 
         return spec.config if spec.config else folder(self.family)
 
@@ -91,7 +91,7 @@ def load(spec, dtype):
     """The pipeline of the single file `spec.id`, offline unless `model.config` is a hub id."""
     import diffusers
 
-    from .families import tokenizers
+    from .published import tokenizers
 
     checkpoint = Checkpoint.read(Path(spec.id))
     config = checkpoint.config_folder(spec)

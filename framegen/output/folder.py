@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .files import TEMP_PREFIX, is_framegen_clip, read_png_text
+from .page import is_report_page
 from .report import CSV_COLUMNS
-from .report_html import is_report_page
 from .review import HEATMAP_TEXT, SHEET_TEXT
 
 LOCK = ".framegen.lock"

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from .engine.anchor import AnchorState
-from .engine.cache import AnchorCache
-from .engine.hooks import StepClock, record, swapping
-from .engine.inversion import Inversion, encode, invert
-from .engine.swap import SwapRule
-from .errors import RenderFailure
+from ..engine.anchor import AnchorState
+from ..engine.cache import AnchorCache
+from ..engine.hooks import StepClock, record, swapping
+from ..engine.inversion import Inversion, encode, invert
+from ..engine.swap import SwapRule
+from ..errors import RenderFailure
 
 OnStep = Callable[[int], None]  # called with the 1-based step just finished
 

@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from . import __version__
-from .engine.anchor import AnchorState
-from .engine.cache import AnchorCache, cache_key
-from .engine.compile import Compiler, RuleError, RuleSpec
-from .engine.inversion import INVERSE_SCHEDULERS, fitted, fitted_file
-from .engine.layers import LayerMap
-from .engine.swap import SwapRule, needed_pairs
-from .engine.tween import between
-from .errors import InvalidInput, warn
-from .fingerprints import file_sha256
-from .models import lora_fingerprint, native_size, weights_fingerprint
+from .. import __version__
+from ..engine.anchor import AnchorState
+from ..engine.cache import AnchorCache, cache_key
+from ..engine.compile import Compiler, RuleError, RuleSpec
+from ..engine.inversion import INVERSE_SCHEDULERS, fitted, fitted_file
+from ..engine.layers import LayerMap
+from ..engine.swap import SwapRule, needed_pairs
+from ..engine.tween import between
+from ..errors import InvalidInput, warn
+from ..models.fingerprints import file_sha256
+from ..models.load import lora_fingerprint, native_size, weights_fingerprint
+from ..storyboard import FramePlan, ModelSpec, Storyboard, TweenPlan, mask_as_written
 from .render import Renderer, RenderSettings, batched
-from .storyboard import FramePlan, ModelSpec, Storyboard, TweenPlan, mask_as_written
 
 
 @dataclass

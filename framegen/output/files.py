@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import RenderFailure
+from ..errors import RenderFailure
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import RenderFailure, error_line, warn
+from ..storyboard.schema import ModelSpec
 from .checkpoints import set_prediction
-from .errors import RenderFailure, error_line, warn
-from .storyboard.schema import ModelSpec
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -209,7 +209,7 @@ def only_variant(folder: Path) -> str | None:
 def invertible_scheduler(pipe) -> None:
     """A real-image anchor inverts along the render's schedule: a model whose own
     scheduler has no inverse form renders with DDIM (which has)."""
-    from .engine.inversion import INVERSE_SCHEDULERS
+    from ..engine.inversion import INVERSE_SCHEDULERS
 
     if type(pipe.scheduler).__name__ not in INVERSE_SCHEDULERS:
         set_scheduler(pipe, "ddim")

@@ -26,12 +26,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from .engine.cache import DiskCache, cache_key
-from .engine.layers import LayerMap
-from .engine.masks import mask_png
-from .errors import RenderFailure
-from .files import read_png_text, write_mp4, write_png, write_text
-from .models import (
+from ..engine.cache import DiskCache, cache_key
+from ..engine.layers import LayerMap
+from ..engine.masks import mask_png
+from ..errors import RenderFailure
+from ..models.load import (
     add_loras,
     configs_before_loading,
     invertible_scheduler,
@@ -39,12 +38,13 @@ from .models import (
     native_size,
     set_lora_scales,
 )
-from .output import OutputFolder
+from ..output.files import read_png_text, write_mp4, write_png, write_text
+from ..output.folder import OutputFolder
+from ..output.page import write_review
+from ..output.report import build_report, report_csv, segmenter_for
+from ..output.review import heatmap_name
+from ..storyboard import Storyboard
 from .prepare import Prepared, prepare
-from .report import build_report, report_csv, segmenter_for
-from .report_html import write_review
-from .review import heatmap_name
-from .storyboard import Storyboard
 
 MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output.py)
 

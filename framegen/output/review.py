@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import __version__
+from .. import __version__
 from .files import contact_sheet, write_png
 
 HEAT_MAX = 64.0  # RMS difference shown in the brightest colour
