@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -32,8 +31,6 @@ import torch
 from framegen.engine.cache import AnchorCache, DiskCache
 from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_size.py, beside this script
 
 RULES = {  # the paper's two phases, and the last block (the exact bound: swapped everywhere, frame == anchor)
     "sd15": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10", "OUT11"),
@@ -195,7 +192,7 @@ def main() -> None:
         measure("tiny-random", pipe, "tiny", 64, min(args.steps, 6), 1, cuda=False)
         return
 
-    from real_size import random_pipeline
+    from framegen.models.published import random_pipeline
 
     print(f"CUDA: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     for family, size in zip(args.families.split(","), (int(s) for s in args.sizes.split(","))):

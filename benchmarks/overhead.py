@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,8 @@ import torch
 from framegen.engine.anchor import AnchorState
 from framegen.engine.cache import AnchorCache
 from framegen.engine.placement import cache_bytes
-from framegen.models.load import set_scheduler, with_controlnets
+from framegen.models.load import with_controlnets
+from framegen.models.schedulers import set_scheduler
 from framegen.models.tiny import acting_controlnet, stick_figure, tiny_pipeline
 from framegen.run.prepare import prepare
 from framegen.run.render import Renderer
@@ -102,8 +102,7 @@ def main() -> None:
         stick_figure(args.size // 2, args.size).save(folder / "pose.png")
         text = text.replace('outdoor"}', f'outdoor", control: [{folder / "pose.png"}]}}')
     if args.model == "sd15":  # random weights, bfloat16 (this CPU's fastest)
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from real_size import random_pipeline
+        from framegen.models.published import random_pipeline
 
         pipe = random_pipeline("sd15", dtype=torch.bfloat16)
         set_scheduler(pipe, "ddim")
@@ -120,7 +119,7 @@ def main() -> None:
     prepared = prepare(board, pipe)
     renderer, settings = prepared.renderer(), prepared.settings
     anchor_prompt = board.spec.anchor.prompt
-    control = prepared.control(board.spec.anchor.control)  # None without a ControlNet
+    control = prepared.conditioning.images(board.spec.anchor.control)  # None without a ControlNet
     with_control = {"image": control[0]} if control else {}
 
     def plain():

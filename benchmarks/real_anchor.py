@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image
 
 from framegen.models.demo import load_pipeline, segmenter_path
-from framegen.output.report import RembgSegmenter, compare, psnr
+from framegen.output.report import compare, psnr
+from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 from tools.demo.evaluate import edits, garment_colour

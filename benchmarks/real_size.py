@@ -30,7 +30,7 @@ import torch
 import yaml
 from PIL import Image
 
-from framegen.models.published import FAMILIES, configs, tokenizers
+from framegen.models.published import FAMILIES, random_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, beside benchmarks/
 from tools.ldm_checkpoint import pipeline_to_ldm  # noqa: E402
@@ -47,34 +47,6 @@ RULES = {  # the paper's shape on each family's own composition layers
     "sd": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10"),
     "sdxl": ("OUT0, OUT1", "OUT0, OUT1, OUT2, OUT3, OUT6"),
 }
-
-
-def random_pipeline(family: str, dtype=torch.bfloat16, device="cpu", seed: int = 0):
-    """The family's pipeline from framegen's shipped configs and CLIP tokenizer, with
-    random weights and its own scheduler."""
-    import diffusers
-    import transformers
-
-    parts = configs(family)
-    torch.manual_seed(seed)
-    components = tokenizers(family)
-    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        if name not in parts:
-            continue
-        config = dict(parts[name])
-        with torch.device(device):
-            if name.startswith("text_encoder"):
-                cls = getattr(transformers, config.pop("architectures")[0])
-                model = cls(transformers.CLIPTextConfig(**config))
-            else:
-                model = getattr(diffusers, config.pop("_class_name")).from_config(config)
-        components[name] = model.to(dtype)
-    scheduler = dict(parts["scheduler"])
-    components["scheduler"] = getattr(diffusers, scheduler.pop("_class_name")).from_config(scheduler)
-    pipeline = getattr(diffusers, parts["pipeline"]["class"])
-    if pipeline is diffusers.StableDiffusionPipeline:
-        components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    return pipeline(**components)
 
 
 def build(family: str, folder: Path, file: Path, seed: int = 0) -> int:
@@ -180,7 +152,7 @@ def predicted_bytes(folder: Path, report: dict) -> int:
 
     from framegen.engine.layers import LATENTS
     from framegen.engine.placement import cache_bytes
-    from framegen.models.load import set_scheduler
+    from framegen.models.schedulers import set_scheduler
 
     pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
     set_scheduler(pipe, "ddim")  # the storyboard's: calls per step decide the bytes

@@ -28,7 +28,9 @@ import numpy as np
 
 from framegen.models.demo import segmenter_path
 from framegen.models.load import load_pipeline
-from framegen.output.report import RembgSegmenter, compare
+from framegen.output.report import compare
+from framegen.output.segmenters import RembgSegmenter
+from framegen.run.anchor import render_anchor
 from framegen.run.prepare import prepare
 from framegen.storyboard import ModelSpec, load_storyboard
 from tools.demo.walk import walk
@@ -83,12 +85,12 @@ def main() -> None:
             }  # fmt: skip
             prepared = prepare(load_storyboard(spec, folder=folder), pipe)
             renderer = prepared.renderer()
-            anchor = prepared.render_anchor(renderer)
+            anchor = render_anchor(prepared, renderer)
             anchor_person = segmenter.person(anchor)
             anchor_iou.append(iou(anchor_person, scenes[0].person_mask))
             for plan in prepared.board.frames:
                 setting, k = plan.name.rsplit("-", 1)
-                image = renderer.frame(*prepared.shot(plan), control=prepared.control(plan.control)).image
+                image = renderer.frame(*prepared.shot(plan), control=prepared.conditioning.images(plan.control)).image
                 person = segmenter.person(image)
                 lands[setting].append(iou(person, scenes[int(k)].person_mask))
                 mse[setting].append(compare(anchor, image, anchor_person, person)["background_mse"])

@@ -9,17 +9,17 @@ to run offline this example brings framegen's tiny random one. Writes anchor.png
 import torch
 
 from framegen import load_storyboard, render_storyboard
-from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
+from framegen.engine import AnchorCache, SwapRule, needed_pairs, record, swapping
 from framegen.models.tiny import tiny_pipeline
 
 # -- 1. bring your own pipe: record the anchor, swap into a frame
 pipe, steps = tiny_pipeline(), 20
-layers = LayerMap.of(pipe.unet)  # LDM names (IN4, MID, OUT3, LATENTS) -> this U-Net's modules
-layout = SwapRule("full", frozenset({layers.module_path("OUT3"), layers.module_path("OUT4")}), frozenset(range(1, 9)))
+# layers by LDM name (IN4, MID, OUT3, LATENTS) or by module path (up_blocks.1.attentions.0); 1-based steps
+layout = SwapRule("full", {"OUT3", "OUT4"}, range(1, 9))
 left_half = torch.zeros(8, 8, dtype=torch.bool)
 left_half[:, :4] = True  # True = keep the anchor
 # LATENTS in a mask: prompt-to-prompt's local blend, through the clock's diffusers PipelineCallback
-blend = SwapRule("mask", frozenset({layers.module_path("LATENTS")}), frozenset(range(9, steps + 1)), mask=left_half)
+blend = SwapRule("mask", {"LATENTS"}, range(9, steps + 1), mask=left_half)
 rules = [layout, blend]
 cache = AnchorCache(needed_pairs(rules))  # exactly the (layer, step) pairs the rules read
 

@@ -144,7 +144,7 @@ def test_in_and_mid_swaps_do_not_carry_the_anchors_control_and_out_swaps_do(tmp_
 
 
 def test_a_control_mask_frees_where_the_control_images_differ(tmp_path, controlnet):
-    from framegen.engine.automask import control_mask
+    from framegen.engine.masks import control_mask
 
     left, right = (Image.open(tmp_path / figure(tmp_path / n, x)) for n, x in (("l.png", 20), ("r.png", 44)))
     assert control_mask([left], [left], (16, 16), 0.1, 1).all()  # nothing moved: keep everything
@@ -227,8 +227,8 @@ def test_an_in_between_at_t_one_is_its_frame(tmp_path, controlnet):
     from framegen.models.load import with_controlnets
     from framegen.models.tiny import tiny_pipeline
     from framegen.run.prepare import prepare
+    from framegen.run.shots import Between, tween_shot
     from framegen.storyboard import load_storyboard
-    from framegen.storyboard.plan import TweenPlan
 
     spec = board(tmp_path, controlnet)
     spec["frames"][1]["replace"] = {"blue skirt": "red skirt"}
@@ -238,10 +238,10 @@ def test_an_in_between_at_t_one_is_its_frame(tmp_path, controlnet):
     pipe = with_controlnets(tiny_pipeline(), storyboard.spec.model, torch.float32)
     prepared = prepare(storyboard, pipe)
     renderer = prepared.renderer()
-    renderer.anchor(storyboard.spec.anchor.prompt, control=prepared.control(storyboard.spec.anchor.control))
+    renderer.anchor(storyboard.spec.anchor.prompt, control=prepared.conditioning.images(storyboard.spec.anchor.control))
     moved = storyboard.frames[1]
-    at_one = TweenPlan(moved, k=1, n=0, from_prompt=storyboard.spec.anchor.prompt, from_control=("left.png",))
-    assert at_one.t == 1.0
-    tween = renderer.frames([prepared.tween_shot(at_one)], controls=[prepared.tween_control(at_one)])[0].image
-    frame = renderer.frame(*prepared.shot(moved), control=prepared.control(moved.control)).image
+    at_one = tween_shot(moved, Between(storyboard.spec.anchor.prompt, ("left.png",), k=1, n=0))
+    assert at_one.between.t == 1.0
+    tween = renderer.frames([prepared.shot(at_one)], controls=[prepared.conditioning.control(at_one)])[0].image
+    frame = renderer.frame(*prepared.shot(moved), control=prepared.conditioning.images(moved.control)).image
     assert np.array_equal(np.asarray(tween), np.asarray(frame))

@@ -129,7 +129,7 @@ def test_segmenter_onnx_contract():
 
 
 def test_segmenter_through_rembg_on_held_out_scenes():
-    from framegen.output.report import segmenter_for
+    from framegen.output.segmenters import segmenter_for
     from framegen.storyboard import Background
 
     segmenter = segmenter_for(Background(segmenter="rembg"), "demo", demo.WEIGHTS_DIR)  # rembg's u2net_custom

@@ -11,7 +11,7 @@ from framegen.engine.cache import AnchorCache, DiskCache
 from framegen.engine.hooks import record, swapping
 from framegen.engine.layers import LayerMap
 from framegen.engine.swap import SwapRule, needed_pairs
-from framegen.models.load import set_scheduler
+from framegen.models.schedulers import set_scheduler
 
 STEPS = 8
 ANCHOR = "girl, white hair, school uniform, blue skirt, outdoor"
@@ -206,3 +206,35 @@ def test_other_schedulers_count_steps_and_stay_exact(tiny_pipe, scheduler):
         assert np.array_equal(frame, anchor) and set(cache.tensors) == {("latents", calls - 1)}
     finally:
         tiny_pipe.scheduler = original
+
+
+def test_rules_name_layers_by_alias_or_module_path_alike(tiny_pipe):
+    by_path = rules_of(tiny_pipe, "full", ["OUT3", "LATENTS"], steps=range(1, 4))
+    by_alias = [SwapRule("full", frozenset({"OUT3", "LATENTS"}), frozenset(range(1, 4)))]
+    _, expected, _ = anchor_and_frame(tiny_pipe, by_path)
+    _, frame, cache = anchor_and_frame(tiny_pipe, by_alias)
+    assert np.array_equal(frame, expected)
+    assert {layer for layer, _ in cache.needed} == {"up_blocks.1.attentions.0", "latents"}
+
+
+def test_a_swap_mode_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match="unknown swap mode 'ful' \\(known: full, mask, threshold\\)"):
+        SwapRule("ful", frozenset({"OUT3"}), frozenset({1}))
+    with pytest.raises(ValueError, match="a mask rule needs a mask"):
+        SwapRule("mask", frozenset({"OUT3"}), frozenset({1}))
+
+
+def test_a_latents_rule_without_the_clock_callback_raises_instead_of_doing_nothing(tiny_pipe):
+    rules = [SwapRule("full", frozenset({"LATENTS"}), frozenset({2}))]
+    cache = AnchorCache(needed_pairs(rules))
+    with pytest.raises(RuntimeError, match=r"never produced 1 needed .*\(latents, 2\).*clock.callback"):
+        with record(tiny_pipe, STEPS, cache):
+            generate(tiny_pipe, ANCHOR)  # no callback: the latents are never handed over
+    with record(tiny_pipe, STEPS, cache) as clock:
+        generate(tiny_pipe, ANCHOR, clock=clock)
+    with pytest.raises(RuntimeError, match=r"never reached 1 needed .*\(latents, 2\)"):
+        with swapping(tiny_pipe, STEPS, cache, rules):
+            generate(tiny_pipe, OTHER)
+    with pytest.raises(ValueError, match="unknown layer 'OUT99'"):
+        with swapping(tiny_pipe, STEPS, cache, [SwapRule("full", frozenset({"OUT99"}), frozenset({2}))]):
+            pass

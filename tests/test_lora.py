@@ -118,16 +118,16 @@ def test_hooks_and_the_exact_bound_hold_with_a_lora_loaded(loras):
 
 
 def test_keys_cover_the_lora_files_and_scales(tmp_path, loras):
-    from framegen.engine.cache import cache_key
-    from framegen.models.tiny import tiny_pipeline
-    from framegen.run.prepare import prepare
+    from framegen.models.facts import facts_from_files
+    from framegen.run.identity import Identity
+    from framegen.run.shots import frame_shot
     from framegen.storyboard import load_storyboard
 
     def keys(lora, frames=BOARD["frames"]):
         board = load_storyboard({**BOARD, "model": {"id": "tiny-random", "lora": lora}, "frames": frames}, tmp_path)
-        prepared = prepare(board, tiny_pipeline())
-        anchor = cache_key(prepared.anchor_fields(prepared.needed))
-        return anchor, [prepared.frame_key(plan, anchor) for plan in board.frames]
+        identity = Identity(board, facts_from_files(board.spec.model))
+        anchor = identity.anchor
+        return anchor, [identity.shot(frame_shot(plan)) for plan in board.frames]
 
     base = keys([{"path": str(loras["diffusers"]), "name": "style"}])
     assert keys([{"path": str(loras["diffusers"]), "name": "style", "scale": 0.7}])[0] != base[0]
@@ -163,3 +163,19 @@ def test_frames_with_other_lora_scales_do_not_share_a_batch():
     scales = [("s", 1.0), ("s", 1.0), ("s", 0.0), ("s", 0.0), ("s", 0.0), ("s", 1.0)]
     groups = batched(list(range(6)), 2, alone=lambda i: False, key=lambda i: scales[i])
     assert groups == [[0, 1], [2, 3], [4], [5]]
+
+
+def test_a_frame_with_its_own_lora_scales_is_reported_under_its_own_name(tmp_path, loras):
+    from framegen.output.report import junit_xml
+
+    lora = {"model.lora": [{"path": str(loras["diffusers"]), "name": "style"}], "checks": {"max_background_mse": 0}}
+    frames = [{**BOARD["frames"][0], "lora": {"style": 0.5}}, BOARD["frames"][1]]
+    spec = json.loads(json.dumps(BOARD))
+    spec.update(frames=frames, model={"id": "tiny-random", **{"lora": lora["model.lora"]}}, checks=lora["checks"])
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["render", "-q", str(path), "-o", str(tmp_path / "out")]) == 1  # the limit 0 fails both frames
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [frame["name"] for frame in report["frames"]] == ["red", "plain"]
+    assert report["checks"][0]["failing_frames"] == ["red", "plain"]
+    assert 'name="red"' in junit_xml(report) and 'name="style"' not in junit_xml(report)

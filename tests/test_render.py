@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from framegen.engine.masks import drawn_mask
-from framegen.run.prepare import compact_steps
+from framegen.run.rules import compact_steps
 from framegen.storyboard import MaskSpec, load_storyboard
 
 from .conftest import open_board, render_frame

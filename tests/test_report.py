@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from framegen.output.report import RembgSegmenter, compare, junit_xml, recheck, run_checks, segmenter_for
+from framegen.output.report import compare, junit_xml, recheck, run_checks
+from framegen.output.segmenters import RembgSegmenter, segmenter_for
 from framegen.storyboard import Background
 
 
@@ -94,7 +95,7 @@ def test_rembg_session_with_a_local_onnx_model(tmp_path):
 
 def test_segmenter_none_and_missing_model(tmp_path):
     from framegen.errors import RenderFailure
-    from framegen.output.report import NoSegmenter
+    from framegen.output.segmenters import NoSegmenter
 
     assert not segmenter_for(Background(segmenter="none"), "x", tmp_path).person(Image.new("RGB", (8, 4))).any()
     assert isinstance(segmenter_for(Background(), "tiny-random", tmp_path), NoSegmenter)  # the default there

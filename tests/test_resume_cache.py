@@ -8,9 +8,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from framegen.engine.cache import cache_key
+from framegen.models.facts import facts_of
+from framegen.run.identity import Identity
 from framegen.run.job import Quiet, render_storyboard
-from framegen.run.prepare import prepare
+from framegen.run.shots import shots_of
 from framegen.storyboard import load_storyboard
 
 from .conftest import TINY_BOARD, open_board
@@ -25,8 +26,10 @@ def board_file(tmp_path, name="board.yaml", **render):
 
 
 def anchor_key(tiny_pipe, path):
-    prepared = prepare(load_storyboard(path), tiny_pipe)
-    return cache_key(prepared.anchor_fields(prepared.needed))
+    """The disk cache's key: the anchor's and the (layer, step) pairs its frames read."""
+    board = load_storyboard(path)
+    identity = Identity(board, facts_of(tiny_pipe))
+    return identity.cache(shots_of(board)[1:])
 
 
 @pytest.mark.parametrize(
@@ -42,7 +45,8 @@ def test_cache_key_changes_with_each_render_setting(tiny_pipe, tmp_path, change)
 
 
 def test_cache_key_changes_with_prompt_layers_scheduler_and_weights(tiny_pipe, tmp_path):
-    from framegen.models.load import set_scheduler, weights_fingerprint
+    from framegen.models.fingerprints import weights_fingerprint
+    from framegen.models.schedulers import set_scheduler
     from framegen.storyboard import ModelSpec
 
     path = board_file(tmp_path)

@@ -124,16 +124,12 @@ def test_a_lora_applies_to_a_single_file_as_to_its_folder(tmp_path, capsys, tiny
     assert not np.array_equal(plain[0], from_file[0])
 
 
+@pytest.mark.slow
 def test_a_real_size_sd15_file_loads_offline_from_the_shipped_configs_alone(tmp_path, no_network):
     """The published SD1.5 architecture with random weights, as one file: no config, no
     tokenizer, no network; every weight arrives where it was."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from real_size import random_pipeline
-
     from framegen.models.load import load_pipeline
+    from framegen.models.published import random_pipeline
     from framegen.storyboard import ModelSpec
 
     pipe = random_pipeline("sd15", dtype=torch.bfloat16)

@@ -89,3 +89,21 @@ def test_import_framegen_is_light_and_names_its_api():
     for package in (framegen, framegen.engine):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
+
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_modules_and_functions_stay_short_enough_to_read(name):
+    """A newcomer reads a module in one sitting and a function on one screen."""
+    source = modules()[name].read_text()
+    assert len(source.splitlines()) <= MAX_MODULE_LINES, f"{name}: {len(source.splitlines())} lines"
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{name}: {', '.join(long)}"

@@ -24,6 +24,7 @@ from .sweep import cmd_sweep
 def cmd_render(args) -> int:
     from ..output.report import failure_lines
     from ..run.job import render_storyboard
+    from ..run.shots import shots_of
     from ..storyboard import load_storyboard
 
     quiet_libraries()
@@ -31,7 +32,7 @@ def cmd_render(args) -> int:
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
     if show_progress(args):
-        with RichProgress(len(board.video_order()) + 1 + (board.spec.anchor.image is not None)) as progress:
+        with RichProgress(len(shots_of(board)) + (board.spec.anchor.image is not None)) as progress:
             result = render_storyboard(board, output, progress=progress)
     else:
         result = render_storyboard(board, output)
@@ -50,14 +51,16 @@ def cmd_render(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from ..models.facts import configs_before_loading
     from ..output.folder import check_writable
-    from ..run.job import check_before_loading
     from ..storyboard import load_storyboard
 
     board = load_storyboard(args.storyboard)
     check_writable(board.output_dir)
-    layers_checked = check_before_loading(board, online=False)
-    note = "" if layers_checked else "; layer names are checked when the model loads"
+    config = configs_before_loading(board.spec.model, online=False)
+    if config is not None:
+        board.check_model(config)
+    note = "" if config is not None else "; layer names are checked when the model loads"
     print(f"{args.storyboard}: ok ({len(board.frames)} frames{note})")
     return EXIT_OK
 
@@ -84,14 +87,12 @@ def cmd_check(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from ..engine.layers import LayerMap
-    from ..models.load import configs_offline, configs_online, native_size
+    from ..models.facts import configs_offline, configs_online
     from ..storyboard import ModelSpec
 
-    config, vae_scale = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
-    layers = LayerMap(config)
-    native = native_size(config, vae_scale)
-    width, height = args.width or native, args.height or native
+    config = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
+    layers, vae_scale = config.layers, config.vae_scale
+    width, height = args.width or config.native, args.height or config.native
     rows = [("name", "module", "channels", f"grid at {width}x{height}", "cross-attention")]
     rows[0] += ("carries control",) if args.controlnet else ()
     for layer in layers.layers:
@@ -189,15 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("output_dir", help="a render's output folder (with its report.json)")
     report.set_defaults(run=cmd_report)
 
-    layers = commands.add_parser("layers", help="list a model's layers: aliases, module paths, channels, grid")
-    layers.add_argument("model", help="tiny-random, demo, a diffusers folder or a hub id")
-    layers.add_argument("--width", type=int)
-    layers.add_argument("--height", type=int)
-    layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
-    layers.add_argument(
-        "--controlnet", action="store_true", help="say which layers carry a ControlNet's conditioning when swapped"
-    )
-    layers.set_defaults(run=cmd_layers)
+    layers = add_layers_command(commands)
 
     sweep = commands.add_parser(
         "sweep",
@@ -225,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (render, check, report, layers, sweep, validate, schema):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def add_layers_command(commands) -> argparse.ArgumentParser:
+    layers = commands.add_parser("layers", help="list a model's layers: aliases, module paths, channels, grid")
+    layers.add_argument("model", help="tiny-random, demo, a diffusers folder or a hub id")
+    layers.add_argument("--width", type=int)
+    layers.add_argument("--height", type=int)
+    layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
+    layers.add_argument(
+        "--controlnet", action="store_true", help="say which layers carry a ControlNet's conditioning when swapped"
+    )
+    layers.set_defaults(run=cmd_layers)
+    return layers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..engine.layers import LayerMap, canonical
 from ..errors import EXIT_OK, InvalidInput
-from ..models.load import configs_before_loading, load_pipeline
+from ..models.facts import configs_before_loading
+from ..models.load import load_pipeline
 from ..storyboard import FramePlan, Storyboard, load_storyboard, mask_as_written, step_ranges
 from .progress import RichProgress, quiet_libraries, show_progress
 
@@ -17,6 +18,27 @@ MAX_SUBSET_LAYERS = 10  # 1,023 subsets
 
 
 def add_arguments(sweep) -> None:
+    add_phase_arguments(sweep)
+    sweep.add_argument(
+        "--cache",
+        choices=["auto", "device", "cpu", "disk"],
+        default="auto",
+        help="where the anchor cache lives (auto: device, else host memory, else disk)",
+    )
+    sweep.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly",
+    )
+    sweep.add_argument("-o", "--output", help="output folder")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary lines")
+    sweep.add_argument("--progress", action="store_true", help="progress bars on stderr, also off a terminal")
+
+
+def add_phase_arguments(sweep) -> None:
+    """What the sweep searches: the frame, the probe or the phases, and how best.yaml is chosen."""
     sweep.add_argument("storyboard")
     sweep.add_argument("--frame", metavar="NAME", help="the frame whose prompt is the edit (default: the first)")
     sweep.add_argument(
@@ -63,22 +85,6 @@ def add_arguments(sweep) -> None:
         metavar="X",
         help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)",
     )
-    sweep.add_argument(
-        "--cache",
-        choices=["auto", "device", "cpu", "disk"],
-        default="auto",
-        help="where the anchor cache lives (auto: device, else host memory, else disk)",
-    )
-    sweep.add_argument(
-        "--batch",
-        type=int,
-        default=1,
-        metavar="N",
-        help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly",
-    )
-    sweep.add_argument("-o", "--output", help="output folder")
-    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary lines")
-    sweep.add_argument("--progress", action="store_true", help="progress bars on stderr, also off a terminal")
 
 
 def cmd_sweep(args) -> int:
@@ -97,7 +103,9 @@ def cmd_sweep(args) -> int:
         runs,
         out,
         cache=args.cache,
-        pipe=pipe if pipe is not None else load_pipeline(board.spec.model),
+        pipe=pipe
+        if pipe is not None
+        else load_pipeline(board.spec.model, image_anchor=board.spec.anchor.image is not None),
         batch=args.batch,
     )
     start = time.perf_counter()
@@ -178,14 +186,18 @@ def pick_frame(board: Storyboard, name: str | None) -> FramePlan:
     raise InvalidInput(f"--frame: no frame named '{name}' (frames: {', '.join(f.name for f in board.frames)})")
 
 
+def has_image_anchor(board: Storyboard) -> bool:
+    return board.spec.anchor.image is not None
+
+
 def layer_map(board: Storyboard) -> tuple[LayerMap, object]:
     """The model's layers, from its config alone when it can be read without weights
     (so bad arguments fail fast), else from the loaded pipeline; and the pipeline if
     it was loaded."""
-    configs = configs_before_loading(board.spec.model)
-    if configs is not None:
-        return LayerMap(configs[0]), None
-    pipe = load_pipeline(board.spec.model)
+    config = configs_before_loading(board.spec.model)
+    if config is not None:
+        return config.layers, None
+    pipe = load_pipeline(board.spec.model, image_anchor=has_image_anchor(board))
     return LayerMap.of(pipe.unet), pipe
 
 

@@ -1,19 +1,19 @@
 """framegen's engine: swap a diffusers pipeline's U-Net activations from an anchor pass.
 
 It works on any diffusers Stable Diffusion pipeline and knows nothing of storyboards,
-files or reports (that is the app above it: framegen.storyboard, framegen.job, ...):
+files or reports (that is the app above it: framegen.storyboard, framegen.run, ...):
 
     from framegen.engine import AnchorCache, LayerMap, SwapRule, needed_pairs, record, swapping
 
-    layers = LayerMap.of(pipe.unet)
-    rules = [SwapRule("full", frozenset({layers.module_path("OUT3")}), frozenset(range(1, 13)))]
+    rules = [SwapRule("full", {"OUT3"}, range(1, 13))]  # LDM aliases or module paths
     cache = AnchorCache(needed_pairs(rules))
     with record(pipe, 30, cache):
         anchor = pipe(prompt, num_inference_steps=30, generator=torch.manual_seed(1)).images[0]
     with swapping(pipe, 30, cache, rules):
         frame = pipe(other_prompt, num_inference_steps=30, generator=torch.manual_seed(1)).images[0]
 
-Modules, in the order a tensor meets them: layers (names -> modules), swap (the rules),
+Modules, in the order a tensor meets them: families (what each kind of denoiser can do),
+layers (names -> modules), swap (the rules),
 masks (drawn masks), automask (attention and noise masks, the attention observer),
 hooks (record and swap), cache (the anchor's activations), placement (where a cache
 fits), anchor (the anchor's other state), specs (resolved rules as plain data), compile
@@ -32,7 +32,7 @@ _WHERE = {
     "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
     "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",
     "Inversion": "inversion", "encode": "inversion", "fitted": "inversion", "invert": "inversion",
-    "between": "tween", "slerp": "tween",
+    "between": "tween", "slerp": "tween", "Family": "families", "family_of": "families", "digest": "cache",
 }  # fmt: skip
 __all__ = sorted(_WHERE)
 

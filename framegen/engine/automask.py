@@ -25,7 +25,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,8 +32,6 @@ from .anchor import AnchorState
 from .layers import Layer, LayerMap
 from .masks import MaskSource
 
-CONTROL_THRESHOLD = 0.1  # of the pixel range: a change below it in every channel is no change
-CONTROL_DILATE = 1  # latent cells
 ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model's tuning pairs (docs/automask.md)
 ATTENTION_DILATE = 1  # latent cells: at 0 the edit often fails at the region's border (docs/automask.md)
 HEAD_TAG_WORDS = 4  # longer comma-separated pieces are phrases (see tag_heads)
@@ -283,24 +280,3 @@ class NoiseMask(MaskSource):
         difference = (eps[NOISE_DRAWS:] - eps[:NOISE_DRAWS]).abs().mean(dim=(0, 1)).cpu()
         region = difference / difference.mean().clamp_min(1e-12)
         return keep_mask(region, tuple(region.shape), self.threshold, self.dilate)
-
-
-# ---------------------------------------------------------------------- control masks
-
-
-def control_mask(
-    anchor_images: list, frame_images: list, latent_size: tuple[int, int], threshold: float, dilate: int
-) -> torch.Tensor:
-    """The keep-the-anchor mask (h, w) at the latent grid where the anchor's and the frame's
-    control images (PIL, one pair per ControlNet, at the render's size) agree: a latent
-    cell is freed when any of its pixels differs by more than `threshold` (0..1) in any
-    channel of any pair, then grown by `dilate` cells."""
-    w, h = latent_size
-    changed = torch.zeros(1, 1, h, w)
-    for anchor, frame in zip(anchor_images, frame_images):
-        a, b = (torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255) for image in (anchor, frame))
-        moved = ((a - b).abs().amax(dim=2) > threshold).float()[None, None]
-        changed = torch.maximum(changed, F.adaptive_max_pool2d(moved, (h, w)))
-    if dilate:
-        changed = F.max_pool2d(changed, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
-    return changed[0, 0] < 0.5

@@ -194,7 +194,7 @@ class DiskCache(AnchorCache):
                 for name in names
             },
         }
-        manifest["digest"] = _digest(manifest)
+        manifest["digest"] = digest(manifest)
         temporary = self.folder / f".{MANIFEST}.tmp"
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
         temporary.replace(self.folder / MANIFEST)
@@ -224,7 +224,7 @@ def check_folder(folder: Path, key: str) -> str | None:
         return "none yet" if not folder.exists() else "incomplete (no manifest)"
     try:
         manifest = json.loads(manifest_path.read_text())
-        if manifest.pop("digest", None) != _digest(manifest):
+        if manifest.pop("digest", None) != digest(manifest):
             return "manifest edited or corrupt (digest)"
         if manifest["key"] != key:
             return "made for other settings"
@@ -242,17 +242,17 @@ def check_folder(folder: Path, key: str) -> str | None:
     return None
 
 
-def _digest(manifest: dict) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+def digest(value, length: int = 64) -> str:
+    """SHA-256 of `value` as canonical JSON, in hex (its first `length` digits): what every
+    key and the manifest's own seal are made of."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """A file's SHA-256, in hex."""
+    hashed = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_key(fields: dict) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:24]
+            hashed.update(block)
+    return hashed.hexdigest()

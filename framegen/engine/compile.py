@@ -15,22 +15,20 @@ from .anchor import AnchorState
 from .automask import (
     ATTENTION_DILATE,
     ATTENTION_THRESHOLD,
-    CONTROL_DILATE,
-    CONTROL_THRESHOLD,
     NOISE_DILATE,
     NOISE_THRESHOLD,
     AttentionMask,
     AttentionStore,
     NoiseMask,
     attention_modules,
-    control_mask,
     mid_resolution_layers,
     tag_heads,
     token_positions,
 )  # fmt: skip
+from .families import family_of, unsupported
 from .inversion import fitted_file
 from .layers import LayerMap
-from .masks import DrawnMask, MaskSource, drawn_mask
+from .masks import CONTROL_DILATE, CONTROL_THRESHOLD, DrawnMask, MaskSource, control_mask, drawn_mask
 from .specs import Edit, MaskPlan, RuleSpec
 from .swap import SwapRule
 
@@ -89,10 +87,11 @@ class Compiler:
             dilate = plan.dilate if plan.dilate is not None else CONTROL_DILATE
             return DrawnMask(control_mask(anchor, frame, self.latent_size, threshold, dilate), "control")
         if plan.auto == "noise":
-            if getattr(self.pipe, "text_encoder_2", None) is not None:
-                raise RuleError(
-                    spec.where + ("mask", "auto"), "noise masks support SD1.x/2.x pipelines; use auto: attention"
-                )
+            problem = unsupported(
+                family_of(self.pipe.unet.config), "noise_masks", "noise masks support", "use auto: attention"
+            )
+            if problem:
+                raise RuleError(spec.where + ("mask", "auto"), problem)
             threshold = plan.threshold if plan.threshold is not None else NOISE_THRESHOLD
             dilate = plan.dilate if plan.dilate is not None else NOISE_DILATE
             return NoiseMask(self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate)

@@ -30,7 +30,7 @@ from diffusers.callbacks import PipelineCallback
 
 from .automask import AttentionStore, observing
 from .cache import AnchorCache
-from .layers import LATENTS
+from .layers import LATENTS, LayerMap
 from .swap import SwapRule, choose, needed_pairs
 
 OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
@@ -151,17 +151,38 @@ def record(
     """Run the anchor inside this block; `cache` fills with the needed activations and
     each of `observers` (the anchor's attention stores) with its maps. `latents` (one
     per step) are cached for the LATENTS layer instead of the pass's own: a real image's
-    inversion trajectory, so local blending keeps the image itself."""
+    inversion trajectory, so local blending keeps the image itself. A needed (layer,
+    step) that the pass never produced (LATENTS without `clock.callback`) raises."""
+    cache.needed = module_pairs(cache.needed, LayerMap.of(pipe.unet))
     cache.clear()
     for store in observers:
         store.maps.clear()
+    stored = set()
 
     def store(path: str, clock: StepClock, tensor: torch.Tensor) -> None:
+        stored.add((path, clock.step))
         cache.store(path, clock, latents[clock.step - 1] if latents is not None and path == LATENTS else tensor)
 
     with hooked(pipe, num_steps, cache.layers, store) as clock, observing(pipe, clock, list(observers)):
         yield clock
     cache.finish()
+    never_reached(cache.needed - stored, "the anchor pass never produced")
+
+
+def module_pairs(pairs: set[tuple[str, int]], layers: LayerMap) -> set[tuple[str, int]]:
+    """(layer, step) pairs with aliases (OUT3, LATENTS) resolved to module paths."""
+    try:
+        return {(layers.module_path(layer), step) for layer, step in pairs}
+    except KeyError as error:
+        raise ValueError(f"unknown layer '{error.args[0]}' (known: {layers.listing()})") from None
+
+
+def never_reached(missing: set[tuple[str, int]], what: str) -> None:
+    if not missing:
+        return
+    layer, step = min(missing)
+    hint = " (pass `callback_on_step_end=clock.callback` to the pipeline call)" if layer == LATENTS else ""
+    raise RuntimeError(f"{what} {len(missing)} needed (layer, step) pairs, e.g. ({layer}, {step}){hint}")
 
 
 @contextmanager
@@ -174,19 +195,23 @@ def swapping(
     [uncond 1..N, cond 1..N] and frame i's rows (i, N + i) meet the anchor's
     [uncond, cond] under frame i's rules. Each mask source begins its pass here and its
     attention stores (if any) are observed during it."""
-    batch = rules if rules and isinstance(rules[0], list) else [rules]
-    missing = set().union(*(needed_pairs(r) for r in batch)) - cache.needed
+    layers = LayerMap.of(pipe.unet)
+    batch = [[rule.on(layers) for rule in r] for r in (rules if rules and isinstance(rules[0], list) else [rules])]
+    needed = set().union(*(needed_pairs(r) for r in batch))
+    missing = needed - module_pairs(cache.needed, layers)
     if missing:
         raise ValueError(f"the anchor cache lacks {len(missing)} (layer, step) pairs, e.g. {sorted(missing)[0]}")
     sources = list({id(rule.mask): rule.mask for r in batch for rule in r if rule.mode == "mask"}.values())
     if len(batch) > 1 and any(source.alone for source in sources):
         raise ValueError("a frame whose mask reads its own pass (an attention mask) renders alone")
     observers = [store for source in sources for store in source.begin(pipe)]
+    swapped = set()
 
     def swap_output(path: str, clock: StepClock, tensor: torch.Tensor):
         chosen = [choose(r, clock.step, path) for r in batch]
         if all(rule is None for rule in chosen):
             return None
+        swapped.add((path, clock.step))
         anchor = cache.get(path, clock.position, tensor.device)
         if len(batch) == 1:
             return chosen[0](anchor, tensor, chosen[0].keep_for(clock.step, tensor))
@@ -197,7 +222,10 @@ def swapping(
                 out[rows] = rule(anchor, tensor[rows], rule.keep_for(clock.step, tensor))
         return out
 
-    layers = {layer for r in batch for rule in r for layer in rule.layers}
     cache.rewind()
-    with hooked(pipe, num_steps, layers, swap_output) as clock, observing(pipe, clock, observers):
+    with (
+        hooked(pipe, num_steps, {layer for layer, _ in needed}, swap_output) as clock,
+        observing(pipe, clock, observers),
+    ):
         yield clock
+    never_reached(needed - swapped, "the frame's pass never reached")

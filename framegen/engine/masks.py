@@ -4,7 +4,8 @@ A `mask` rule asks its mask source for the mask at each layer's grid; the source
 drawn (a grid, an image, boxes: `DrawnMask`) or found by the model during the frame's
 pass (automask.AttentionMask, automask.NoiseMask). Every source has one (h, w) mask at
 its own resolution, resized with nearest-neighbour to each grid, so it marks the same
-region on every layer; `mask_png` draws it at image size for the output folder.
+region on every layer; `mask_png` draws it at image size for the output folder. A
+control mask (`auto: control`) is drawn from the frame's and the anchor's control images.
 """
 
 from __future__ import annotations
@@ -76,3 +77,25 @@ class DrawnMask(MaskSource):
 
     def mask(self) -> torch.Tensor:
         return self.tensor
+
+
+CONTROL_THRESHOLD = 0.1  # of the pixel range: a change below it in every channel is no change
+CONTROL_DILATE = 1  # latent cells
+
+
+def control_mask(
+    anchor_images: list, frame_images: list, latent_size: tuple[int, int], threshold: float, dilate: int
+) -> torch.Tensor:
+    """The keep-the-anchor mask (h, w) at the latent grid where the anchor's and the frame's
+    control images (PIL, one pair per ControlNet, at the render's size) agree: a latent
+    cell is freed when any of its pixels differs by more than `threshold` (0..1) in any
+    channel of any pair, then grown by `dilate` cells."""
+    w, h = latent_size
+    changed = torch.zeros(1, 1, h, w)
+    for anchor, frame in zip(anchor_images, frame_images):
+        a, b = (torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255) for image in (anchor, frame))
+        moved = ((a - b).abs().amax(dim=2) > threshold).float()[None, None]
+        changed = torch.maximum(changed, F.adaptive_max_pool2d(moved, (h, w)))
+    if dilate:
+        changed = F.max_pool2d(changed, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
+    return changed[0, 0] < 0.5

@@ -18,17 +18,19 @@ gives exactly the anchor, and an all-zeros mask or a zero threshold exactly `cur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .masks import DrawnMask, MaskSource
 
+MODES = ("full", "mask", "threshold")
+
 
 @dataclass(frozen=True)
 class SwapRule:
     mode: str  # full | mask | threshold
-    layers: frozenset[str]  # module paths
+    layers: frozenset[str]  # module paths or aliases (OUT3, LATENTS): the hooks resolve them on the pipe
     steps: frozenset[int]  # 1-based denoising steps
     mask: MaskSource | None = None  # mask rules: where `keep` comes from (a tensor is a DrawnMask)
     threshold: float = 0.0
@@ -36,8 +38,21 @@ class SwapRule:
     relative: bool = False
 
     def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown swap mode '{self.mode}' (known: {', '.join(MODES)})")
         if torch.is_tensor(self.mask):
             object.__setattr__(self, "mask", DrawnMask(self.mask))
+        if (self.mode == "mask") != (self.mask is not None):
+            raise ValueError("a mask rule needs a mask, and only a mask rule takes one")
+        object.__setattr__(self, "layers", frozenset(self.layers))
+        object.__setattr__(self, "steps", frozenset(self.steps))
+
+    def on(self, layers) -> SwapRule:
+        """This rule with its layer names resolved to `layers`' module paths (a LayerMap)."""
+        try:
+            return replace(self, layers=frozenset(layers.module_path(name) for name in self.layers))
+        except KeyError as error:
+            raise ValueError(f"unknown layer '{error.args[0]}' (known: {layers.listing()})") from None
 
     def applies(self, step: int, layer: str) -> bool:
         return step in self.steps and layer in self.layers

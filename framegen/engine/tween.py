@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .families import family_of
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation along the last dimension (linear where a and b are parallel)."""
@@ -29,7 +31,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def between(pipe, start: str, end: str, t: float, negative_prompt: str = "") -> dict:
     """Keyword arguments for `pipe(...)`: the conditioning `t` of the way from `start` to `end`."""
     device, negative = pipe.device, negative_prompt or None
-    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL: hidden states and the pooled embedding
+    if family_of(pipe.unet.config).pooled_text:  # SDXL: hidden states and the pooled embedding
         a, uncond, a_pooled, uncond_pooled = pipe.encode_prompt(start, device=device, negative_prompt=negative)
         b, _, b_pooled, _ = pipe.encode_prompt(end, device=device, negative_prompt=negative)
         return {

@@ -112,14 +112,8 @@ def load(spec, dtype):
             f"'{checkpoint.path}' does not have the published {checkpoint.family} architecture ({shapes[1]} is "
             f"{shapes[3]}, not {shapes[2]}); give `model.config`: a diffusers folder or hub id that describes it"
         ) from None
-    if checkpoint.v_pred_key and spec.prediction is None:  # model.prediction itself: load_pipeline sets it
-        set_prediction(pipe, "v")
+    if checkpoint.v_pred_key:  # model.prediction, if given, comes after (schedulers.configured)
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type="v_prediction")
     if checkpoint.is_sd2_base(spec):
         pipe.unet.register_to_config(sample_size=64)
     return pipe
-
-
-def set_prediction(pipe, prediction: str) -> None:
-    """The scheduler predicts `epsilon` (noise) or `v` (velocity)."""
-    kind = "v_prediction" if prediction == "v" else "epsilon"
-    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=kind)

@@ -70,3 +70,43 @@ def _save(remembered: dict) -> None:
         os.replace(name, folder / FILE)
     except OSError:
         pass
+
+
+def weights_fingerprint(spec, what: str = "model") -> dict:
+    """What identifies a model (a ModelSpec) or a ControlNet (`what`), for keys: the hub revision's commit when the
+    hub cache records it, else SHA-256 of the weight, config and tokenizer files (local
+    folder, single file and its `config` folder, the bundled demo); `tiny-random` is
+    fixed by framegen's version."""
+    from .locate import built_in, locate
+
+    location = locate(spec.id, what=what)
+    revision, config = getattr(spec, "revision", None), getattr(spec, "config", None)
+    if spec.id == "tiny-random":
+        return {"id": spec.id}
+    if location.is_hub:
+        return {"id": spec.id, "revision": revision, "commit": hub_commit(spec.id, revision)}
+    folder = built_in(spec.id) if location.kind == "built-in" else Path(spec.id).expanduser()
+    fingerprint = {"id": spec.id, "files": files_sha256(folder)}
+    if config:  # the architecture a single file is read as
+        fingerprint["config"] = files_sha256(Path(config)) if Path(config).is_dir() else config
+    return fingerprint
+
+
+def files_sha256(where: Path) -> dict[str, str]:
+    """A file's SHA-256 by name, or a folder's weight, config and tokenizer files' by relative path."""
+    if where.is_file():
+        return {where.name: file_sha256(where)}
+    files = sorted(f for pattern in ("*.safetensors", "*.json", "*.txt") for f in where.rglob(pattern))
+    return {str(f.relative_to(where)): file_sha256(f) for f in files}
+
+
+def hub_commit(model_id: str, revision: str | None) -> str | None:
+    """The commit the hub cache resolved `revision` (default main) to, else the revision as given."""
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    ref = hub.expanduser() / f"models--{model_id.replace('/', '--')}" / "refs" / (revision or "main")
+    return ref.read_text().strip() if ref.is_file() else revision
+
+
+def lora_fingerprint(spec) -> list[list]:
+    """[name, SHA-256, scale] of each of a ModelSpec's LoRAs."""
+    return [[lora.key, file_sha256(Path(lora.path)), lora.scale] for lora in spec.lora]

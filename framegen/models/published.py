@@ -49,3 +49,34 @@ def tokenizers(family: str) -> dict:
         for name in index
         if name.startswith("tokenizer")
     }
+
+
+def random_pipeline(family: str, dtype=None, device="cpu", seed: int = 0):
+    """The family's pipeline from framegen's shipped configs and CLIP tokenizer, with
+    random weights (bfloat16 unless `dtype`) and its own scheduler: the real architecture,
+    for proving code paths offline (benchmarks/real_size.py, the `slow` tests)."""
+    import diffusers
+    import torch
+    import transformers
+
+    dtype = dtype or torch.bfloat16
+    parts = configs(family)
+    torch.manual_seed(seed)
+    components = tokenizers(family)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if name not in parts:
+            continue
+        config = dict(parts[name])
+        with torch.device(device):
+            if name.startswith("text_encoder"):
+                cls = getattr(transformers, config.pop("architectures")[0])
+                model = cls(transformers.CLIPTextConfig(**config))
+            else:
+                model = getattr(diffusers, config.pop("_class_name")).from_config(config)
+        components[name] = model.to(dtype)
+    scheduler = dict(parts["scheduler"])
+    components["scheduler"] = getattr(diffusers, scheduler.pop("_class_name")).from_config(scheduler)
+    pipeline = getattr(diffusers, parts["pipeline"]["class"])
+    if pipeline is diffusers.StableDiffusionPipeline:
+        components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return pipeline(**components)

@@ -77,10 +77,24 @@ def tiny_unet(sdxl: bool = False):
     return UNet2DConditionModel(**(SDXL_UNET if sdxl else SD1_UNET))
 
 
+def tiny_scheduler():
+    """SD's DDIM schedule (scaled-linear betas), as SD1.5 ships it."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def tiny_pipeline():
     """The `tiny-random` StableDiffusionPipeline (CPU, float32)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     unet = tiny_unet()
@@ -111,20 +125,12 @@ def tiny_pipeline():
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=tiny_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

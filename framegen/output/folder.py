@@ -31,8 +31,8 @@ from .review import HEATMAP_TEXT, SHEET_TEXT
 
 LOCK = ".framegen.lock"
 SUBFOLDERS = ("frames", "masks", "heatmaps", "anchor-cache")
-FRAME_NAME = re.compile(r"\d{4}\.png")
-MASK_NAME = re.compile(r"\d{4}(-\d+)?\.png")
+FRAME_NAME = re.compile(r"\d{4}(-\d+)?\.png")  # keyframes, and in-betweens (-k)
+MASK_NAME = re.compile(r"\d{4}(~\d+)?(-\d+)?\.png")  # an in-between's (~k), the n-th of a frame (-n)
 OWN_PNG_KEYS = ("framegen-key", "framegen-mask", *HEATMAP_TEXT, *SHEET_TEXT)  # the text chunks framegen writes
 
 

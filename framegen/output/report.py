@@ -13,97 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .. import __version__
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput, RenderFailure, error_line
-from ..storyboard.schema import Background
-from .review import heatmap_name, write_heatmap
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput
+from .review import write_heatmap
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
-
-
-class NoSegmenter:
-    """`segmenter: none`: the whole image is background."""
-
-    name = "none"
-
-    def person(self, image: Image.Image) -> np.ndarray:
-        return np.zeros((image.height, image.width), dtype=bool)
-
-
-@contextmanager
-def _rembg_home(folder: Path):
-    # rembg only opens custom models that lie inside its home folder
-    previous = os.environ.get("U2NET_HOME")
-    os.environ["U2NET_HOME"] = str(folder)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("U2NET_HOME", None)
-        else:
-            os.environ["U2NET_HOME"] = previous
-
-
-class RembgSegmenter:
-    """A rembg session: a model by name (u2net, isnet-general-use, ...) or a local
-    ONNX file with u2net's input/output contract (`model_path`, works offline)."""
-
-    def __init__(self, model: str = "u2net", model_path: Path | None = None):
-        import onnxruntime
-        import torch
-
-        threads = torch.get_num_threads()
-        from rembg import new_session  # its pymatting import resets torch's thread count
-
-        torch.set_num_threads(threads)
-
-        # onnxruntime's idle threads spin by default; the U-Net runs between two
-        # segmentations and should not compete with them
-        options = onnxruntime.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.name = f"rembg:{model_path or model}"
-        try:
-            if model_path is not None:
-                model_path = Path(model_path).resolve()
-                if not model_path.is_file():
-                    raise RenderFailure(f"segmenter model not found: {model_path}")
-                with _rembg_home(model_path.parent):
-                    self.session = new_session("u2net_custom", model_path=str(model_path), sess_opts=options)
-            else:
-                self.session = new_session(model, sess_opts=options)
-        except (ValueError, OSError) as error:  # unknown name, download impossible offline
-            raise RenderFailure(
-                f"rembg model '{model_path or model}' unavailable ({error_line(error, 120)}); "
-                "rembg downloads named models on first use: offline, give `model_path` to a local ONNX file "
-                "or use `segmenter: none`"
-            ) from None
-
-    def person(self, image: Image.Image) -> np.ndarray:
-        mask = self.session.predict(image.convert("RGB"))[0]
-        return np.asarray(mask.convert("L")) > 127
-
-
-def segmenter_for(background: Background, model_id: str, folder: Path):
-    """The storyboard's segmenter. Unset, it is the demo model's own segmenter for
-    `demo`, none for `tiny-random` (random images hold no person), else rembg's u2net."""
-    if background.segmenter == "none" or (model_id == "tiny-random" and "segmenter" not in background.model_fields_set):
-        return NoSegmenter()
-    model = background.model or ("demo" if model_id == "demo" else "u2net")
-    if background.model_path:
-        return RembgSegmenter(model, folder / background.model_path)
-    if model == "demo":
-        from ..models.demo import segmenter_path
-
-        return RembgSegmenter("demo", segmenter_path())
-    return RembgSegmenter(model)
 
 
 def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
@@ -241,54 +160,26 @@ def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
 
 
-def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, segmenter, frame_count: int) -> dict:
-    """report.json's content: every frame (read back from `out`, one at a time) scored
-    against the anchor, its heat-map written to heatmaps/; `anchor_cache` and the anchor's
-    seconds are the caller's to fill."""
-    board, spec, settings = prepared.board, prepared.board.spec, prepared.settings
-    # what should stay: a real anchor image itself, else the anchor generated
-    reference = prepared.anchor_image if prepared.anchor_image is not None else anchor
+def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, reference: Image.Image, segmenter,
+                 frame_count: int, model: dict, size: tuple[int, int]) -> dict:  # fmt: skip
+    """report.json's content: every video frame's entry (as the run describes it) with its
+    image read back from `out`, one at a time, and scored against `reference` (a real
+    anchor image itself, else the anchor), its heat-map written to heatmaps/. The anchor
+    cache's state, bytes and the anchor's seconds are the caller's to fill."""
+    spec = board.spec
     reference_person = segmenter.person(reference)
-    frames = []
-    for plan in board.video_order():
-        with Image.open(out / plan.image) as file:
-            image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
-        person = segmenter.person(image)
-        heatmap = heatmap_name(plan.image)
-        write_heatmap(reference, image, ~reference_person & ~person, out / heatmap)
-        keyframe = plan.keyframe  # an in-between frame reports its frame's rules
-        kinds = [rule.mask.kind for rule in prepared.rules[keyframe.index] if rule.mode == "mask"]
-        frames.append(
-            {
-                "index": keyframe.index,
-                "name": plan.name,
-                **({"tween_of": keyframe.name, "tween": [plan.k, plan.n]} if plan is not keyframe else {}),
-                "prompt": plan.prompt,
-                "image": plan.image,
-                "hold": plan.hold,
-                "rules": prepared.describe_rules(keyframe),
-                "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, plan.mask_images)],
-                "heatmap": heatmap,
-                **compare(reference, image, reference_person, person),
-                "seconds": round(seconds, 3),
-                "reused": plan.index in done,
-            }
-        )
+    frames = [measured(entry, out, reference, reference_person, segmenter) for entry in entries]
     return {
         "framegen_version": __version__,
         "storyboard": {
             "path": str(board.path),
             "resolved": spec.model_dump(mode="json"),
-            "width": settings.width,
-            "height": settings.height,
+            "width": size[0],
+            "height": size[1],
         },
-        "model": {
-            "id": spec.model.id,
-            "dtype": str(prepared.pipe.unet.dtype).removeprefix("torch."),
-            "device": str(prepared.pipe.device),
-        },
-        "cache_bytes": cache.nbytes,
-        "cache_entries": len(cache),
+        "model": {"id": spec.model.id, **model},
+        "cache_bytes": 0,
+        "cache_entries": 0,
         "anchor_cache": None,
         "segmenter": segmenter.name,
         "anchor": {
@@ -300,4 +191,19 @@ def build_report(prepared, cache, out: Path, anchor: Image.Image, done: set, seg
         "frames": frames,
         "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
         "checks": run_checks(frames, spec.checks.max_background_mse),
+    }
+
+
+def measured(entry: dict, out: Path, reference: Image.Image, reference_person, segmenter) -> dict:
+    """A frame's entry with its MSEs against `reference` and its render time; its heat-map written."""
+    with Image.open(out / entry["image"]) as file:
+        image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
+    person = segmenter.person(image)
+    write_heatmap(reference, image, ~reference_person & ~person, out / entry["heatmap"])
+    reused = entry.pop("reused")
+    return {
+        **entry,
+        **compare(reference, image, reference_person, person),
+        "seconds": round(seconds, 3),
+        "reused": reused,
     }

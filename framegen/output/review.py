@@ -26,11 +26,6 @@ HEATMAP_TEXT = {"framegen-heatmap": __version__}
 SHEET_TEXT = {"framegen-sheet": __version__}
 
 
-def heatmap_name(image: str) -> str:
-    """Where a frame's heat-map goes: frames/0002-1.png -> heatmaps/0002-1.png."""
-    return f"heatmaps/{Path(image).name}"
-
-
 def heat_colours(values: np.ndarray) -> np.ndarray:
     """RMS differences -> RGB uint8 on the fixed scale (0 .. HEAT_MAX, clipped)."""
     position = np.clip(values / HEAT_MAX, 0.0, 1.0) * (len(HEAT_STOPS) - 1)

@@ -1,17 +1,20 @@
-"""The whole render job, in order: storyboard -> anchor -> frames -> MP4 -> report.
+"""The whole render, in order: storyboard -> shots and their keys -> anchor -> frames ->
+MP4 -> report.
 
     from framegen import load_storyboard, render_storyboard
     result = render_storyboard(load_storyboard("storyboards/demo.yaml"))
     result.passed, result.frames[0]["background_mse"]
 
-The output folder is held for the whole render (output.py): files in the way that
+The output folder is held for the whole render (output/folder.py): files in the way that
 framegen did not write stop it before it starts, and nothing but framegen's own files is
-ever replaced or removed. Frames already there with the same key (a PNG text chunk) are reused,
-so a killed render picks up where it stopped. With `render.cache: disk` the anchor cache
-is kept in the output folder and reused by later renders.
+ever replaced or removed. Every shot is keyed from the model's files (run/identity.py);
+shots already in the folder with the same key (a PNG text chunk) are reused, so a killed
+render picks up where it stopped, and a render with nothing left to render loads no
+model. With `render.cache: disk` the anchor cache is kept in the output folder and
+reused by later renders.
 
 Under `accelerate launch` with K processes the anchor cache goes to disk: process 0
-builds it while the others wait, each process renders every K-th remaining frame, and
+builds it while the others wait, each process renders every K-th remaining shot, and
 process 0 writes the MP4 and the report.
 """
 
@@ -19,34 +22,30 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 
-from PIL import Image
-
-from ..engine.cache import DiskCache, cache_key
-from ..engine.layers import LayerMap
+from ..engine.cache import DiskCache
 from ..engine.masks import mask_png
 from ..errors import RenderFailure
-from ..models.load import (
-    add_loras,
-    configs_before_loading,
-    invertible_scheduler,
-    load_pipeline,
-    native_size,
-    set_lora_scales,
-)
-from ..output.files import read_png_text, write_mp4, write_png, write_text
+from ..models.facts import ModelFacts, facts_from_files, facts_of
+from ..models.load import borrowed, load_pipeline, set_lora_scales
+from ..output.files import write_mp4, write_png, write_text
 from ..output.folder import OutputFolder
 from ..output.page import write_review
-from ..output.report import build_report, report_csv, segmenter_for
-from ..output.review import heatmap_name
+from ..output.report import build_report, report_csv
+from ..output.segmenters import segmenter_for
 from ..storyboard import Storyboard
+from .anchor import Anchor, in_place, load_anchor_image, obtain_anchor, read_image
+from .identity import Identity
 from .prepare import Prepared, prepare
+from .rules import describe_rules
+from .shots import Shot, output_names, report_entry, shots_of
 
-MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output.py)
+MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output/folder.py)
+SUMMARY_FILES = ("anchor.png", "clip.mp4", "report.json", "report.csv", "report.html", "sheet.png")
 
 
 class Quiet:
@@ -86,21 +85,6 @@ class RenderResult:
         return json.dumps(self.report, indent=2) + "\n"
 
 
-def check_before_loading(board: Storyboard, online: bool = True) -> bool:
-    """Check what the U-Net config tells when it can be read without weights: layer
-    names, and drawn boxes against the image size. Returns whether it could (else the
-    loaded model checks them)."""
-    configs = configs_before_loading(board.spec.model, online)
-    if configs is not None:
-        board.check_layers(LayerMap(configs[0]))
-        native = native_size(*configs)
-        board.check_boxes(board.spec.render.width or native, board.spec.render.height or native)
-        if configs[0].get("addition_embed_type") == "text_time":  # SDXL: size and pooled text in the time embedding
-            board.check_no_noise_masks("noise masks support SD1.x/2.x pipelines; use auto: attention")
-            board.check_sd_pipeline_for_real_anchor()
-    return configs is not None
-
-
 def process_state():
     """accelerate's PartialState when started by `accelerate launch` with several
     processes (on CPU-only machines too), else None."""
@@ -114,141 +98,124 @@ def process_state():
 
 
 def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> RenderResult | None:
-    """Render every frame and write the output folder; raises FramegenError on failure.
-    `output` (default: the storyboard's) may lie anywhere: giving it is consent.
-    Returns None in the processes of a distributed render other than the main one."""
+    """Render every shot and write the output folder; raises FramegenError on failure.
+    `output` (default: the storyboard's) may lie anywhere: giving it is consent. A
+    caller's `pipe` comes back as it went in (models.load.borrowed). Returns None in the
+    processes of a distributed render other than the main one."""
     out = Path(output) if output is not None else board.output_dir
-    state = process_state()
-    if state is not None and not state.is_main_process:  # the main process holds the folder
-        return _render(board, out, pipe, progress or Quiet(), state, None)
+    job = Job(board, out, progress or Quiet(), process_state())
+    if job.state is not None and not job.state.is_main_process:  # the main process holds the folder
+        return job.run(pipe)
     with OutputFolder(out).open() as folder:
-        folder.check_replaceable([*SUMMARY_FILES, *output_names(board)])
-        return _render(board, out, pipe, progress or Quiet(), state, folder)
+        folder.check_replaceable([*SUMMARY_FILES, *output_names(shots_of(board)[1:])])
+        job.folder = folder
+        return job.run(pipe)
 
 
-SUMMARY_FILES = ("anchor.png", "clip.mp4", "report.json", "report.csv", "report.html", "sheet.png")
+@dataclass
+class Job:
+    board: Storyboard
+    out: Path
+    progress: object
+    state: object  # accelerate's PartialState, or None
+    folder: OutputFolder | None = None  # held by the main process
 
+    def run(self, pipe=None) -> RenderResult | None:
+        """Key the shots from the model's facts, then render what is not in place."""
+        spec, image_anchor = self.board.spec.model, self.board.spec.anchor.image is not None
+        if pipe is not None:
+            with borrowed(pipe, spec, image_anchor):
+                return self.render(facts_of(pipe), lambda: pipe)
+        facts = facts_from_files(spec, image_anchor)
+        if facts is None:  # a hub id whose configs cannot be read: only loading tells
+            return self.render(facts_of(loaded := self.load()), lambda: loaded)
+        return self.render(facts, self.load)
 
-def output_names(board: Storyboard) -> list[str]:
-    """The frames, masks and heat-maps a render of `board` writes, relative to its output folder."""
-    return [name for plan in board.video_order() for name in (plan.image, *plan.mask_images, heatmap_name(plan.image))]
+    def load(self):
+        device = self.state.device if self.state is not None else None
+        return load_pipeline(self.board.spec.model, device, self.board.spec.anchor.image is not None)
 
+    def render(self, facts: ModelFacts, pipe: Callable[[], object]) -> RenderResult | None:
+        """The anchor, every shot not yet in place, then (main process) the clip and report."""
+        board, out, main = self.board, self.out, self.folder is not None
+        board.check_model(facts.config, type(facts.scheduler).__name__)
+        segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main else None
+        identity = Identity(board, facts)
+        shots = [replace(shot, key=identity.shot(shot)) for shot in shots_of(board)]
+        done = {shot.image for shot in shots[1:] if in_place(out, shot.image, shot.key)}
+        todo = [shot for shot in shots[1:] if shot.image not in done]
+        if not todo and in_place(out, "anchor.png", identity.anchor):  # nothing to render: no model
+            anchor, cache = Anchor(read_image(out / "anchor.png"), "not needed"), None
+            reference = load_anchor_image(board, identity.settings)
+        else:
+            prepared = prepare(board, pipe(), shots)
+            anchor, cache = self.render_shots(prepared, identity, shots, todo)
+            reference = prepared.anchor_image
+        if self.state is not None:
+            self.state.wait_for_everyone()  # every frame is on disk
+        if not main:
+            return None
+        entries = [report_entry(s, describe_rules(s.rules, identity.module, board), s.image in done) for s in shots[1:]]
+        return self.finish(shots, facts, entries, anchor, reference, cache, segmenter, identity.settings)
 
-def _render(board: Storyboard, out: Path, pipe, progress, state, folder: OutputFolder | None) -> RenderResult | None:
-    main_process = folder is not None
-    checked = check_before_loading(board)
-    if pipe is None:
-        pipe = load_pipeline(board.spec.model, device=state.device if state is not None else None)
-    else:  # a caller's pipe: the storyboard's LoRAs on it too
-        add_loras(pipe, board.spec.model)
-    if not checked:
-        board.check_layers(LayerMap.of(pipe.unet))
-    if board.spec.anchor.image is not None and board.spec.model.scheduler is None:
-        invertible_scheduler(pipe)
-    segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main_process else None
-    prepared = prepare(board, pipe)
-    cache = None
-    if board.spec.render.cache == "disk" or state is not None:
-        cache = DiskCache(prepared.needed, out / "anchor-cache")
-    renderer = prepared.renderer(cache)
-    fields = prepared.anchor_fields(renderer.cache.needed)
-    anchor_key = cache_key(fields)
-    keys = {plan.index: prepared.frame_key(plan, anchor_key) for plan in board.frames}
-    keys |= {tween.index: prepared.tween_key(tween, anchor_key) for tween in board.tweens}
-    shown_plans = board.video_order()
-    done = {p.index for p in shown_plans if read_png_text(out / p.image).get("framegen-key") == keys[p.index]}
-    pending = [p for p in board.frames if p.index not in done]
-    pending_tweens = [t for t in board.tweens if t.index not in done]
+    def render_shots(self, prepared: Prepared, identity: Identity, shots: list[Shot], todo: list[Shot]):
+        """The anchor (built or reused), then every shot of `todo` this process renders."""
+        out, state, board = self.out, self.state, self.board
+        cache = None
+        if board.spec.render.cache == "disk" or state is not None:
+            cache = DiskCache(prepared.needed, out / "anchor-cache")
+        renderer = prepared.renderer(cache)
+        fields = identity.cache_fields(shots[1:])
+        keys = (identity.anchor, identity.cache(shots[1:]))
+        anchor = obtain_anchor(prepared, renderer, out, keys, fields, self.progress) if self.folder else None
+        if state is not None:
+            state.wait_for_everyone()  # the cache on disk is complete
+            if self.folder is None and todo:
+                status, tensors = renderer.cache.reopen(keys[1])
+                if status != "reused":
+                    raise RenderFailure(
+                        f"process {state.process_index}: the anchor cache on disk is unusable ({status})"
+                    )
+                prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, prepared.pipe.unet.dtype)
+            todo = todo[state.process_index :: state.num_processes]
+        keyframes_first = sorted(todo, key=lambda shot: shot.between is not None)  # keyframes batch, in-betweens don't
+        for group in prepared.batches(keyframes_first, board.spec.render.batch):
+            self.render_group(prepared, renderer, group)
+        return anchor, renderer.cache
 
-    # 1. the anchor: built, or reused from the disk cache or the output folder
-    if main_process:
-        anchor, anchor_cache, anchor_seconds = obtain_anchor(
-            prepared, renderer, out, anchor_key, fields, bool(pending or pending_tweens), progress
-        )
-    if state is not None:
-        state.wait_for_everyone()  # the cache on disk is complete
-        if not main_process and (pending or pending_tweens):
-            status, tensors = renderer.cache.reopen(anchor_key)
-            if status != "reused":
-                raise RenderFailure(f"process {state.process_index}: the anchor cache on disk is unusable ({status})")
-            prepared.anchor_state.load_tensors(tensors, pipe.device, pipe.unet.dtype)
-        pending = pending[state.process_index :: state.num_processes]
-        pending_tweens = pending_tweens[state.process_index :: state.num_processes]
-
-    # 2. the frames, each written as soon as it is done
-    for group in prepared.batches(pending, board.spec.render.batch):
+    def render_group(self, prepared: Prepared, renderer, group: list[Shot]) -> None:
+        """One U-Net batch of shots; each is written (masks first) as soon as it is done."""
         name = group[0].name if len(group) == 1 else f"{group[0].name} +{len(group) - 1}"
-        progress.image(name, prepared.settings.steps, len(group))
-        set_lora_scales(pipe, group[0].lora)  # a batch shares its scales (Prepared.batches)
-        controls = [prepared.control(plan.control) for plan in group] if group[0].control else None
-        shots = [prepared.shot(plan) for plan in group]
-        for plan, result in zip(group, renderer.frames(shots, progress.step, controls)):
-            for path, (_, mask) in zip(plan.mask_images, result.masks):
-                write_png(mask_png(mask, result.image.size), out / path, MASK_TEXT)
+        self.progress.image(name, prepared.settings.steps, len(group))
+        set_lora_scales(prepared.pipe, group[0].lora)  # a batch shares its scales (Prepared.batches)
+        controls = [prepared.conditioning.control(shot) for shot in group] if group[0].control else None
+        results = renderer.frames([prepared.shot(shot) for shot in group], self.progress.step, controls)
+        for shot, result in zip(group, results):
+            for path, (_, mask) in zip(shot.mask_images, result.masks):
+                write_png(mask_png(mask, result.image.size), self.out / path, MASK_TEXT)
             # the frame last: its key vouches for its masks too
-            text = {"framegen-key": keys[plan.index], "framegen-seconds": f"{result.seconds:.3f}"}
-            if state is not None:
-                text["framegen-process"] = str(state.process_index)
-            write_png(result.image, out / plan.image, text)
-    for tween in pending_tweens:  # in-betweens: encoded conditioning, one at a time
-        progress.image(tween.name, prepared.settings.steps)
-        set_lora_scales(pipe, tween.frame.lora)
-        control = prepared.tween_control(tween)
-        (result,) = renderer.frames([prepared.tween_shot(tween)], progress.step, [control] if control else None)
-        text = {"framegen-key": keys[tween.index], "framegen-seconds": f"{result.seconds:.3f}"}
-        write_png(result.image, out / tween.image, text)
-    if state is not None:
-        state.wait_for_everyone()  # every frame is on disk
-    if not main_process:
-        return None
+            text = {"framegen-key": shot.key, "framegen-seconds": f"{result.seconds:.3f}"}
+            if self.state is not None:
+                text["framegen-process"] = str(self.state.process_index)
+            write_png(result.image, self.out / shot.image, text)
 
-    # 3. the clip and the report, one frame in memory at a time
-    for plan in shown_plans if state is not None else []:  # frames other processes wrote
-        if read_png_text(out / plan.image).get("framegen-key") != keys[plan.index]:
-            raise RenderFailure(f"frame '{plan.name}' is missing from {out / 'frames'}")
-    folder.remove_stale(set(output_names(board)))
-    shown = chain([(anchor, 1)], ((read_image(out / plan.image), plan.hold) for plan in shown_plans))
-    frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
-    report = build_report(prepared, renderer.cache, out, anchor, done, segmenter, frame_count)
-    report.update(anchor_cache=anchor_cache)
-    report["anchor"]["seconds"] = round(anchor_seconds, 3)
-    result = RenderResult(out, report)
-    write_text(report_csv(report), out / "report.csv")
-    write_text(result.to_json(), out / "report.json")
-    write_review(report, out)
-    return result
-
-
-def read_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
-def obtain_anchor(
-    prepared: Prepared, renderer, out: Path, anchor_key: str, fields: dict, need_cache: bool, progress
-) -> tuple[Image.Image, str, float]:
-    """(anchor image, how, seconds): `not needed` (no frame left to render: the output
-    folder's anchor, the cache untouched), `reused` (a sound disk cache) or `built` (the
-    anchor pass, sealing the disk cache if there is one). The output's anchor.png ends
-    up this anchor's."""
-    anchor_path = out / "anchor.png"
-    in_output = read_png_text(anchor_path).get("framegen-key") == anchor_key
-    if not need_cache and in_output:
-        return read_image(anchor_path), "not needed", 0.0
-    cache = renderer.cache
-    if isinstance(cache, DiskCache):
-        status, tensors = cache.reopen(anchor_key)
-        if status == "reused":
-            prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, prepared.pipe.unet.dtype)
-            anchor = read_image(cache.folder / "anchor.png")
-            if not in_output:
-                write_png(anchor, anchor_path, {"framegen-key": anchor_key})
-            return anchor, "reused", 0.0
-    set_lora_scales(prepared.pipe, prepared.board.lora)
-    start = time.perf_counter()
-    anchor = prepared.render_anchor(renderer, progress.step, lambda name: progress.image(name, prepared.settings.steps))
-    seconds = time.perf_counter() - start
-    if isinstance(cache, DiskCache):
-        cache.seal(anchor_key, prepared.anchor_state.to_tensors(), fields, anchor)
-    write_png(anchor, anchor_path, {"framegen-key": anchor_key})
-    return anchor, "built", seconds
+    def finish(self, shots, facts, entries, anchor: Anchor, reference, cache, segmenter, settings) -> RenderResult:
+        """The clip and the report, one frame in memory at a time."""
+        out, board = self.out, self.board
+        for shot in shots[1:] if self.state is not None else []:  # frames other processes wrote
+            if not in_place(out, shot.image, shot.key):
+                raise RenderFailure(f"frame '{shot.name}' is missing from {out / 'frames'}")
+        self.folder.remove_stale(set(output_names(shots[1:])))
+        shown = chain([(anchor.image, 1)], ((read_image(out / shot.image), shot.hold) for shot in shots[1:]))
+        frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
+        measured = reference if reference is not None else anchor.image  # what should stay
+        model = {"dtype": facts.dtype, "device": facts.device}
+        size = (settings.width, settings.height)
+        report = build_report(board, entries, out, anchor.image, measured, segmenter, frame_count, model, size)
+        report.update(anchor_cache=anchor.how, cache_bytes=cache.nbytes if cache else 0, cache_entries=len(cache or ()))
+        report["anchor"]["seconds"] = round(anchor.seconds, 3)
+        result = RenderResult(out, report)
+        write_text(report_csv(report), out / "report.csv")
+        write_text(result.to_json(), out / "report.json")
+        write_review(report, out)
+        return result

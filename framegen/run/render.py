@@ -2,7 +2,7 @@
 
 The renderer runs passes and nothing else: it is given its pipe, its settings, its
 anchor cache and the anchor's other state, and frames come with their compiled rules
-(prepare.py compiles a storyboard's):
+(rules.py compiles a storyboard's) and their conditioning (conditioning.py):
 
     renderer = Renderer(pipe, settings, AnchorCache(needed), AnchorState())
     anchor = renderer.anchor("girl, red shirt")
@@ -39,6 +39,15 @@ class RenderSettings:
     seed: int
     negative_prompt: str = ""
     control_scales: tuple[float, ...] = ()  # one per ControlNet of the pipe
+
+    @classmethod
+    def of(cls, spec, native: int) -> RenderSettings:
+        """A storyboard's (StoryboardSpec) on a model trained at `native` pixels."""
+        render = spec.render
+        return cls(
+            render.width or native, render.height or native, render.steps, render.guidance, render.seed,
+            render.negative_prompt, tuple(controlnet.scale for controlnet in spec.model.controlnet),
+        )  # fmt: skip
 
 
 @dataclass

@@ -6,98 +6,89 @@ resolve against the storyboard's folder, like every other path in it."""
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 
 from PIL import Image
 
+from ..models.locate import built_in, locate
 from .schema import OutputSpec
-
-BUILT_IN_MODELS = ("tiny-random", "demo")
-MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
 
 
 def resolve_files(board) -> list[str]:
-    """Resolve the model, its LoRAs and the segmenter's model against the storyboard's
-    folder (rewriting their paths as absolute ones), and check them and `output`; the
-    problems as positioned lines."""
+    """Locate the model, its config, its LoRAs and ControlNets against the storyboard's
+    folder (rewriting local paths as absolute ones), and check them, the segmenter's model
+    and `output`; the problems as positioned lines."""
     spec, problems = board.spec, []
-    location, problem = model_location(spec.model.id, board.folder)
-    if problem:
-        problems.append(board.problem(("model", "id"), problem))
-    spec.model.id = location
+
+    def located(name: str, at: tuple, what: str) -> str:
+        location = locate(name, board.folder, what)
+        problem = location.problem
+        if problem is None and what == "model" and location.kind == "file":
+            problem = checkpoint_problem(Path(location.path))
+        if problem:
+            problems.append(board.problem(at, problem))
+        return location.path
+
+    spec.model.id = located(spec.model.id, ("model", "id"), "model")
     if spec.model.config is not None:
-        config, problem = model_location(spec.model.config, board.folder)
-        if problem is None and not spec.model.id.endswith(".safetensors"):
-            problem = "`config` describes a single-file checkpoint; model.id is not a .safetensors file"
-        elif problem is None and config.endswith(".safetensors"):
-            problem = f"'{config}' is a file; `config` is a diffusers folder or hub id"
-        if problem:
-            problems.append(board.problem(("model", "config"), problem))
+        before = len(problems)
+        config = located(spec.model.config, ("model", "config"), "config")
+        if len(problems) == before and not spec.model.id.endswith(".safetensors"):
+            problems.append(board.problem(("model", "config"), CONFIG_WITHOUT_FILE))
+        elif len(problems) == before and config.endswith(".safetensors"):
+            problems.append(
+                board.problem(("model", "config"), f"'{config}' is a file; `config` is a diffusers folder or hub id")
+            )
         spec.model.config = config
-    lora_names: dict[str, int] = {}
+    names: dict[str, int] = {}
     for i, lora in enumerate(spec.model.lora):
-        at = ("model", "lora", i)
-        path = (board.folder / Path(lora.path).expanduser()).resolve()
-        problem = safetensors_problem(path) if path.is_file() else f"no such file '{path}'"
-        if problem:
-            problems.append(board.problem(at + ("path",), problem))
-        if lora.key in lora_names:
-            problems.append(board.problem(at, f"two LoRAs are named '{lora.key}' (give one a `name`)"))
-        lora_names[lora.key] = i
-        lora.path = str(path)
+        lora.path = located(lora.path, ("model", "lora", i, "path"), "lora")
+        if lora.key in names:
+            problems.append(
+                board.problem(("model", "lora", i), f"two LoRAs are named '{lora.key}' (give one a `name`)")
+            )
+        names[lora.key] = i
+    for i, controlnet in enumerate(spec.model.controlnet):
+        controlnet.id = located(controlnet.id, ("model", "controlnet", i, "id"), "controlnet")
+        if controlnet.id == "demo-control" and not (built_in("demo-control") / "config.json").is_file():
+            problems.append(board.problem(("model", "controlnet", i, "id"), DEMO_CONTROL_MISSING))
     model_path = spec.report.background.model_path
     if model_path is not None and not (board.folder / model_path).is_file():
         problems.append(
             board.problem(("report", "background", "model_path"), f"no such file '{board.folder / model_path}'")
         )
-    output = spec.output
-    if output is not None and not (isinstance(output, OutputSpec) and output.outside):
-        folder, target = Path(os.path.abspath(board.folder)), Path(os.path.abspath(board.output_dir))
-        if target != folder and folder not in target.parents:
-            written = output.path if isinstance(output, OutputSpec) else output
-            problems.append(
-                board.problem(
-                    ("output",),
-                    f"'{written}' is not inside the storyboard's folder {folder}; give it on the command line "
-                    f"(-o), or write `output: {{path: {written}, outside: true}}`",
-                )
-            )
-    return problems
+    return problems + output_problems(board)
+
+
+CONFIG_WITHOUT_FILE = "`config` describes a single-file checkpoint; model.id is not a .safetensors file"
+DEMO_CONTROL_MISSING = (
+    "demo-control is not installed in framegen/models/demo/controlnet; train it from the checkout root with "
+    "`python -m tools.demo.train_controlnet --out DIR --install framegen/models/demo/controlnet`"
+)
+
+
+def output_problems(board) -> list[str]:
+    """An output folder outside the storyboard's folder tree needs consent."""
+    output = board.spec.output
+    if output is None or (isinstance(output, OutputSpec) and output.outside):
+        return []
+    folder, target = Path(os.path.abspath(board.folder)), Path(os.path.abspath(board.output_dir))
+    if target == folder or folder in target.parents:
+        return []
+    written = output.path if isinstance(output, OutputSpec) else output
+    return [
+        board.problem(
+            ("output",),
+            f"'{written}' is not inside the storyboard's folder {folder}; give it on the command line "
+            f"(-o), or write `output: {{path: {written}, outside: true}}`",
+        )
+    ]
 
 
 def controlnet_problems(board) -> list[str]:
-    """ControlNets that exist (a diffusers folder, a safetensors file, or a hub id), and
-    control images that open, one per ControlNet, on the anchor and on any frame."""
+    """Control images that open, one per ControlNet, on the anchor and on any frame."""
     spec, problems = board.spec, []
-    for i, controlnet in enumerate(spec.model.controlnet):
-        local = (board.folder / Path(controlnet.id).expanduser()).resolve()
-        if controlnet.id == "demo-control":  # bundled with the demo model
-            from ..models.demo import CONTROLNET_DIR
-
-            local = CONTROLNET_DIR
-            if not (local / "config.json").is_file():
-                problems.append(
-                    board.problem(
-                        ("model", "controlnet", i, "id"),
-                        f"demo-control is not installed in {local}; train it from the checkout root with "
-                        "`python -m tools.demo.train_controlnet --out DIR --install framegen/models/demo/controlnet`",
-                    )
-                )
-                continue
-        if local.is_file():
-            problem = safetensors_problem(local)
-        elif local.is_dir():
-            problem = None if (local / "config.json").is_file() else f"'{local}' is not a diffusers ControlNet folder"
-        elif controlnet.id.endswith(".safetensors") or controlnet.id.startswith((".", "/", "~")):
-            problem = f"no such file or folder '{local}'"
-        else:
-            problem, local = None, controlnet.id  # a hub id
-        if problem:
-            problems.append(board.problem(("model", "controlnet", i, "id"), problem))
-        controlnet.id = str(local)
     count = len(spec.model.controlnet)
     places = [(("anchor", "control"), spec.anchor.control)]
     places += [(("frames", i, "control"), frame.control) for i, frame in enumerate(spec.frames)]
@@ -151,52 +142,6 @@ def anchor_image_problems(board) -> list[str]:
     return problems
 
 
-def model_location(model_id: str, folder: Path) -> tuple[str, str | None]:
-    """(what loads the model, a problem or None): a built-in name, a hub id (`org/name`,
-    as written), or the absolute path of a local folder or `.safetensors` file, which is
-    looked up relative to `folder` when not absolute."""
-    if model_id in BUILT_IN_MODELS:
-        return model_id, None
-    local = (folder / Path(model_id).expanduser()).resolve()
-    looks_local = (
-        model_id.endswith(".safetensors")
-        or model_id.startswith((".", "/", "~"))
-        or "\\" in model_id
-        or model_id.count("/") != 1
-    )
-    if not local.exists():
-        if looks_local:
-            kind = "file" if model_id.endswith(".safetensors") else "folder"
-            return model_id, f"no such {kind} '{local}' (local model paths resolve against the storyboard's folder)"
-        return model_id, None  # a hub id
-    if local.is_file():
-        return str(local), safetensors_problem(local) or checkpoint_problem(local)
-    if not (local / "model_index.json").is_file():
-        return str(local), f"'{local}' is not a diffusers pipeline folder (it has no model_index.json)"
-    return str(local), None
-
-
-def safetensors_problem(path: Path) -> str | None:
-    """None when `path` starts like a safetensors file (a JSON header of the size its
-    first 8 bytes give), else what is wrong, naming the file."""
-    if path.suffix != ".safetensors":
-        return f"'{path}' is not a .safetensors checkpoint (weights load with safetensors only)"
-    try:
-        with open(path, "rb") as file:
-            head = file.read(8)
-            if len(head) < 8:
-                raise ValueError("shorter than a header")
-            (length,) = struct.unpack("<Q", head)
-            if length > min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
-                raise ValueError("its header length is larger than the file")
-            header = json.loads(file.read(length))
-            if not isinstance(header, dict):
-                raise ValueError("its header is not a table of tensors")
-    except (OSError, ValueError) as error:
-        return f"'{path}' is not a safetensors checkpoint ({error})"
-    return None
-
-
 def checkpoint_problem(path: Path) -> str | None:
     """None when `path` is a checkpoint of a family framegen loads (its keys say), else why not."""
     from ..models.checkpoints import Checkpoint, CheckpointError
@@ -226,3 +171,62 @@ def box_problem(boxes, width: int, height: int) -> str | None:
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
             return f"box [{x0}, {y0}, {x1}, {y1}] lies outside the {width}x{height} image"
     return None
+
+
+_BLOCKS = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.")
+
+
+def layer_problems(board, layers) -> list[str]:
+    """Every layer name the model (a LayerMap) lacks. A layer map read from a config alone
+    (no modules) lets raw paths below a block through: those are checked when the rules
+    are compiled for the loaded U-Net."""
+    from .source import dotted
+
+    known, problems = layers.known_names(), []
+    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
+        named = [(path + ("layers",), rule.layers)]
+        if getattr(rule, "mask", None) is not None and rule.mask.layers:
+            named.append((path + ("mask", "layers"), rule.mask.layers))
+        for at, names in named:
+            for i, name in enumerate(names):
+                if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
+                    message = f"unknown layer '{name}' (known: {layers.listing()})"
+                    problems.append(f"{board.where(at + (i,))}: {dotted(at)}: {message}")
+    return problems
+
+
+def box_problems(board, width: int, height: int) -> list[str]:
+    """Every box that lies wholly outside a width x height image."""
+    problems = []
+    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
+        boxes = getattr(getattr(rule, "mask", None), "boxes", None)
+        problem = box_problem(boxes, width, height) if boxes else None
+        if problem:
+            problems.append(board.problem(path + ("mask", "boxes"), problem))
+    return problems
+
+
+def family_problems(board, family, scheduler: str | None = None) -> list[str]:
+    """What the model's family (engine/families.py) cannot do that the storyboard asks
+    for; and, when the scheduler it renders with is known, whether a real-image anchor
+    can invert along it."""
+    from ..engine.families import unsupported
+    from ..engine.inversion import INVERSE_SCHEDULERS
+
+    spec, problems = board.spec, []
+    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
+        if getattr(getattr(rule, "mask", None), "auto", None) == "noise":
+            problem = unsupported(family, "noise_masks", "noise masks support", "use auto: attention")
+            problems += [board.problem(path + ("mask", "auto"), problem)] if problem else []
+    if spec.model.controlnet:
+        problem = unsupported(family, "controlnet", "a ControlNet supports")
+        problems += [board.problem(("model", "controlnet"), problem)] if problem else []
+    if spec.anchor.image is not None:
+        problem = unsupported(family, "image_anchor", "a real-image anchor supports")
+        if problem is None and scheduler is not None and scheduler not in INVERSE_SCHEDULERS:
+            problem = (
+                f"a real-image anchor needs a scheduler with an inverse form ({', '.join(INVERSE_SCHEDULERS)}); "
+                f"the pipe's is {scheduler} (set model.scheduler: ddim)"
+            )
+        problems += [board.problem(("anchor", "image"), problem)] if problem else []
+    return problems

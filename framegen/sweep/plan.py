@@ -7,17 +7,15 @@ through the storyboard's own schema and resolver, exactly as a pasted best.yaml 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
+from ..engine.cache import digest
 from ..engine.specs import RuleSpec
 from ..errors import InvalidInput
-from ..models.fingerprints import file_sha256
-from ..models.load import lora_fingerprint, weights_fingerprint
-from ..storyboard import FramePlan, Storyboard, rule_spec
+from ..storyboard import Storyboard, rule_spec
 from ..storyboard.schema import Rule
 
 
@@ -35,7 +33,7 @@ class Run:
 
     @property
     def slug(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
+        return digest(self.rules, 12)
 
 
 def subsets(names: list[str], include_empty: bool) -> list[tuple[str, list[str]]]:
@@ -123,27 +121,3 @@ def describe(run: Run) -> str:
             )
         parts.append(text)
     return "; ".join(parts) or "no swap"
-
-
-def fingerprint(board: Storyboard, frame: FramePlan, mask: dict | None) -> str:
-    """Everything besides the rules that decides a run's image and score."""
-    spec = board.spec
-    render = spec.render.model_dump(exclude={"cache"})
-    decided = {
-        "model": spec.model.model_dump(),
-        "weights": weights_fingerprint(spec.model),
-        "lora": lora_fingerprint(spec.model),
-        "render": render,
-        "anchor": spec.anchor.prompt,
-        "frame": frame.prompt,
-        "background": spec.report.background.model_dump(),
-        "mask": mask,
-    }
-    if mask and mask.get("image"):
-        decided["mask_bytes"] = file_sha256(board.folder / mask["image"])
-    if spec.anchor.image:  # a real anchor image, and how it is inverted
-        decided["anchor_image"] = [file_sha256(board.folder / spec.anchor.image), spec.anchor.inversion.model_dump()]
-    files = [*(spec.anchor.control or ()), *frame.control]
-    if files:
-        decided["control_bytes"] = [file_sha256(board.folder / path) for path in files]
-    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]

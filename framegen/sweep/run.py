@@ -1,7 +1,8 @@
 """Running a sweep: one anchor pass caching the union of every run's (layer, step)
 pairs, then the frame under each run's rules, a row appended to sweep.csv as each run
 finishes, so an interrupted sweep resumes where it stopped. Rows belong to one
-fingerprint of everything else that decides the image (plan.fingerprint)."""
+fingerprint of everything else that decides the image: the frame's key without its
+rules, from the same identity a render keys its shots with (run/identity.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,22 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.placement import cache_bytes, choose_cache
+from ..engine.swap import needed_pairs
 from ..errors import InvalidInput
+from ..models.facts import facts_of
+from ..models.load import set_lora_scales
 from ..output.files import write_png, write_text
 from ..output.folder import OutputFolder
-from ..output.report import compare, segmenter_for
-from ..run.prepare import alone, prepare
+from ..output.report import compare
+from ..output.segmenters import segmenter_for
+from ..run.anchor import render_anchor
+from ..run.identity import Identity
+from ..run.prepare import prepare
 from ..run.render import batched
+from ..run.rules import alone
+from ..run.shots import frame_shot
 from ..storyboard import FramePlan, Storyboard
-from .plan import Run, describe, fingerprint, run_specs
+from .plan import Run, describe, run_specs
 
 SWEEP_FILES = ("sweep.csv", "sweep.md", "best.yaml")  # a folder holding these without sweep.json is not framegen's
 CSV_COLUMNS = [
@@ -63,6 +72,13 @@ def number(value) -> float | None:
     return None if value in (None, "", "None") else float(value)
 
 
+def sweep_fingerprint(board: Storyboard, frame: FramePlan, runs: list[Run], facts) -> str:
+    """Everything but a run's rules that decides its image and score: the frame's key with
+    no rules, and the masks the runs use, by content (run/identity.py)."""
+    masks = [spec for run in runs for spec in run_specs(run, board) if spec.mode == "mask"]
+    return Identity(board, facts).sweep(frame_shot(frame), masks)
+
+
 class Sweep:
     def __init__(
         self,
@@ -78,8 +94,8 @@ class Sweep:
         self.batch = batch  # runs per U-Net batch: faster, but then within one 8-bit level of a render
         self.cache_mode = cache
         self.pipe = pipe
-        masks = [rule["mask"] for run in runs for rule in run.rules if rule["mode"] == "mask"]
-        self.fingerprint = fingerprint(board, frame, masks[0] if masks else None)
+        self.shot = frame_shot(frame)
+        self.fingerprint = sweep_fingerprint(board, frame, runs, facts_of(pipe))
 
     def _check_folder(self) -> dict[str, dict]:
         """Finished rows from an earlier run of this sweep; refuse another sweep's folder."""
@@ -122,12 +138,10 @@ class Sweep:
         log(f"sweep: {len(self.runs)} runs, {len(self.runs) - len(todo)} already done, {len(todo)} to render")
         if not todo:
             return rows
-        prepared = prepare(self.board, self.pipe, frames=[])
+        prepared = prepare(self.board, self.pipe, shots=[])
         settings, step = prepared.settings, progress.step if progress is not None else None
-        rules = {run.key: prepared.compile(run_specs(run, self.board), self.frame) for run in todo}
-        needed = set().union(
-            *({(layer, s) for r in rs for layer in r.layers for s in r.steps} for rs in rules.values())
-        )
+        rules = {run.key: prepared.compile(run_specs(run, self.board), self.shot) for run in todo}
+        needed = set().union(*(needed_pairs(compiled) for compiled in rules.values()))
         size = cache_bytes(self.pipe, needed, settings.width, settings.height, settings.steps, settings.guidance)
         cache = choose_cache(self.cache_mode, needed, self.pipe.device, self.out / "anchor-cache", size)
         renderer = prepared.renderer(cache)
@@ -135,18 +149,20 @@ class Sweep:
 
         announce = (lambda name: progress.image(name, settings.steps)) if progress is not None else None
         try:
-            anchor = prepared.render_anchor(renderer, step, announce)
+            set_lora_scales(self.pipe, self.board.lora)  # the anchor's scales, then the frame's (as a render)
+            anchor = render_anchor(prepared, renderer, step, announce)
+            set_lora_scales(self.pipe, self.shot.lora)
             where = f"{cache.where} ({self.pipe.device})"
             log(f"anchor cache: {cache.nbytes:,} bytes for {len(needed)} (layer, step) pairs, in {where}")
             write_png(anchor, self.out / "runs" / "anchor.png")
             reference = prepared.anchor_image if prepared.anchor_image is not None else anchor  # what should stay
             anchor_person = segmenter.person(reference)
-            control = prepared.control(self.frame.control)
+            control = prepared.conditioning.control(self.shot)
             with open(self.out / "sweep.csv", "a", encoding="utf-8") as table:
                 for group in batched(todo, self.batch, alone=lambda run: alone(rules[run.key])):
                     if progress is not None:
                         progress.image(group[0].row[:16] or "no swap", settings.steps, len(group))
-                    shots = [(self.frame.prompt, rules[run.key]) for run in group]
+                    shots = [(self.shot.prompt, rules[run.key]) for run in group]
                     results = renderer.frames(shots, step, [control] * len(group) if control else None)
                     for run, result in zip(group, results):
                         image = f"runs/{run.slug}.png"

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from framegen.models.demo import segmenter_path
-from framegen.output.report import RembgSegmenter, compare
+from framegen.output.report import compare
+from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import Prepared, prepare
 from framegen.storyboard import load_storyboard
 

@@ -46,5 +46,5 @@ def load_pipeline(dtype=None):
 
 def segmenter_path() -> Path:
     """The ONNX person segmenter (rembg u2net contract: [1,3,320,320] in, [1,1,320,320] out).
-    framegen uses it through rembg's `u2net_custom` session (framegen.output.report.RembgSegmenter)."""
+    framegen uses it through rembg's `u2net_custom` session (framegen.output.segmenters.RembgSegmenter)."""
     return WEIGHTS_DIR / "segmenter.onnx"

@@ -1,0 +1,97 @@
+"""Where a model, LoRA or ControlNet that a storyboard names is: one of framegen's own
+(`tiny-random`, `demo`, `demo-control`), a local file or folder (looked up relative to
+the storyboard's folder), or a hub id (`org/name`). One decision for all three, made
+before anything loads; what is at a local path is checked here too."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
+
+
+def built_in(name: str) -> Path | None:
+    """The folder of one of framegen's own models (None for `tiny-random`, built in
+    code), by name; KeyError for other names."""
+    from .demo import CONTROLNET_DIR, WEIGHTS_DIR
+
+    return {"tiny-random": None, "demo": WEIGHTS_DIR, "demo-control": CONTROLNET_DIR}[name]
+
+
+BUILT_IN = {"model": ("tiny-random", "demo"), "config": (), "controlnet": ("demo-control",), "lora": ()}
+
+
+@dataclass(frozen=True)
+class Location:
+    kind: str  # built-in | hub | file | folder | missing
+    path: str  # what loads it: the built-in name, the hub id, or an absolute path
+    problem: str | None = None  # why it cannot load, in one line
+
+    @property
+    def is_hub(self) -> bool:
+        return self.kind == "hub"
+
+
+def locate(name: str, folder: Path = Path("."), what: str = "model") -> Location:
+    """Where `name` (a `model.id`, a LoRA's path or a ControlNet's id) is. A name that
+    could be a path (a `.safetensors` suffix, a leading `.`, `/` or `~`, a backslash, or
+    not exactly one `/`) and does not exist is missing; `org/name` that does not exist
+    locally is a hub id (LoRAs are always local files)."""
+    if name in BUILT_IN[what]:
+        return Location("built-in", name)
+    local = (Path(folder) / Path(name).expanduser()).resolve()
+    if local.exists():
+        kind = "file" if local.is_file() else "folder"
+        return Location(kind, str(local), content_problem(local, what))
+    looks_local = (
+        what == "lora"
+        or name.endswith(".safetensors")
+        or name.startswith((".", "/", "~"))
+        or "\\" in name
+        or name.count("/") != 1
+    )
+    if not looks_local:
+        return Location("hub", name)
+    noun = (
+        "file"
+        if name.endswith(".safetensors") or what == "lora"
+        else {"controlnet": "file or folder"}.get(what, "folder")
+    )
+    return Location("missing", name, f"no such {noun} '{local}' (local paths resolve against the storyboard's folder)")
+
+
+def content_problem(path: Path, what: str) -> str | None:
+    """What is wrong with the file or folder at `path` for a `what`, or None."""
+    if path.is_file():
+        return safetensors_problem(path)
+    if what in ("model", "config") and not (path / "model_index.json").is_file():
+        return f"'{path}' is not a diffusers pipeline folder (it has no model_index.json)"
+    if what == "controlnet" and not (path / "config.json").is_file():
+        return f"'{path}' is not a diffusers ControlNet folder"
+    if what == "lora":
+        return f"'{path}' is a folder; a LoRA is one .safetensors file"
+    return None
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """None when `path` starts like a safetensors file (a JSON header of the size its
+    first 8 bytes give), else what is wrong, naming the file."""
+    if path.suffix != ".safetensors":
+        return f"'{path}' is not a .safetensors checkpoint (weights load with safetensors only)"
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than a header")
+            (length,) = struct.unpack("<Q", head)
+            if length > min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
+                raise ValueError("its header length is larger than the file")
+            header = json.loads(file.read(length))
+            if not isinstance(header, dict):
+                raise ValueError("its header is not a table of tensors")
+    except (OSError, ValueError) as error:
+        return f"'{path}' is not a safetensors checkpoint ({error})"
+    return None
