@@ -53,7 +53,7 @@ def world(tmp_path):
         "anchor": {"prompt": "girl, red shirt, blue skirt", "control": ["pose-a.png"]},
         "frames": [
             {
-                "name": "edit", "replace": {"red shirt": "green shirt"}, "control": ["pose-b.png"], "tween": 1,
+                "name": "edit", "prompt": "girl, green shirt, blue skirt", "control": ["pose-b.png"], "tween": 1,
                 "lora": {"style": 0.5}, "hold": 1,
                 "swap": [
                     {"mode": "full", "layers": ["OUT3"], "steps": "1-3"},
@@ -118,8 +118,11 @@ CHANGES = {  # what changes pixels -> (how to change it, whether a sweep renders
     "guidance": (lambda s, f: s["render"].update(guidance=5.0), True),
     "seed": (lambda s, f: s["render"].update(seed=8), True),
     "negative prompt": (lambda s, f: s["render"].update(negative_prompt="blurry"), True),
-    "anchor prompt": (lambda s, f: s["anchor"].update(prompt="girl, red shirt, black skirt"), True),
-    "frame prompt": (lambda s, f: frame(s).update(replace={"red shirt": "blue shirt"}), True),
+    # prompts whose edit words stay the same (the words are in the key too): only the text differs
+    "anchor prompt": (lambda s, f: s["anchor"].update(prompt="blue skirt, girl, red shirt"), True),
+    "frame prompt": (lambda s, f: frame(s).update(prompt="blue skirt, girl, green shirt"), True),
+    # the same prompt as a delta: other edit words, so another attention mask
+    "edit words": (lambda s, f: frame(s).update(prompt=None, replace={"red": "green"}), True),
     "rule mode": (lambda s, f: rule(s, 0).update(mode="threshold", threshold=0.5), True),
     "rule layers": (lambda s, f: rule(s, 0).update(layers=["OUT2"]), True),
     "rule steps": (lambda s, f: rule(s, 0).update(steps="1-2"), True),
