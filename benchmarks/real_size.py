@@ -35,11 +35,14 @@ from framegen.models.published import FAMILIES, random_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, beside benchmarks/
 from tools.ldm_checkpoint import pipeline_to_ldm  # noqa: E402
 
+# the render's own peak (VmHWM): getrusage's ru_maxrss survives exec, so in a child of this
+# script, which built the model, it would report the builder's peak
 CHILD = """
-import resource, sys
+import re, sys
 from framegen.cli import main
 code = main(sys.argv[1:])
-print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+status = open("/proc/self/status").read()
+print("peak-rss-kb", re.search(r"VmHWM:\\s+(\\d+) kB", status)[1], file=sys.stderr)
 sys.exit(code)
 """
 

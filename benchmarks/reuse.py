@@ -5,8 +5,9 @@ conclude that every shot is already in place.
 
 Builds SD1.5's architecture with random weights (framegen's shipped configs, bfloat16) as
 one original-layout checkpoint, renders a storyboard of 3 frames (one with 2 in-betweens)
-from it at 64x64 in 2 steps with `framegen render` in a fresh process, then renders it
-again unchanged, and prints both runs' wall time and peak RSS. `--framegen DIR` runs
+from it at 64x64 in 2 steps (float32, as `dtype: auto` is on a CPU) with `framegen render`
+in a fresh process, then renders it again unchanged, and prints both runs' wall time and
+peak RSS (the child's own VmHWM). `--framegen DIR` runs
 another checkout's framegen (on PYTHONPATH) instead, for a before/after table.
 """
 
@@ -29,11 +30,16 @@ from framegen.models.published import random_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, beside benchmarks/
 from tools.ldm_checkpoint import pipeline_to_ldm  # noqa: E402
 
+# the peak of this process's own memory (VmHWM): getrusage's ru_maxrss survives exec, so in a
+# child of this script it would report the parent's peak (the built checkpoint) instead
 CHILD = """
-import resource, sys
+import re, sys
+import framegen
+print("framegen-from", framegen.__file__, file=sys.stderr)
 from framegen.cli import main
 code = main(sys.argv[1:])
-print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+status = open("/proc/self/status").read()
+print("peak-rss-kb", re.search(r"VmHWM:\\s+(\\d+) kB", status)[1], file=sys.stderr)
 sys.exit(code)
 """
 
@@ -51,7 +57,7 @@ def checkpoint(root: Path) -> Path:
 def storyboard(file: Path) -> dict:
     return {
         "version": 1,
-        "model": {"id": str(file), "dtype": "bfloat16", "scheduler": "ddim"},
+        "model": {"id": str(file), "scheduler": "ddim"},  # dtype auto: float32 on a CPU
         "render": {"width": 64, "height": 64, "steps": 2, "seed": 1},
         "anchor": {"prompt": "girl, red shirt, blue skirt, outdoor"},
         "swap": [{"mode": "full", "layers": "OUT3, OUT4", "steps": "1"}],
@@ -75,11 +81,14 @@ def render(board: Path, out: Path, framegen: Path | None) -> tuple[float, int, d
         capture_output=True,
         text=True,
         env=env,
+        cwd=board.parent,  # not a checkout: `python -c` puts the working folder first on the path
     )
     seconds = time.perf_counter() - start
     if child.returncode != 0:
         raise SystemExit(f"render failed ({child.returncode}): {child.stderr.strip()[-500:]}")
-    peak = int(next(line for line in child.stderr.splitlines() if line.startswith("peak-rss-kb")).split()[1]) * 1024
+    lines = child.stderr.splitlines()
+    peak = int(next(line for line in lines if line.startswith("peak-rss-kb")).split()[1]) * 1024
+    print(next(line for line in lines if line.startswith("framegen-from")))
     return seconds, peak, json.loads((out / "report.json").read_text())
 
 
@@ -97,7 +106,7 @@ def main() -> None:
         board = root / "board.yaml"
         board.write_text(yaml.safe_dump(storyboard(file), sort_keys=False))
         out = root / ("out-" + (args.framegen.name if args.framegen else "this"))
-        print(f"framegen from {args.framegen or 'this checkout'}; SD1.5 single file, bfloat16, 64x64, 2 steps")
+        print("SD1.5 single file (bfloat16 weights), rendered in float32 (dtype auto on a CPU), 64x64, 2 steps")
         print("| render | wall s | peak RSS GB | anchor cache | frames reused |")
         print("|---|---|---|---|---|")
         for name in ("first", "again, nothing changed"):
