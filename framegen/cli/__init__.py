@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__, errors
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput, Terminated
+from ..models.fingerprints import cache_folder
 from .progress import RichProgress, quiet_libraries, show_progress
 from .sweep import add_arguments as add_sweep_arguments
 from .sweep import cmd_sweep
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    # torch makes its compile cache folder when diffusers imports it, by default in the temp
+    # folder; a command leaves nothing there, so it goes with framegen's own cache
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_folder() / "torchinductor"))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

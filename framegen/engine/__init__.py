@@ -32,7 +32,7 @@ _WHERE = {
     "LayerMap": "layers", "DrawnMask": "masks", "MaskSource": "masks", "Edit": "specs", "MaskPlan": "specs",
     "RuleSpec": "specs", "SwapRule": "swap", "choose": "swap", "needed_pairs": "swap", "swap": "swap",
     "Inversion": "inversion", "encode": "inversion", "fitted": "inversion", "invert": "inversion",
-    "between": "tween", "slerp": "tween", "Family": "families", "family_of": "families", "digest": "cache",
+    "between": "tween", "slerp": "tween", "Family": "families", "family_of": "families", "digest": "digest",
 }  # fmt: skip
 __all__ = sorted(_WHERE)
 

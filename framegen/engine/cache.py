@@ -13,12 +13,13 @@ Keys are position-in-schedule based (see hooks.StepClock): (module path, positio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
 import torch
+
+from .digest import digest, sha256
 
 MANIFEST = "manifest.json"
 EXTRAS = "extras.safetensors"
@@ -240,19 +241,3 @@ def check_folder(folder: Path, key: str) -> str | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "unreadable manifest"
     return None
-
-
-def digest(value, length: int = 64) -> str:
-    """SHA-256 of `value` as canonical JSON, in hex (its first `length` digits): what every
-    key and the manifest's own seal are made of."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def sha256(path: Path) -> str:
-    """A file's SHA-256, in hex."""
-    hashed = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            hashed.update(block)
-    return hashed.hexdigest()

@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..engine.cache import sha256
+from ..engine.digest import sha256
 
 FILE = "fingerprints.json"
 _known: dict[str, tuple[list[int], str]] = {}  # this process's: no reading the file again per call

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 SEED = 0
@@ -64,9 +63,13 @@ def byte_level_tokenizer_files(folder: Path) -> Path:
     return folder
 
 
-@lru_cache(maxsize=1)
-def _tokenizer_dir() -> Path:
-    return byte_level_tokenizer_files(Path(tempfile.mkdtemp(prefix="framegen-tiny-tok-")))
+def tiny_tokenizer():
+    """The byte-level tokenizer, read from files written to a temporary folder that is
+    removed again (the tokenizer holds its vocabulary in memory)."""
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="framegen-tiny-tok-") as folder:
+        return CLIPTokenizer.from_pretrained(byte_level_tokenizer_files(Path(folder)))
 
 
 def tiny_unet(sdxl: bool = False):
@@ -95,7 +98,7 @@ def tiny_pipeline():
     """The `tiny-random` StableDiffusionPipeline (CPU, float32)."""
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     unet = tiny_unet()
     torch.manual_seed(SEED + 1)
@@ -111,7 +114,7 @@ def tiny_pipeline():
         sample_size=NATIVE_SIZE[0],
     )
     torch.manual_seed(SEED + 2)
-    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir())
+    tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
@@ -163,9 +166,9 @@ def tiny_sdxl_pipeline():
     for the SDXL code paths. Not a `model.id`: tests build it."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir())
+    tokenizer = tiny_tokenizer()
     text = dict(vocab_size=len(tokenizer), intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=TEXT_LENGTH, bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .. import __version__
-from ..engine.cache import digest
+from ..engine.digest import digest
 from ..engine.specs import RuleSpec
 from ..models.facts import ModelFacts
 from ..models.fingerprints import file_sha256, lora_fingerprint, weights_fingerprint

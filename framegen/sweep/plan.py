@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
-from ..engine.cache import digest
+from ..engine.digest import digest
 from ..engine.specs import RuleSpec
 from ..errors import InvalidInput
 from ..storyboard import Storyboard, rule_spec
