@@ -2,10 +2,12 @@
 exit code, before loading where the storyboard and its files can tell; nothing of the
 user's changes; nothing is left in the temp folder."""
 
+import json
 import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 BOARD = {
@@ -30,3 +32,144 @@ def test_a_render_leaves_nothing_in_the_temp_folder(tmp_path):
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert sorted(p.name for p in temp.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A tiny render's output folder (report.json, frames), made once."""
+    from framegen.cli import main
+
+    folder = tmp_path_factory.mktemp("rendered")
+    path = folder / "board.yaml"
+    path.write_text(yaml.safe_dump(BOARD))
+    assert main(["render", "-q", str(path), "-o", str(folder / "out")]) == 0
+    return folder / "out"
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    from framegen.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Error" not in lines[0] and "Errno" not in lines[0] and "Traceback" not in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "-1"])
+def test_a_limit_that_is_no_number_is_an_input_error(rendered, capsys, limit):
+    code, _, err = cli(capsys, "check", rendered / "report.json", "--max-background-mse", limit)
+    assert code == 2 and "--max-background-mse" in one_line(err) and "finite number" in err
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(float("nan"), "background MSE nan"), (float("inf"), "background MSE inf"), ("12", 'background MSE "12" is not'),
+     (None, "no shared background"), ("missing", "no background MSE in the report")],
+)  # fmt: skip
+def test_a_measurement_that_is_no_finite_number_fails_the_gate_naming_the_frame(
+    rendered, tmp_path, capsys, value, shown
+):
+    report = json.loads((rendered / "report.json").read_text())
+    if value == "missing":
+        del report["frames"][0]["background_mse"]
+    else:
+        report["frames"][0]["background_mse"] = value
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))  # json writes NaN and Infinity, as a careless script would
+    code, _, err = cli(capsys, "check", path, "--max-background-mse", 1e9)
+    assert code == 1 and err.startswith(f"check failed: frame 'blue': {shown}")
+
+
+def test_a_blank_frame_is_reported_as_blank_not_as_a_number(tmp_path):
+    from PIL import Image
+
+    from framegen.output.report import measured, run_checks
+    from framegen.output.segmenters import NoSegmenter
+
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (16, 16), "black").save(tmp_path / "frames" / "0001.png")  # NaN latents decode to this
+    entry = {"name": "nan", "index": 1, "image": "frames/0001.png", "heatmap": "heatmaps/0001.png", "reused": False}
+    reference = Image.new("RGB", (16, 16), "gray")
+    frame = measured(entry, tmp_path, reference, NoSegmenter().person(reference), NoSegmenter())
+    assert frame["blank"] and frame["background_mse"] is None and frame["foreground_mse"] is None
+    assert run_checks([frame], 1e9)[0]["failing_frames"] == ["nan"]
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (
+            lambda s: s["model"].update(lora=[{"path": "style.safetensors", "scale": float("nan")}]),
+            "model.lora[0].scale",
+        ),
+        (lambda s: s["model"].update(lora=[{"path": "style.safetensors", "scale": 50}]), "model.lora[0].scale"),
+        (lambda s: s["frames"][0].update(lora={"style": float("inf")}), "frames[0].lora.style"),
+        (lambda s: s["model"].update(controlnet=[{"id": "net", "scale": 50}]), "model.controlnet[0].scale"),
+        (lambda s: s.update(checks={"max_background_mse": float("nan")}), "checks.max_background_mse"),
+        (lambda s: s["render"].update(guidance=float("inf")), "render.guidance"),
+    ],
+)
+def test_nan_infinite_or_absurd_numbers_are_refused_before_loading(tmp_path, capsys, change, where):
+    spec = json.loads(json.dumps(BOARD))
+    change(spec)
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 2 and f": {where}: " in err.splitlines()[0], err
+
+
+REPORTS = {
+    "missing": (None, "no such file"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\xff", "a binary file"),
+    "truncated": (b'{"framegen_version": "0.3.0", "frames": [{"name": "a"', "cut short"),
+    "not JSON": (b"frames: []\n", "not JSON at line 1"),
+    "another tool's JSON": (b'{"results": []}', "no framegen_version"),
+    "hand-edited": (b'{"framegen_version": "0.3.0", "frames": [{"name": 3}]}', "frames[0].name is missing or not text"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPORTS))
+def test_check_on_a_report_that_is_not_one_is_one_line(tmp_path, capsys, name):
+    content, message = REPORTS[name]
+    path = tmp_path / "report.json"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = cli(capsys, "check", path, "--max-background-mse", 10)
+    assert code == 2 and message in one_line(err)
+
+
+def test_report_on_a_folder_that_is_not_a_render_or_lost_a_frame_is_one_line(rendered, tmp_path, capsys):
+    import shutil
+
+    code, _, err = cli(capsys, "report", tmp_path)
+    assert code == 2 and "holds no report.json" in one_line(err)
+    copy = tmp_path / "copy"
+    shutil.copytree(rendered, copy)
+    (copy / "frames" / "0001.png").unlink()
+    code, _, err = cli(capsys, "report", copy)
+    assert code == 2 and "frames/0001.png named in report.json are gone" in one_line(err)
+
+
+def test_junit_never_replaces_the_report_nor_a_users_file_without_force(rendered, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(rendered / "report.json", tmp_path / "report.json")
+    report = tmp_path / "report.json"
+    notes = tmp_path / "notes.xml"
+    notes.write_text("my notes")
+    code, _, err = cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", report)
+    assert code == 2 and "is the file being read" in one_line(err)
+    code, _, err = cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", notes)
+    assert code == 2 and "--force" in one_line(err) and notes.read_text() == "my notes"
+    assert cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", notes, "--force")[0] == 0
+    assert notes.read_text().startswith("<?xml")
+    assert cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", notes)[0] == 0  # framegen's now
+    notes.write_text(notes.read_text() + "<!-- mine -->")  # changed by the user: theirs again
+    code, _, err = cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", notes)
+    assert code == 2 and notes.read_text().endswith("<!-- mine -->")

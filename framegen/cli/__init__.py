@@ -18,6 +18,7 @@ from .. import __version__, errors
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput, Terminated
 from ..models.fingerprints import cache_folder
 from .progress import RichProgress, quiet_libraries, show_progress
+from .report import cmd_check, cmd_report, frame_lines, print_annotations, wants_github
 from .sweep import add_arguments as add_sweep_arguments
 from .sweep import cmd_sweep
 
@@ -66,27 +67,6 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
-def cmd_check(args) -> int:
-    import json
-
-    from ..output.files import write_text
-    from ..output.report import failure_lines, junit_xml, read_report, recheck
-
-    report, code = recheck(read_report(Path(args.report)), args.max_background_mse)
-    if args.junit:
-        write_text(junit_xml(report), Path(args.junit))
-    for line in failure_lines(report):
-        print(line, file=sys.stderr)
-    if wants_github(args):
-        print_annotations(report, storyboard_lines(report))
-    if code == EXIT_OK:
-        worst = max((f["background_mse"] for f in report["frames"]), default=None)
-        print(
-            f"ok: {len(report['frames'])} frames, worst background MSE {json.dumps(worst)} <= {args.max_background_mse}"
-        )
-    return code
-
-
 def cmd_layers(args) -> int:
     from ..models.facts import configs_offline, configs_online
     from ..storyboard import ModelSpec
@@ -110,50 +90,6 @@ def cmd_layers(args) -> int:
             "With a ControlNet: its residuals join the skip connections and the mid block after the IN and MID "
             "outputs, so swapping those does not bring the anchor's control along; OUT blocks and LATENTS do."
         )
-    return EXIT_OK
-
-
-def wants_github(args) -> bool:
-    return args.github or os.environ.get("GITHUB_ACTIONS") == "true"
-
-
-def print_annotations(report: dict, frame_line) -> None:
-    """GitHub Actions `::error` lines on stdout (where the runner reads workflow commands)."""
-    from ..output.report import github_annotations
-
-    for line in github_annotations(report, frame_line):
-        print(line)
-
-
-def storyboard_lines(report: dict):
-    """frame_lines for a report's storyboard, read again (it may have moved or changed
-    since: then the annotations name no line)."""
-    from ..storyboard.source import read_yaml
-
-    path = report.get("storyboard", {}).get("path")
-    try:
-        _, marks = read_yaml(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, TypeError, FramegenError):
-        return lambda index: None
-    return frame_lines(path, marks)
-
-
-def frame_lines(path: str, marks: dict):
-    """index -> (storyboard file, line of frames[index - 1]), or None where it has none."""
-    return lambda index: (path, marks[("frames", index - 1)][0]) if ("frames", index - 1) in marks else None
-
-
-def cmd_report(args) -> int:
-    from ..output.folder import OutputFolder
-    from ..output.page import write_review
-    from ..output.report import read_report
-
-    out = Path(args.output_dir)
-    report = read_report(out / "report.json")
-    with OutputFolder(out).open() as folder:
-        folder.check_replaceable(["report.html", "sheet.png"])
-        write_review(report, out)
-    print(f"wrote {out / 'report.html'} and {out / 'sheet.png'} ({len(report['frames'])} frames)")
     return EXIT_OK
 
 
@@ -185,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("report")
     check.add_argument("--max-background-mse", type=float, required=True, metavar="X")
     check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    check.add_argument("--force", action="store_true", help="let --junit replace a file framegen did not write")
     check.set_defaults(run=cmd_check)
 
     report = commands.add_parser("report", help="write report.html and sheet.png again from an output folder")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ def compare(anchor: Image.Image, frame: Image.Image, anchor_person: np.ndarray, 
     }
 
 
+def blank(image: Image.Image) -> bool:
+    """Whether the image is a single colour (what a render that went NaN decodes to)."""
+    low, high = zip(*image.convert("RGB").getextrema())
+    return low == high
+
+
 def psnr(a: Image.Image, b: Image.Image) -> float:
     """Peak signal-to-noise ratio of two 8-bit images, in dB (inf when equal)."""
     error = np.mean((np.asarray(a.convert("RGB"), np.float64) - np.asarray(b.convert("RGB"), np.float64)) ** 2)
@@ -58,12 +65,34 @@ def reconstruction(image: Image.Image, anchor: Image.Image, image_person: np.nda
     }
 
 
+def measurement(frame: dict) -> float | str:
+    """A frame's background MSE as a finite number, or why it has none. A gate fails closed:
+    whatever is not a finite number fails every limit."""
+    mse = frame.get("background_mse", "missing")
+    if frame.get("blank"):
+        return "blank frame (a single colour: the render produced NaN or nothing)"
+    if mse is None:
+        return "no shared background"
+    if mse == "missing":
+        return "no background MSE in the report"
+    if isinstance(mse, bool) or not isinstance(mse, int | float):
+        return f"background MSE {json.dumps(mse)[:40]} is not a number"
+    if not math.isfinite(mse):
+        return f"background MSE {mse}"
+    return float(mse)
+
+
 def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dict]:
-    """Each limit as {name, limit, passed, failing_frames}. A frame with no shared
-    background (background_mse null) cannot show consistency, so it fails."""
+    """Each limit as {name, limit, passed, failing_frames}. A frame whose background MSE
+    is no finite number (no shared background, a blank frame, NaN, a hand-edited value)
+    cannot show consistency, so it fails."""
     if max_background_mse is None:
         return []
-    failing = [f["name"] for f in frames if f["background_mse"] is None or f["background_mse"] > max_background_mse]
+    failing = [
+        f.get("name", f"#{i + 1}")
+        for i, f in enumerate(frames)
+        if not isinstance(mse := measurement(f), float) or mse > max_background_mse
+    ]
     return [
         {"name": "max_background_mse", "limit": max_background_mse, "passed": not failing, "failing_frames": failing}
     ]
@@ -88,9 +117,10 @@ def report_csv(report: dict) -> str:
 
 
 def failure_message(frame: dict, check: dict) -> str:
-    mse = frame["background_mse"]
-    shown = "no shared background" if mse is None else f"background MSE {mse:.2f}"
-    return f"frame '{frame['name']}': {shown} > {check['name']} {check['limit']}"
+    mse = measurement(frame)
+    if isinstance(mse, str):
+        return f"frame '{frame['name']}': {mse}, so it fails {check['name']} {check['limit']}"
+    return f"frame '{frame['name']}': background MSE {mse:.2f} > {check['name']} {check['limit']}"
 
 
 def junit_xml(report: dict) -> str:
@@ -146,12 +176,55 @@ def _escape_property(text: str) -> str:
 
 
 def read_report(path: Path) -> dict:
+    """report.json's content; InvalidInput says in one line what is wrong with the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        raise InvalidInput(f"{path}: no such file; give the report.json of a framegen render")
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-        report["frames"]  # noqa: B018 - the one field every check needs
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise InvalidInput(f"{path}: not a framegen report ({type(error).__name__}: {error})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not a framegen report (a binary file, not JSON text)") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot be read ({error.strerror or 'unreadable'})") from None
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as error:
+        cut = error.pos >= len(text.rstrip())
+        where = "it ends early: cut short?" if cut else f"not JSON at line {error.lineno}, column {error.colno}"
+        raise InvalidInput(f"{path}: not a framegen report ({where})") from None
+    problem = report_problem(report)
+    if problem:
+        raise InvalidInput(f"{path}: {problem}")
     return report
+
+
+# what check and JUnit read of each frame, and what it must be
+REPORT_FIELDS = {
+    "name": (str, "text"),
+    "image": (str, "a path"),
+    "index": (int, "a number"),
+    "seconds": (int | float, "a number"),
+}
+
+
+def report_problem(report) -> str | None:
+    """What makes `report` unusable for `check` and `report`, or None."""
+    if not isinstance(report, dict) or "framegen_version" not in report:
+        return "not a framegen report (it has no framegen_version)"
+    version = report["framegen_version"]
+    frames = report.get("frames")
+    if not isinstance(frames, list) or not frames or not all(isinstance(frame, dict) for frame in frames):
+        return f"a report without its frames (written by framegen {version}, or edited); render again"
+    for i, frame in enumerate(frames):
+        for field, (kind, noun) in REPORT_FIELDS.items():
+            value = frame.get(field)
+            if not isinstance(value, kind) or isinstance(value, bool) or value != value:
+                return f"frames[{i}].{field} is missing or not {noun} (written by framegen {version}, or edited)"
+    if not isinstance(report.get("storyboard", {}), dict):
+        return "storyboard is not a mapping (edited?); render again"
+    return None
 
 
 def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
@@ -200,10 +273,8 @@ def measured(entry: dict, out: Path, reference: Image.Image, reference_person, s
         image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
     person = segmenter.person(image)
     write_heatmap(reference, image, ~reference_person & ~person, out / entry["heatmap"])
+    scores = compare(reference, image, reference_person, person)
+    if blank(image):  # NaN latents decode to one colour: no measurement, and every check fails
+        scores.update(background_mse=None, foreground_mse=None, blank=True)
     reused = entry.pop("reused")
-    return {
-        **entry,
-        **compare(reference, image, reference_person, person),
-        "seconds": round(seconds, 3),
-        "reused": reused,
-    }
+    return {**entry, **scores, "seconds": round(seconds, 3), "reused": reused}

@@ -18,9 +18,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# a LoRA's or a ControlNet's weight: finite, and within what anyone renders with (LoRAs are
+# used from about -2 to 2, ControlNets from 0 to 2); a typo like 50 is refused, not rendered
+LoraScale = Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]
+ControlScale = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+
+
 class LoraSpec(_Strict):
     path: str = Field(min_length=1)  # a .safetensors LoRA, diffusers or kohya/A1111 format, relative to the storyboard
-    scale: float = 1.0
+    scale: LoraScale = 1.0
     name: str | None = Field(None, min_length=1)  # how frames name it; default: the file's stem
 
     @property
@@ -30,7 +36,7 @@ class LoraSpec(_Strict):
 
 class ControlNetSpec(_Strict):
     id: str = Field(min_length=1)  # a diffusers ControlNet folder, a .safetensors file or a hub id
-    scale: float = 1.0  # controlnet_conditioning_scale
+    scale: ControlScale = 1.0  # controlnet_conditioning_scale
 
 
 class ModelSpec(_Strict):
@@ -62,7 +68,7 @@ class RenderSpec(_Strict):
     width: int | None = Field(None, gt=0)  # None: the model's native size
     height: int | None = Field(None, gt=0)
     steps: int = Field(50, ge=1, le=1000)
-    guidance: float = Field(7.5, ge=0)
+    guidance: float = Field(7.5, ge=0, allow_inf_nan=False)
     seed: int = Field(1111, ge=0)
     negative_prompt: str = ""
     cache: Literal["device", "cpu", "disk"] = "device"
@@ -191,7 +197,7 @@ class InversionSpec(_Strict):
     # negative-prompt: the anchor pass (the reconstruction) uses the anchor's prompt as its
     # negative prompt, so it follows the inversion at any guidance; ddim: the render's
     method: Literal["negative-prompt", "ddim"] = "negative-prompt"
-    guidance: float = Field(1.0, ge=1.0)  # classifier-free guidance while inverting (ddim)
+    guidance: float = Field(1.0, ge=1.0, allow_inf_nan=False)  # classifier-free guidance while inverting (ddim)
     refine: int = Field(0, ge=0, le=10)  # fixed-point refinements per inversion step (each costs a U-Net call)
 
 
@@ -217,7 +223,7 @@ class Frame(_Strict):
     remove: str | list[str] = []
     swap: list[Rule] | None = None  # None: the storyboard's default rules
     hold: int = Field(1, ge=1)
-    lora: dict[str, float] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
+    lora: dict[str, LoraScale] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
     control: list[str] | None = None  # this frame's control images; None: the anchor's
     tween: int = Field(0, ge=0, le=100)  # in-between frames rendered before this one, from the previous frame
 
@@ -229,7 +235,7 @@ class Frame(_Strict):
 
 
 class Video(_Strict):
-    fps: float = Field(8, gt=0)
+    fps: float = Field(8, gt=0, le=1000, allow_inf_nan=False)
     crf: int = Field(18, ge=0, le=51)
 
 
@@ -244,7 +250,7 @@ class ReportSpec(_Strict):
 
 
 class Checks(_Strict):
-    max_background_mse: float | None = Field(None, ge=0)
+    max_background_mse: float | None = Field(None, ge=0, allow_inf_nan=False)  # a gate fails closed
 
 
 class OutputSpec(_Strict):
