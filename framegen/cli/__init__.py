@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="write report.html and sheet.png again from an output folder")
     report.add_argument("output_dir", help="a render's output folder (with its report.json)")
+    report.add_argument(
+        "--force", action="store_true", help="replace report.html and sheet.png even when framegen did not write them"
+    )
     report.set_defaults(run=cmd_report)
 
     layers = add_layers_command(commands)

@@ -15,7 +15,7 @@ def cmd_check(args) -> int:
     import json
 
     from ..output.files import write_text
-    from ..output.ledger import check_replaceable, user_ledger
+    from ..output.ledger import check_replaceable, recording, user_ledger
     from ..output.report import failure_lines, junit_xml, read_report, recheck
 
     limit = args.max_background_mse
@@ -24,8 +24,8 @@ def cmd_check(args) -> int:
     report, code = recheck(read_report(Path(args.report)), limit)
     if args.junit:
         check_replaceable(Path(args.junit), "--junit", args.force, reading=(Path(args.report),))
-        write_text(junit_xml(report), Path(args.junit))
-        user_ledger().wrote(Path(args.junit))
+        with recording(user_ledger()):
+            write_text(junit_xml(report), Path(args.junit))
     for line in failure_lines(report):
         print(line, file=sys.stderr)
     if wants_github(args):
@@ -82,7 +82,8 @@ def cmd_report(args) -> int:
         more = f" and {len(gone) - 1} more images" if len(gone) > 1 else ""
         raise InvalidInput(f"{out}: {gone[0]}{more} named in report.json are gone; render again to restore them")
     with OutputFolder(out).open() as folder:
-        folder.check_replaceable(["report.html", "sheet.png"])
+        if not args.force:
+            folder.check_replaceable(["report.html", "sheet.png"])
         try:
             write_review(report, out)
         except (KeyError, TypeError, ValueError, AttributeError, OSError) as error:

@@ -24,9 +24,8 @@ from .digest import digest, sha256
 MANIFEST = "manifest.json"
 EXTRAS = "extras.safetensors"
 ANCHOR_IMAGE = "anchor.png"
-CACHE_FILE = re.compile(
-    r"position-\d{4,}\.safetensors|extras\.safetensors|anchor\.png|manifest\.json|\.manifest\.json\.tmp"
-)
+_NAMES = r"(?:position-\d{4,}\.safetensors|extras\.safetensors|anchor\.png|manifest\.json)"
+CACHE_FILE = re.compile(rf"{_NAMES}|\.{_NAMES}\.tmp")  # the cache's files, and a killed write's
 
 
 class AnchorCache:
@@ -105,12 +104,15 @@ class AnchorCache:
 class DiskCache(AnchorCache):
     """Streams the anchor's activations to one safetensors file per schedule position
     and reads them back memory-mapped as frames need them. Only the position being
-    written is held in memory."""
+    written is held in memory. Each file is written by `write(path, save)`, which calls
+    `save(target)` and puts the result at `path` (default: a temporary name renamed into
+    place); a caller that keeps a record of what it wrote passes its own."""
 
-    def __init__(self, needed: set[tuple[str, int]], folder: Path):
+    def __init__(self, needed: set[tuple[str, int]], folder: Path, write=None):
         super().__init__(needed)
         self.where = f"disk ({folder})"
         self.folder = Path(folder)
+        self.write = write or _replace_when_saved
         self._pending: dict[str, torch.Tensor] = {}
         self._pending_position: int | None = None
         self._files: dict[int, Path] = {}
@@ -156,7 +158,8 @@ class DiskCache(AnchorCache):
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         file = self.folder / f"position-{self._pending_position:04d}.safetensors"
-        save_file(self._pending, str(file))
+        pending = self._pending
+        self.write(file, lambda target: save_file(pending, str(target)))
         self._files[self._pending_position] = file
         self._bytes += sum(t.numel() * t.element_size() for t in self._pending.values())
         self._entries += len(self._pending)
@@ -179,10 +182,11 @@ class DiskCache(AnchorCache):
         self.folder.mkdir(parents=True, exist_ok=True)
         names = [file.name for _, file in sorted(self._files.items())]
         if extras:
-            save_file({k: v.contiguous().cpu() for k, v in extras.items()}, str(self.folder / EXTRAS))
+            tensors = {k: v.contiguous().cpu() for k, v in extras.items()}
+            self.write(self.folder / EXTRAS, lambda target: save_file(tensors, str(target)))
             names.append(EXTRAS)
         if anchor is not None:
-            anchor.save(self.folder / ANCHOR_IMAGE)
+            self.write(self.folder / ANCHOR_IMAGE, lambda target: anchor.save(target, format="PNG"))
             names.append(ANCHOR_IMAGE)
         manifest = {
             "key": key,
@@ -196,9 +200,9 @@ class DiskCache(AnchorCache):
             },
         }
         manifest["digest"] = digest(manifest)
-        temporary = self.folder / f".{MANIFEST}.tmp"
-        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-        temporary.replace(self.folder / MANIFEST)
+        self.write(
+            self.folder / MANIFEST, lambda target: Path(target).write_text(json.dumps(manifest, indent=2) + "\n")
+        )
 
     def reopen(self, key: str) -> tuple[str, dict[str, torch.Tensor]]:
         """('reused', extras) when the folder holds a sound cache for `key`; else
@@ -214,6 +218,13 @@ class DiskCache(AnchorCache):
         self._entries, self._bytes = manifest["entries"], manifest["bytes"]
         extras_file = self.folder / EXTRAS
         return "reused", load_file(str(extras_file)) if extras_file.exists() else {}
+
+
+def _replace_when_saved(path: Path, save) -> None:
+    """Save to `.NAME.tmp` beside `path`, then rename it into place: never a half file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    save(temporary)
+    temporary.replace(path)
 
 
 def check_folder(folder: Path, key: str) -> str | None:

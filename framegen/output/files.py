@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import RenderFailure
+from .ledger import record_write
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -36,6 +37,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield temporary
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private (0600)
+        record_write(path, temporary)  # framegen's from the moment it is in place (ledger.py)
         os.replace(temporary, path)
     except OSError as error:
         raise RenderFailure(f"{path}: cannot write ({_cause(path, error)})") from None
@@ -61,6 +63,13 @@ def read_png_text(path: Path) -> dict[str, str]:
             return dict(getattr(image, "text", {}))
     except (OSError, ValueError):
         return {}
+
+
+def atomic_write(path: Path, save) -> None:
+    """`save(temporary)` writes the file's content; it lands at `path` when complete (the
+    anchor cache's files go through this, so they are recorded as framegen's)."""
+    with atomic_path(path) as temporary:
+        save(temporary)
 
 
 def write_text(text: str, path: Path) -> None:

@@ -1,11 +1,13 @@
 """The output folder: what framegen may write, replace and delete there.
 
 A user's files are worth more than any render, so framegen replaces or deletes a file
-only when it can prove that it wrote it: frame, anchor and mask PNGs carry a framegen
-text chunk, the clip carries framegen's mark in its metadata, report.json names
-framegen's version, report.csv starts with framegen's header, and the anchor cache
-keeps framegen's own file names. Everything else is left alone; a file in the way of
-an output is an error that names it, found before any rendering.
+only when it can prove that it wrote it: the folder's record (`framegen-files.jsonl`,
+ledger.py) holds the SHA-256 of every file framegen wrote there, and a file is framegen's
+only while its bytes still hash to what framegen wrote. Marks inside files (PNG text
+chunks, the clip's comment) stay for reading, never as proof; a folder written by
+framegen 0.2, which has no record, is taken over once by its marks, checked (legacy.py).
+Everything else is left alone; a file in the way of an output is an error that names
+it, found before any rendering.
 
 `OutputFolder.open()` holds the folder for one render: it refuses a path that is a
 file, a symlinked subfolder, an unwritable folder, or a folder another render holds
@@ -16,7 +18,6 @@ the next), and it removes temporary files a killed render left behind.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -24,21 +25,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InvalidInput
-from .files import TEMP_PREFIX, is_framegen_clip, read_png_text
-from .page import is_report_page
-from .report import CSV_COLUMNS
-from .review import HEATMAP_TEXT, SHEET_TEXT
+from .files import TEMP_PREFIX
+from .ledger import RECORD, Ledger, recording
+from .legacy import legacy_owns
 
 LOCK = ".framegen.lock"
 SUBFOLDERS = ("frames", "masks", "heatmaps", "anchor-cache")
 FRAME_NAME = re.compile(r"\d{4}(-\d+)?\.png")  # keyframes, and in-betweens (-k)
 MASK_NAME = re.compile(r"\d{4}(~\d+)?(-\d+)?\.png")  # an in-between's (~k), the n-th of a frame (-n)
-OWN_PNG_KEYS = ("framegen-key", "framegen-mask", *HEATMAP_TEXT, *SHEET_TEXT)  # the text chunks framegen writes
 
 
 class OutputFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.ledger = Ledger(self.path, self.path / RECORD)
+        self.legacy = False  # a folder with no record: written by framegen 0.2, or new
 
     @contextmanager
     def open(self) -> Iterator[OutputFolder]:
@@ -50,11 +51,17 @@ class OutputFolder:
         except OSError as error:
             raise InvalidInput(f"{self.path}: cannot write the output folder ({error.strerror or error})") from None
         try:
+            self.legacy = not (self.path / RECORD).exists()
             self.remove_temporary_files()
-            yield self
+            with recording(self.ledger):  # every file written below the folder is recorded
+                yield self
         finally:
-            (self.path / LOCK).unlink(missing_ok=True)  # still ours: removed before the lock is let go
-            os.close(lock)
+            try:
+                if (self.path / RECORD).exists():
+                    self.ledger.compact()
+            finally:
+                (self.path / LOCK).unlink(missing_ok=True)  # still ours: removed before the lock is let go
+                os.close(lock)
 
     def _lock(self) -> int:
         """An exclusive lock on the folder's lock file, or InvalidInput when another render
@@ -98,20 +105,9 @@ class OutputFolder:
         path = self.path / name
         if path.is_symlink() or not path.is_file():
             return False
-        if path.suffix == ".png":
-            return any(key in read_png_text(path) for key in OWN_PNG_KEYS)
-        try:
-            if name == "report.html":
-                return is_report_page(path.read_text(encoding="utf-8"))
-            if name == "clip.mp4":
-                return is_framegen_clip(path)
-            if name == "report.json":
-                return "framegen_version" in json.loads(path.read_text(encoding="utf-8"))
-            if name == "report.csv":
-                return path.read_text(encoding="utf-8").startswith(",".join(CSV_COLUMNS) + "\n")
-        except (OSError, ValueError, TypeError):
-            return False
-        return False
+        if name.startswith("anchor-cache/"):  # framegen's cache: a file it wrote that changed since is damage
+            return self.ledger.wrote_there(path) or (self.legacy and legacy_owns(self.path, name))
+        return self.ledger.owns(path) or (self.legacy and legacy_owns(self.path, name))
 
     def remove_stale(self, written: set[str]) -> None:
         """Drop frames and masks of an earlier, longer storyboard: framegen's names that

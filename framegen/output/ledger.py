@@ -1,67 +1,137 @@
-"""What framegen wrote, by content: each file's SHA-256 as written, kept in a small JSON
-record. A file counts as framegen's only while its bytes still hash to what framegen
-wrote: a file a user made, or one framegen wrote and the user changed since, is the
-user's, whatever marks it carries.
+"""What framegen wrote, by content: each file's SHA-256 as written, kept in a record. A
+file counts as framegen's only while its bytes hash to what framegen wrote there: a file a
+user made, or one framegen wrote and the user changed since, is the user's, whatever
+marks it carries.
 
-Files given on the command line (`check --junit FILE`) are recorded in the user's framegen
-cache (`user_ledger`); replacing one that framegen did not write takes `--force`, and the
-file being read is never replaced.
+An output folder keeps its record in `framegen-files.jsonl` (output/folder.py); files given
+on the command line (`check --junit FILE`) are recorded in the user's framegen cache. The
+record is append-only JSON lines, one per write, made before the file is renamed into
+place, so a render killed at any moment leaves every file it wrote recorded. A file whose
+size, inode and modification time are as recorded is not hashed again.
+
+    with recording(ledger):          # every write_png / write_text / write_mp4 inside
+        write_png(image, path)       # is recorded in `ledger` when it lies below its root
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from ..engine.digest import sha256
 from ..errors import InvalidInput
 
+RECORD = "framegen-files.jsonl"  # in the output folder: what framegen wrote there
+
 
 class Ledger:
-    def __init__(self, record: Path):
-        self.record = Path(record)
+    def __init__(self, root: Path, record: Path):
+        self.root, self.record = Path(os.path.abspath(root)), Path(record)
+        self._entries: dict[str, list[list]] | None = None
 
-    def entries(self) -> dict[str, str]:
-        try:
-            entries = json.loads(self.record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return entries if isinstance(entries, dict) else {}
+    def entries(self) -> dict[str, list[list]]:
+        """Relative path -> every [sha256, identity] recorded for it."""
+        if self._entries is None:
+            self._entries = {}
+            try:
+                lines = self.record.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    self._entries.setdefault(entry["path"], []).append([entry["sha256"], entry["identity"]])
+                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+                    continue
+        return self._entries
 
-    def wrote(self, path: Path) -> None:
-        """Remember `path`'s bytes as framegen's (call it right after writing them)."""
-        entries = self.entries()
-        entries[_key(path)] = sha256(path)
-        self._save(entries)
+    def covers(self, path: Path) -> bool:
+        return Path(os.path.abspath(path)).is_relative_to(self.root)
+
+    def wrote(self, path: Path, content: Path | None = None) -> None:
+        """Record `content` (default: the file at `path`) as what framegen wrote at `path`."""
+        content = Path(content or path)
+        entry = {"path": self._name(path), "sha256": sha256(content), "identity": _identity(content)}
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.record, "a", encoding="utf-8") as file:
+            file.write(json.dumps(entry) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        self.entries().setdefault(entry["path"], []).append([entry["sha256"], entry["identity"]])
+
+    def wrote_there(self, path: Path) -> bool:
+        """Whether framegen ever wrote a file at `path`, whatever it holds now."""
+        return bool(self.entries().get(self._name(path)))
 
     def owns(self, path: Path) -> bool:
+        """Whether the file at `path` holds bytes framegen wrote there."""
         path = Path(path)
         if path.is_symlink() or not path.is_file():
             return False
-        return self.entries().get(_key(path)) == sha256(path)
+        recorded = self.entries().get(self._name(path), [])
+        if any(identity == _identity(path) for _, identity in recorded):
+            return True
+        return bool(recorded) and sha256(path) in {digest for digest, _ in recorded}
 
-    def _save(self, entries: dict[str, str]) -> None:
-        """Atomically; silently not at all where the record's folder cannot be written."""
-        try:
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{self.record.name}.", dir=self.record.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                json.dump(entries, file, indent=1, sort_keys=True)
-            os.replace(name, self.record)
-        except OSError:
-            pass
+    def compact(self) -> None:
+        """Rewrite the record with one entry per file still there: what it holds when that
+        is what framegen wrote, else the last thing framegen wrote there (so a file a
+        user changed stays the user's, and framegen still knows it wrote that name)."""
+        kept = []
+        for name, recorded in self.entries().items():
+            path = self.root / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            if self.owns(path):
+                identity = _identity(path)
+                digest = next((d for d, i in recorded if i == identity), None) or sha256(path)
+                kept.append({"path": name, "sha256": digest, "identity": identity})
+            else:
+                kept.append({"path": name, "sha256": recorded[-1][0], "identity": recorded[-1][1]})
+        temporary = self.record.with_name(self.record.name + ".new")
+        temporary.write_text("".join(json.dumps(entry) + "\n" for entry in kept), encoding="utf-8")
+        os.replace(temporary, self.record)
+        self._entries = None
+
+    def _name(self, path: Path) -> str:
+        return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
 
 
-def _key(path: Path) -> str:
-    return str(Path(os.path.abspath(path)))
+def _identity(path: Path) -> list[int]:
+    status = Path(path).stat()
+    return [status.st_size, status.st_ino, status.st_mtime_ns]
+
+
+_ACTIVE: ContextVar[Ledger | None] = ContextVar("framegen_ledger", default=None)
+
+
+@contextmanager
+def recording(ledger: Ledger) -> Iterator[Ledger]:
+    """Record every file framegen writes below `ledger`'s root while inside."""
+    token = _ACTIVE.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _ACTIVE.reset(token)
+
+
+def record_write(path: Path, content: Path) -> None:
+    """Called by output/files.py with a file's final path and its complete content,
+    before it is renamed into place."""
+    ledger = _ACTIVE.get()
+    if ledger is not None and ledger.covers(path):
+        ledger.wrote(path, content)
 
 
 def user_ledger() -> Ledger:
+    """The record of files framegen wrote where the command line told it to."""
     from ..models.fingerprints import cache_folder
 
-    return Ledger(cache_folder() / "written.json")
+    return Ledger(Path("/"), cache_folder() / "written.jsonl")
 
 
 def check_replaceable(path: Path, option: str, force: bool, reading: tuple[Path, ...] = ()) -> None:

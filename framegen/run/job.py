@@ -27,12 +27,12 @@ from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 
-from ..engine.cache import DiskCache
+from ..engine.cache import CACHE_FILE, DiskCache
 from ..engine.masks import mask_png
 from ..errors import RenderFailure
 from ..models.facts import ModelFacts, facts_from_files, facts_of
 from ..models.load import borrowed, load_pipeline, set_lora_scales
-from ..output.files import write_mp4, write_png, write_text
+from ..output.files import atomic_write, write_mp4, write_png, write_text
 from ..output.folder import OutputFolder
 from ..output.page import write_review
 from ..output.report import build_report, report_csv
@@ -107,7 +107,11 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     if job.state is not None and not job.state.is_main_process:  # the main process holds the folder
         return job.run(pipe)
     with OutputFolder(out).open() as folder:
-        folder.check_replaceable([*SUMMARY_FILES, *output_names(shots_of(board)[1:])])
+        cached = board.spec.render.cache == "disk" or job.state is not None
+        cache_files = [
+            f"anchor-cache/{p.name}" for p in (out / "anchor-cache").glob("*") if CACHE_FILE.fullmatch(p.name)
+        ]
+        folder.check_replaceable([*SUMMARY_FILES, *output_names(shots_of(board)[1:]), *(cache_files if cached else [])])
         job.folder = folder
         return job.run(pipe)
 
@@ -163,7 +167,7 @@ class Job:
         out, state, board = self.out, self.state, self.board
         cache = None
         if board.spec.render.cache == "disk" or state is not None:
-            cache = DiskCache(prepared.needed, out / "anchor-cache")
+            cache = DiskCache(prepared.needed, out / "anchor-cache", write=atomic_write)  # recorded as framegen's
         renderer = prepared.renderer(cache)
         fields = identity.cache_fields(shots[1:])
         keys = (identity.anchor, identity.cache(shots[1:]))
@@ -205,6 +209,9 @@ class Job:
         for shot in shots[1:] if self.state is not None else []:  # frames other processes wrote
             if not in_place(out, shot.image, shot.key):
                 raise RenderFailure(f"frame '{shot.name}' is missing from {out / 'frames'}")
+            for name in (shot.image, *shot.mask_images):  # checked: now framegen's by the record too
+                if (out / name).is_file() and not self.folder.owns(name):
+                    self.folder.ledger.wrote(out / name)
         self.folder.remove_stale(set(output_names(shots[1:])))
         shown = chain([(anchor.image, 1)], ((read_image(out / shot.image), shot.hold) for shot in shots[1:]))
         frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
