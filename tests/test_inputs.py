@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+from PIL import Image
 
 BOARD = {
     "version": 1,
@@ -173,3 +175,93 @@ def test_junit_never_replaces_the_report_nor_a_users_file_without_force(rendered
     notes.write_text(notes.read_text() + "<!-- mine -->")  # changed by the user: theirs again
     code, _, err = cli(capsys, "check", report, "--max-background-mse", 1e9, "--junit", notes)
     assert code == 2 and notes.read_text().endswith("<!-- mine -->")
+
+
+def lora_file(path, keys: dict) -> str:
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(*shape) for key, shape in keys.items()}, path)
+    return path.name
+
+
+TEXT_DOWN = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: lora_file(d / "full.safetensors", {"model.diffusion_model.out.2.weight": (4, 4)}), "is not a LoRA"),
+        (lambda d: lora_file(d / "sdxl.safetensors", {TEXT_DOWN: (4, 2048)}), "2048-wide text features"),
+        (lambda d: cut(d / "cut.safetensors", lora_file(d / "cut.safetensors", {TEXT_DOWN: (4, 32)})), "cut short"),
+    ],
+)
+def test_a_lora_that_is_none_or_for_another_model_is_one_line_before_loading(tmp_path, capsys, make, message):
+    name = make(tmp_path)
+    spec = dict(BOARD, model={"id": "tiny-random", "lora": [{"path": name}]})
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = cli(capsys, "validate", path)
+    line = one_line(err)
+    assert code == 2 and "model.lora[0].path" in line and message in line and name in line
+
+
+def cut(path, name: str) -> str:
+    path.write_bytes(path.read_bytes()[:-64])
+    return name
+
+
+def test_a_controlnet_for_another_unet_or_as_one_file_is_one_line_before_loading(tmp_path, capsys):
+    (tmp_path / "xl").mkdir()
+    (tmp_path / "xl" / "config.json").write_text(json.dumps({"block_out_channels": [320, 640, 1280]}))
+    lora_file(tmp_path / "net.safetensors", {"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3)})
+    Image.new("RGB", (64, 64)).save(tmp_path / "pose.png")
+    cases = {"xl": "is a ControlNet for another U-Net (block_out_channels [320, 640, 1280]",
+             "net.safetensors": "is a single file; a ControlNet loads from its diffusers folder",
+             "mynet": "no such file or folder"}  # fmt: skip
+    for name, message in cases.items():
+        spec = dict(BOARD, model={"id": "tiny-random", "controlnet": [{"id": name}]}, anchor={**BOARD["anchor"]})
+        spec["anchor"]["control"] = ["pose.png"]
+        path = tmp_path / "board.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        code, _, err = cli(capsys, "validate", path)
+        assert code == 2 and "model.controlnet[0].id" in one_line(err) and message in err, (name, err)
+
+
+def test_a_16_bit_anchor_image_is_read_at_its_true_values(tmp_path):
+    import numpy as np
+
+    from framegen.run.anchor import load_anchor_image
+    from framegen.run.render import RenderSettings
+    from framegen.storyboard import load_storyboard
+
+    Image.fromarray(np.full((64, 64), 32768, np.uint16)).save(tmp_path / "grey16.png")  # mid-grey, 16 bits
+    spec = dict(BOARD, anchor={"prompt": "girl, red shirt", "image": "grey16.png"})
+    board = load_storyboard(spec, folder=tmp_path)
+    image = load_anchor_image(board, RenderSettings.of(board.spec, 64))
+    assert np.asarray(image)[0, 0].tolist() == [128, 128, 128]  # not white
+
+
+def test_an_image_over_pils_pixel_limit_is_one_line_naming_its_size(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("L", (64, 64), 255).save(tmp_path / "huge.png")
+    spec = dict(BOARD, swap=[{"mode": "mask", "layers": ["OUT3"], "steps": "1", "mask": {"image": "huge.png"}}])
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 2 and "swap[0].mask.image: " in one_line(err) and "64x64 = 4,096 pixels, over the 1,000" in err
+
+
+def test_a_librarys_warning_is_one_framegen_line(capsys, monkeypatch):
+    import warnings
+
+    import framegen.cli as cli_module
+
+    def warns(args):
+        message = "Palette images with Transparency expressed in bytes should be converted\nsecond line"
+        warnings.warn(message, UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli_module, "cmd_schema", warns)
+    assert cli_module.main(["schema"]) == 0
+    err = capsys.readouterr().err
+    assert err == "framegen: warning: Palette images with Transparency expressed in bytes should be converted\n"

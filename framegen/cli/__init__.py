@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from .. import __version__, errors
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = (
         signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     )
+    shown = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = one_line_warning
     try:
         return args.run(args)
     except Terminated:
@@ -220,8 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"framegen: {type(error).__name__}: {message} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (PIL, the hub, peft) as one framegen line: its first line, no
+    source path; with --debug Python's own form is kept."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    print(f"framegen: warning: {text}", file=sys.stderr)
 
 
 def _terminate(signum, frame):

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .masks import true_values
+
 INVERSE_SCHEDULERS = {"DDIMScheduler": "DDIMInverseScheduler"}  # forward -> its inverse form in diffusers
 
 
@@ -43,7 +45,7 @@ def fitted(image: Image.Image, width: int, height: int) -> Image.Image:
 def fitted_file(path, width: int, height: int) -> Image.Image:
     """The RGB image at `path`, fitted to width x height."""
     with Image.open(path) as image:
-        return fitted(image.convert("RGB"), width, height)
+        return fitted(true_values(image).convert("RGB"), width, height)
 
 
 def inverse_scheduler(scheduler):

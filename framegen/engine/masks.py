@@ -18,13 +18,24 @@ from PIL import Image
 from .specs import MaskPlan
 
 
+def true_values(image: Image.Image) -> Image.Image:
+    """An image whose samples are 16-bit or float (mode I;16, I, F: a 16-bit greyscale PNG,
+    a float TIFF) brought to 8 bits by its range, not clipped: `convert` would turn a
+    16-bit mid-grey white. Other modes come back as they are."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 1.0 if image.mode == "F" and values.max(initial=0) <= 1.0 else 65535.0 if image.mode != "F" else 255.0
+    return Image.fromarray(np.clip(np.round(values / top * 255), 0, 255).astype(np.uint8), "L")
+
+
 def drawn_mask(plan: MaskPlan, width: int, height: int) -> torch.Tensor:
     """A drawn mask as an (h, w) bool tensor at its own resolution; boxes are in image pixels."""
     if plan.grid is not None:
         return torch.tensor([[c == "1" for c in row] for row in plan.grid])
     if plan.image is not None:
         with Image.open(plan.image) as image:
-            return torch.from_numpy(np.asarray(image.convert("L")) > 127)
+            return torch.from_numpy(np.asarray(true_values(image).convert("L")) > 127)
     mask = torch.zeros(height, width, dtype=torch.bool)
     for x0, y0, x1, y1 in plan.boxes:
         mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True

@@ -65,6 +65,8 @@ def locate(name: str, folder: Path = Path("."), what: str = "model") -> Location
 
 def content_problem(path: Path, what: str) -> str | None:
     """What is wrong with the file or folder at `path` for a `what`, or None."""
+    if what == "controlnet" and path.is_file():
+        return f"'{path}' is a single file; a ControlNet loads from its diffusers folder (config.json and weights)"
     if path.is_file():
         return safetensors_problem(path)
     if what in ("model", "config") and not (path / "model_index.json").is_file():
@@ -77,21 +79,37 @@ def content_problem(path: Path, what: str) -> str | None:
 
 
 def safetensors_problem(path: Path) -> str | None:
-    """None when `path` starts like a safetensors file (a JSON header of the size its
-    first 8 bytes give), else what is wrong, naming the file."""
+    """None when `path` is a whole safetensors file (a JSON header of the size its first 8
+    bytes give, and every tensor it lists inside the file), else what is wrong, naming it."""
     if path.suffix != ".safetensors":
         return f"'{path}' is not a .safetensors checkpoint (weights load with safetensors only)"
+    try:
+        safetensors_header(path)
+    except ValueError as error:
+        return f"'{path}' is not a safetensors checkpoint ({error})"
+    return None
+
+
+def safetensors_header(path: Path) -> dict[str, dict]:
+    """Tensor name -> {dtype, shape, data_offsets} from a safetensors file's header (no
+    tensor is read); ValueError says what is wrong with the file."""
     try:
         with open(path, "rb") as file:
             head = file.read(8)
             if len(head) < 8:
                 raise ValueError("shorter than a header")
             (length,) = struct.unpack("<Q", head)
-            if length > min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
+            size = path.stat().st_size
+            if length > min(MAX_SAFETENSORS_HEADER, size - 8):
                 raise ValueError("its header length is larger than the file")
             header = json.loads(file.read(length))
-            if not isinstance(header, dict):
-                raise ValueError("its header is not a table of tensors")
-    except (OSError, ValueError) as error:
-        return f"'{path}' is not a safetensors checkpoint ({error})"
-    return None
+    except OSError as error:
+        raise ValueError(error.strerror or "unreadable") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a table of tensors")
+    tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    ends = [entry.get("data_offsets", [0, 0])[1] for entry in tensors.values() if isinstance(entry, dict)]
+    end = max(ends, default=0)
+    if 8 + length + end > size:
+        raise ValueError(f"cut short: {size:,} bytes of {8 + length + end:,}")
+    return tensors

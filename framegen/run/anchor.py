@@ -12,6 +12,7 @@ from PIL import Image
 
 from ..engine.cache import DiskCache
 from ..engine.inversion import fitted
+from ..engine.masks import true_values
 from ..errors import warn
 from ..models.load import set_lora_scales
 from ..output.files import read_png_text, write_png
@@ -37,7 +38,7 @@ def load_anchor_image(board: Storyboard, settings: RenderSettings) -> Image.Imag
             warn(f"{path.name} has transparency; it is composited on white")
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-        return fitted(image.convert("RGB"), settings.width, settings.height)
+        return fitted(true_values(image).convert("RGB"), settings.width, settings.height)
 
 
 def anchor_negative_prompt(board: Storyboard, settings: RenderSettings) -> str:

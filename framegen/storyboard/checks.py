@@ -7,6 +7,7 @@ resolve against the storyboard's folder, like every other path in it."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -157,12 +158,30 @@ def image_problem(path: Path) -> str | None:
     if not path.is_file():
         return f"no such file '{path}'"
     try:
-        with Image.open(path) as image:
-            image.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.verify()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        width, height = _size(path)
+        return (
+            f"'{path}' is {width}x{height} = {width * height:,} pixels, over the {Image.MAX_IMAGE_PIXELS:,} "
+            "PIL opens safely (a decompression bomb?); give a smaller image"
+        )
     except (OSError, ValueError, SyntaxError) as error:
-        reason = str(error).split(" '")[0] or type(error).__name__
+        reason = str(error).split(" '")[0] or "unreadable"
         return f"'{path}' is not an image PIL can read ({reason})"
     return None
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """An image's size from its header, past PIL's pixel limit (nothing is decoded)."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as image:
+            return image.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def box_problem(boxes, width: int, height: int) -> str | None:
@@ -229,4 +248,19 @@ def family_problems(board, family, scheduler: str | None = None) -> list[str]:
                 f"the pipe's is {scheduler} (set model.scheduler: ddim)"
             )
         problems += [board.problem(("anchor", "image"), problem)] if problem else []
+    return problems
+
+
+def weights_problems(board, config) -> list[str]:
+    """LoRAs and ControlNets that are not what they claim, or are made for another model
+    than model.id (a ModelConfig): read from their headers and configs, before loading."""
+    from ..models.compat import controlnet_config_problem, lora_problem
+
+    spec, problems = board.spec, []
+    for i, lora in enumerate(spec.model.lora):
+        problem = lora_problem(Path(lora.path), config)
+        problems += [board.problem(("model", "lora", i, "path"), problem)] if problem else []
+    for i, controlnet in enumerate(spec.model.controlnet):
+        problem = controlnet_config_problem(controlnet.id, config)
+        problems += [board.problem(("model", "controlnet", i, "id"), problem)] if problem else []
     return problems

@@ -26,6 +26,7 @@ from .checks import (
     image_problem,
     layer_problems,
     resolve_files,
+    weights_problems,
 )  # fmt: skip
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .schema import MaskRule, OutputSpec, StoryboardSpec
@@ -89,7 +90,7 @@ class Storyboard:
         render = self.spec.render
         width, height = render.width or config.native, render.height or config.native
         problems = layer_problems(self, config.layers) + box_problems(self, width, height)
-        _raise(problems + family_problems(self, config.family, scheduler))
+        _raise(problems + family_problems(self, config.family, scheduler) + weights_problems(self, config))
 
     def rule_paths(self):
         yield [(("swap", i), r) for i, r in enumerate(self.spec.swap)]
