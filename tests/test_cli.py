@@ -159,7 +159,8 @@ def test_failed_render_leaves_earlier_output_intact(rendered, tmp_path, capsys, 
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert set(after) == set(before)  # nothing half-written, no temporary files
     changed = {str(p) for p in before if before[p] != after[p]}
-    assert changed == {"anchor.png", "frames/0001.png"}  # finished images replaced whole; report and clip untouched
+    # finished images replaced whole, and recorded as framegen's; report and clip untouched
+    assert changed == {"anchor.png", "frames/0001.png", "framegen-files.jsonl"}
 
 
 def test_layers_command(capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..engine.layers import LayerMap, canonical
 from ..errors import EXIT_OK, InvalidInput
-from ..models.facts import configs_before_loading
+from ..models.facts import configs_before_loading, facts_of
 from ..models.load import load_pipeline
 from ..storyboard import FramePlan, Storyboard, load_storyboard, mask_as_written, step_ranges
 from .progress import RichProgress, quiet_libraries, show_progress
@@ -93,8 +93,9 @@ def cmd_sweep(args) -> int:
     quiet_libraries()
     board = load_storyboard(args.storyboard)
     frame = pick_frame(board, args.frame)
-    layers, pipe = layer_map(board)
-    board.check_layers(layers)
+    config, pipe = model_config(board)
+    board.check_model(config)  # the storyboard against what the model is, as a render checks it
+    layers = config.layers
     runs = plan_from_args(args, board, frame, layers)
     out = Path(args.output) if args.output else board.output_dir / "sweep"
     sweep = Sweep(
@@ -190,15 +191,15 @@ def has_image_anchor(board: Storyboard) -> bool:
     return board.spec.anchor.image is not None
 
 
-def layer_map(board: Storyboard) -> tuple[LayerMap, object]:
-    """The model's layers, from its config alone when it can be read without weights
-    (so bad arguments fail fast), else from the loaded pipeline; and the pipeline if
-    it was loaded."""
+def model_config(board: Storyboard):
+    """The model's ModelConfig, from its files alone when they can be read without weights
+    (so bad arguments fail fast), else from the loaded pipeline; and the pipeline if it was
+    loaded."""
     config = configs_before_loading(board.spec.model)
     if config is not None:
-        return config.layers, None
+        return config, None
     pipe = load_pipeline(board.spec.model, image_anchor=has_image_anchor(board))
-    return LayerMap.of(pipe.unet), pipe
+    return facts_of(pipe).config, pipe
 
 
 def frame_mask(board: Storyboard, frame: FramePlan, mask_file: str | None) -> dict | None:

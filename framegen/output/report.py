@@ -77,7 +77,7 @@ def measurement(frame: dict) -> float | str:
         return "no background MSE in the report"
     if isinstance(mse, bool) or not isinstance(mse, int | float):
         return f"background MSE {json.dumps(mse)[:40]} is not a number"
-    if not math.isfinite(mse):
+    if not math.isfinite(mse) or mse < 0:  # a mean of squares is never negative: edited
         return f"background MSE {mse}"
     return float(mse)
 
