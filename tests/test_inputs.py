@@ -265,3 +265,34 @@ def test_a_librarys_warning_is_one_framegen_line(capsys, monkeypatch):
     assert cli_module.main(["schema"]) == 0
     err = capsys.readouterr().err
     assert err == "framegen: warning: Palette images with Transparency expressed in bytes should be converted\n"
+
+
+def test_an_image_framegen_cannot_read_as_rgb_is_one_line(tmp_path, capsys):
+    Image.new("LAB", (64, 64)).save(tmp_path / "lab.tif")
+    spec = dict(BOARD, swap=[{"mode": "mask", "layers": ["OUT3"], "steps": "1", "mask": {"image": "lab.tif"}}])
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 2 and "has LAB pixels" in one_line(err)
+
+
+@pytest.mark.parametrize("weights", ["none", "pickle", "cut short"])
+def test_a_controlnet_folder_without_whole_safetensors_weights_is_one_line(tmp_path, capsys, weights):
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "config.json").write_text("{}")
+    if weights == "pickle":
+        (net / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    if weights == "cut short":
+        cut(
+            net / "diffusion_pytorch_model.safetensors",
+            lora_file(net / "diffusion_pytorch_model.safetensors", {"w": (64,)}),
+        )
+    Image.new("RGB", (64, 64)).save(tmp_path / "pose.png")
+    spec = dict(BOARD, model={"id": "tiny-random", "controlnet": [{"id": "net"}]})
+    spec["anchor"] = {**BOARD["anchor"], "control": ["pose.png"]}
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code, _, err = cli(capsys, "validate", path)
+    expected = "cut short" if weights == "cut short" else "holds no .safetensors weights"
+    assert code == 2 and "model.controlnet[0].id" in one_line(err) and expected in err

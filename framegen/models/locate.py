@@ -73,6 +73,12 @@ def content_problem(path: Path, what: str) -> str | None:
         return f"'{path}' is not a diffusers pipeline folder (it has no model_index.json)"
     if what == "controlnet" and not (path / "config.json").is_file():
         return f"'{path}' is not a diffusers ControlNet folder"
+    if what == "controlnet":  # its weights are checked as a model file is
+        weights = sorted(path.glob("*.safetensors"))
+        problems = [safetensors_problem(file) for file in weights]
+        if not weights:
+            return f"'{path}' holds no .safetensors weights (weights load with safetensors only)"
+        return next((problem for problem in problems if problem), None)
     if what == "lora":
         return f"'{path}' is a folder; a LoRA is one .safetensors file"
     return None

@@ -171,6 +171,18 @@ def image_problem(path: Path) -> str | None:
     except (OSError, ValueError, SyntaxError) as error:
         reason = str(error).split(" '")[0] or "unreadable"
         return f"'{path}' is not an image PIL can read ({reason})"
+    return _mode_problem(path, image.mode)
+
+
+def _mode_problem(path: Path, mode: str) -> str | None:
+    """Whether framegen can read the image's pixels as RGB (LAB, say, it cannot)."""
+    from ..engine.masks import true_values
+
+    try:
+        for target in ("RGB", "L"):  # control and anchor images, and masks
+            true_values(Image.new(mode, (1, 1))).convert(target)
+    except ValueError:
+        return f"'{path}' has {mode} pixels, which framegen cannot read as RGB and grey; save it as RGB"
     return None
 
 
