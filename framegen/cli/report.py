@@ -74,6 +74,8 @@ def cmd_report(args) -> int:
     from ..output.report import read_report
 
     out = Path(args.output_dir)
+    if out.is_file():
+        raise InvalidInput(f"{out}: is a file; give the output folder of a framegen render")
     if not (out / "report.json").is_file():
         raise InvalidInput(f"{out}: holds no report.json; give the output folder of a framegen render")
     report = read_report(out / "report.json")

@@ -51,7 +51,10 @@ class OutputFolder:
         except OSError as error:
             raise InvalidInput(f"{self.path}: cannot write the output folder ({error.strerror or error})") from None
         try:
-            self.legacy = not (self.path / RECORD).exists()
+            record = self.path / RECORD
+            if record.is_symlink() or (record.exists() and not record.is_file()):
+                raise InvalidInput(f"{record}: framegen's record of what it wrote is not a plain file; move it away")
+            self.legacy = not record.exists()
             self.remove_temporary_files()
             with recording(self.ledger):  # every file written below the folder is recorded
                 yield self
