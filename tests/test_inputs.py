@@ -213,6 +213,7 @@ def cut(path, name: str) -> str:
 def test_a_controlnet_for_another_unet_or_as_one_file_is_one_line_before_loading(tmp_path, capsys):
     (tmp_path / "xl").mkdir()
     (tmp_path / "xl" / "config.json").write_text(json.dumps({"block_out_channels": [320, 640, 1280]}))
+    lora_file(tmp_path / "xl" / "diffusion_pytorch_model.safetensors", {"w": (4,)})
     lora_file(tmp_path / "net.safetensors", {"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3)})
     Image.new("RGB", (64, 64)).save(tmp_path / "pose.png")
     cases = {"xl": "is a ControlNet for another U-Net (block_out_channels [320, 640, 1280]",
