@@ -10,7 +10,7 @@ SwapRule, ...). Importing this package is cheap: torch and diffusers load on fir
 
 from importlib import import_module
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _WHERE = {
     "load_storyboard": "storyboard",
