@@ -67,3 +67,15 @@ def open_board(board, pipe, cache=None):
 def render_frame(prepared, renderer, plan):
     """One frame of the storyboard, by its own rules: a FrameImage."""
     return renderer.frame(*prepared.shot(plan))
+
+
+# the smallest render that exercises the whole job (2 steps, one frame, no segmenter), as a mapping
+QUICK_BOARD = {
+    "version": 1,
+    "model": {"id": "tiny-random"},
+    "render": {"width": 64, "height": 64, "steps": 2, "seed": 1},
+    "anchor": {"prompt": "girl, red shirt"},
+    "swap": [{"mode": "full", "layers": ["OUT3"], "steps": "1"}],
+    "frames": [{"name": "blue", "replace": {"red shirt": "blue shirt"}}],
+    "report": {"background": {"segmenter": "none"}},
+}

@@ -12,15 +12,7 @@ import torch
 import yaml
 from PIL import Image
 
-BOARD = {
-    "version": 1,
-    "model": {"id": "tiny-random"},
-    "render": {"width": 64, "height": 64, "steps": 2, "seed": 1},
-    "anchor": {"prompt": "girl, red shirt"},
-    "swap": [{"mode": "full", "layers": ["OUT3"], "steps": "1"}],
-    "frames": [{"name": "blue", "replace": {"red shirt": "blue shirt"}}],
-    "report": {"background": {"segmenter": "none"}},
-}
+from .conftest import QUICK_BOARD as BOARD
 
 
 def test_a_render_leaves_nothing_in_the_temp_folder(tmp_path):

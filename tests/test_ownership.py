@@ -14,15 +14,9 @@ from PIL import Image
 from framegen.cli import main
 from framegen.output.files import CLIP_MARK
 
-BOARD = {
-    "version": 1,
-    "model": {"id": "tiny-random"},
-    "render": {"width": 64, "height": 64, "steps": 2, "seed": 1},
-    "anchor": {"prompt": "girl, red shirt"},
-    "swap": [{"mode": "full", "layers": ["OUT3"], "steps": "1"}],
-    "frames": [{"name": "blue", "replace": {"red shirt": "blue shirt"}}, {"name": "green", "add": "green"}],
-    "report": {"background": {"segmenter": "none"}},
-}
+from .conftest import QUICK_BOARD
+
+BOARD = {**QUICK_BOARD, "frames": [*QUICK_BOARD["frames"], {"name": "green", "add": "green"}]}
 
 
 @pytest.fixture
