@@ -27,7 +27,7 @@ from .automask import (
 )  # fmt: skip
 from .families import family_of, unsupported
 from .inversion import fitted_file
-from .layers import LayerMap
+from .layers import LayerMap, UnknownLayer
 from .masks import CONTROL_DILATE, CONTROL_THRESHOLD, DrawnMask, MaskSource, control_mask, drawn_mask
 from .specs import Edit, MaskPlan, RuleSpec
 from .swap import SwapRule
@@ -71,8 +71,8 @@ class Compiler:
     def module_path(self, name: str, where: tuple) -> str:
         try:
             return self.layers.module_path(name)
-        except KeyError:
-            raise RuleError(where, f"unknown layer '{name}' (known: {self.layers.listing()})") from None
+        except UnknownLayer as error:
+            raise RuleError(where, str(error)) from None
 
     def mask(self, spec: RuleSpec, edit: Edit) -> MaskSource:
         plan = spec.mask

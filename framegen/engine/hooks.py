@@ -171,10 +171,7 @@ def record(
 
 def module_pairs(pairs: set[tuple[str, int]], layers: LayerMap) -> set[tuple[str, int]]:
     """(layer, step) pairs with aliases (OUT3, LATENTS) resolved to module paths."""
-    try:
-        return {(layers.module_path(layer), step) for layer, step in pairs}
-    except KeyError as error:
-        raise ValueError(f"unknown layer '{error.args[0]}' (known: {layers.listing()})") from None
+    return {(layers.module_path(layer), step) for layer, step in pairs}
 
 
 def never_reached(missing: set[tuple[str, int]], what: str) -> None:

@@ -89,6 +89,13 @@ def canonical(name: str) -> str:
     return name.strip()
 
 
+class UnknownLayer(KeyError, ValueError):
+    """A layer name the U-Net does not have; the message lists the names it does."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class LayerMap:
     """Resolves storyboard layer names to module paths for one U-Net.
 
@@ -117,7 +124,7 @@ class LayerMap:
             return self.by_alias[alias].module
         if name in self.modules:
             return name
-        raise KeyError(name)
+        raise UnknownLayer(f"unknown layer '{name}' (known: {self.listing()})")
 
     def known_names(self) -> set[str]:
         names = set(self.by_alias) | self.modules

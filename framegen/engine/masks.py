@@ -25,7 +25,9 @@ def true_values(image: Image.Image) -> Image.Image:
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return image
     values = np.asarray(image, dtype=np.float64)
-    top = 1.0 if image.mode == "F" and values.max(initial=0) <= 1.0 else 65535.0 if image.mode != "F" else 255.0
+    top = 65535.0  # I;16 and I: 16-bit samples
+    if image.mode == "F":  # floats: 0..1, else taken as 0..255
+        top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
     return Image.fromarray(np.clip(np.round(values / top * 255), 0, 255).astype(np.uint8), "L")
 
 

@@ -49,10 +49,7 @@ class SwapRule:
 
     def on(self, layers) -> SwapRule:
         """This rule with its layer names resolved to `layers`' module paths (a LayerMap)."""
-        try:
-            return replace(self, layers=frozenset(layers.module_path(name) for name in self.layers))
-        except KeyError as error:
-            raise ValueError(f"unknown layer '{error.args[0]}' (known: {layers.listing()})") from None
+        return replace(self, layers=frozenset(layers.module_path(name) for name in self.layers))
 
     def applies(self, step: int, layer: str) -> bool:
         return step in self.steps and layer in self.layers

@@ -32,10 +32,11 @@ def resolve_device_dtype(spec: ModelSpec):
     return torch.device(device), dtype
 
 
-def load_pipeline(spec: ModelSpec, device=None, image_anchor: bool = False):
+def load_pipeline(spec: ModelSpec, device=None, image_anchor: bool = False, scheduler=None):
     """The diffusers pipeline for `spec`, on its resolved device and dtype (`device`
-    overrides `auto`: each process of a distributed render has its own), with the
-    scheduler schedulers.configured decides (`image_anchor`: one with an inverse form)."""
+    overrides `auto`: each process of a distributed render has its own), with `scheduler`
+    (facts_from_files'), else the one schedulers.configured decides (`image_anchor`: one
+    with an inverse form)."""
     import torch
 
     resolved, dtype = resolve_device_dtype(spec)
@@ -51,7 +52,7 @@ def load_pipeline(spec: ModelSpec, device=None, image_anchor: bool = False):
         raise RenderFailure(f"model '{spec.id}' could not be loaded: {error_line(error)}") from None
     if spec.controlnet:
         pipe = with_controlnets(pipe, spec, dtype)
-    pipe.scheduler = configured(from_files(spec, online=False) or pipe.scheduler, spec, image_anchor)
+    pipe.scheduler = scheduler or configured(from_files(spec, online=False) or pipe.scheduler, spec, image_anchor)
     add_loras(pipe, spec)
     pipe.set_progress_bar_config(disable=True)
     try:

@@ -276,5 +276,5 @@ def measured(entry: dict, out: Path, reference: Image.Image, reference_person, s
     scores = compare(reference, image, reference_person, person)
     if blank(image):  # NaN latents decode to one colour: no measurement, and every check fails
         scores.update(background_mse=None, foreground_mse=None, blank=True)
-    reused = entry.pop("reused")
-    return {**entry, **scores, "seconds": round(seconds, 3), "reused": reused}
+    described = {key: value for key, value in entry.items() if key != "reused"}
+    return {**described, **scores, "seconds": round(seconds, 3), "reused": entry["reused"]}

@@ -26,11 +26,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.digest import digest
+from ..engine.layers import UnknownLayer
 from ..engine.specs import RuleSpec
 from ..models.facts import ModelFacts
 from ..models.fingerprints import file_sha256, lora_fingerprint, weights_fingerprint
-from ..storyboard import Storyboard, mask_as_written
+from ..storyboard import Storyboard
 from .render import RenderSettings
+from .rules import describe_rule
 from .shots import Shot
 
 KEY_LENGTH = 24  # hex digits
@@ -117,13 +119,10 @@ class Identity:
         """Rules as they decide pixels: module paths, steps, thresholds, masks by content."""
         described = []
         for spec in specs:
-            entry = {"mode": spec.mode, "modules": sorted({self.module(layer) for layer in spec.layers})}
-            entry["steps"] = sorted(spec.steps)
-            if spec.mode == "threshold":
-                entry.update(threshold=spec.threshold, reduce=spec.reduce, relative=spec.relative)
-            if spec.mask is not None:
-                entry["mask"] = mask_as_written(spec.mask, self.board.folder)
-                entry["mask_bytes"] = file_sha256(spec.mask.image) if spec.mask.image else None  # resolved already
+            entry = describe_rule(spec, self.module, self.board)
+            del entry["layers"]  # as written: `out03` and `OUT3` are one module
+            if spec.mask is not None and spec.mask.image is not None:
+                entry["mask_bytes"] = file_sha256(spec.mask.image)  # its path is resolved already
             described.append(entry)
         return described
 
@@ -131,7 +130,7 @@ class Identity:
         """A layer name as the module path it resolves to (a raw path as given)."""
         try:
             return self.facts.config.layers.module_path(layer)
-        except KeyError:
+        except UnknownLayer:  # a raw path below a block, which a config-only map cannot list
             return layer
 
     def files(self, paths) -> list[str]:

@@ -39,7 +39,7 @@ from ..output.report import build_report, report_csv
 from ..output.segmenters import segmenter_for
 from ..storyboard import Storyboard
 from .anchor import Anchor, in_place, load_anchor_image, obtain_anchor, read_image
-from .identity import Identity
+from .identity import Identity, key
 from .prepare import Prepared, prepare
 from .rules import describe_rules
 from .shots import Shot, output_names, report_entry, shots_of
@@ -103,15 +103,12 @@ def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, 
     caller's `pipe` comes back as it went in (models.load.borrowed). Returns None in the
     processes of a distributed render other than the main one."""
     out = Path(output) if output is not None else board.output_dir
-    job = Job(board, out, progress or Quiet(), process_state())
+    job = Job(board, out, progress or Quiet(), process_state(), shots_of(board))
     if job.state is not None and not job.state.is_main_process:  # the main process holds the folder
         return job.run(pipe)
     with OutputFolder(out).open() as folder:
-        cached = board.spec.render.cache == "disk" or job.state is not None
-        cache_files = [
-            f"anchor-cache/{p.name}" for p in (out / "anchor-cache").glob("*") if CACHE_FILE.fullmatch(p.name)
-        ]
-        folder.check_replaceable([*SUMMARY_FILES, *output_names(shots_of(board)[1:]), *(cache_files if cached else [])])
+        cache = [f"anchor-cache/{p.name}" for p in (out / "anchor-cache").glob("*") if CACHE_FILE.fullmatch(p.name)]
+        folder.check_replaceable([*SUMMARY_FILES, *output_names(job.shots[1:]), *(cache if job.disk_cache else [])])
         job.folder = folder
         return job.run(pipe)
 
@@ -122,7 +119,13 @@ class Job:
     out: Path
     progress: object
     state: object  # accelerate's PartialState, or None
+    shots: list[Shot]  # the anchor, then the video order (keys filled in by `render`)
     folder: OutputFolder | None = None  # held by the main process
+
+    @property
+    def disk_cache(self) -> bool:
+        """Whether the anchor cache lives on disk: asked for, or shared by several processes."""
+        return self.board.spec.render.cache == "disk" or self.state is not None
 
     def run(self, pipe=None) -> RenderResult | None:
         """Key the shots from the model's facts, then render what is not in place."""
@@ -133,11 +136,11 @@ class Job:
         facts = facts_from_files(spec, image_anchor)
         if facts is None:  # a hub id whose configs cannot be read: only loading tells
             return self.render(facts_of(loaded := self.load()), lambda: loaded)
-        return self.render(facts, self.load)
+        return self.render(facts, lambda: self.load(facts.scheduler))  # the scheduler the keys describe
 
-    def load(self):
+    def load(self, scheduler=None):
         device = self.state.device if self.state is not None else None
-        return load_pipeline(self.board.spec.model, device, self.board.spec.anchor.image is not None)
+        return load_pipeline(self.board.spec.model, device, self.board.spec.anchor.image is not None, scheduler)
 
     def render(self, facts: ModelFacts, pipe: Callable[[], object]) -> RenderResult | None:
         """The anchor, every shot not yet in place, then (main process) the clip and report."""
@@ -145,14 +148,14 @@ class Job:
         board.check_model(facts.config, type(facts.scheduler).__name__)
         segmenter = segmenter_for(board.spec.report.background, board.spec.model.id, board.folder) if main else None
         identity = Identity(board, facts)
-        shots = [replace(shot, key=identity.shot(shot)) for shot in shots_of(board)]
+        shots = self.shots = [replace(shot, key=identity.shot(shot)) for shot in self.shots]
         done = {shot.image for shot in shots[1:] if in_place(out, shot.image, shot.key)}
         todo = [shot for shot in shots[1:] if shot.image not in done]
         if not todo and in_place(out, "anchor.png", identity.anchor):  # nothing to render: no model
             anchor, cache = Anchor(read_image(out / "anchor.png"), "not needed"), None
             reference = load_anchor_image(board, identity.settings)
         else:
-            prepared = prepare(board, pipe(), shots)
+            prepared = prepare(board, pipe(), shots, check=False)  # checked above, against the same facts
             anchor, cache = self.render_shots(prepared, identity, shots, todo)
             reference = prepared.anchor_image
         if self.state is not None:
@@ -166,11 +169,11 @@ class Job:
         """The anchor (built or reused), then every shot of `todo` this process renders."""
         out, state, board = self.out, self.state, self.board
         cache = None
-        if board.spec.render.cache == "disk" or state is not None:
+        if self.disk_cache:
             cache = DiskCache(prepared.needed, out / "anchor-cache", write=atomic_write)  # recorded as framegen's
         renderer = prepared.renderer(cache)
         fields = identity.cache_fields(shots[1:])
-        keys = (identity.anchor, identity.cache(shots[1:]))
+        keys = (identity.anchor, key(fields))
         anchor = obtain_anchor(prepared, renderer, out, keys, fields, self.progress) if self.folder else None
         if state is not None:
             state.wait_for_everyone()  # the cache on disk is complete

@@ -70,11 +70,12 @@ class Prepared:
         )
 
 
-def prepare(board: Storyboard, pipe, shots: list[Shot] | None = None) -> Prepared:
+def prepare(board: Storyboard, pipe, shots: list[Shot] | None = None, check: bool = True) -> Prepared:
     """Compile the rules of `shots` (default: every shot) for `pipe`: layer names -> module
-    paths, masks -> mask sources."""
+    paths, masks -> mask sources; first (`check`) the storyboard against what the pipe is."""
     facts = facts_of(pipe)
-    board.check_model(facts.config, type(pipe.scheduler).__name__)
+    if check:
+        board.check_model(facts.config, type(pipe.scheduler).__name__)
     settings = RenderSettings.of(board.spec, facts.config.native)
     anchor_state = AnchorState()
     width, height, steps, seed = settings.width, settings.height, settings.steps, settings.seed
