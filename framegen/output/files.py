@@ -15,11 +15,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import RenderFailure
-from .ledger import record_write
+from .ledger import TEMP_PREFIX, record_write
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-TEMP_PREFIX = ".framegen-tmp-"  # every temporary file framegen makes starts so (output.py cleans them up)
 CLIP_MARK = "framegen clip"  # in the MP4's metadata: the clip is framegen's to replace
 
 

@@ -26,6 +26,7 @@ from ..engine.digest import sha256
 from ..errors import InvalidInput
 
 RECORD = "framegen-files.jsonl"  # in the output folder: what framegen wrote there
+TEMP_PREFIX = ".framegen-tmp-"  # every temporary file framegen makes starts so (folder.py cleans them up)
 
 
 class Ledger:
@@ -72,10 +73,17 @@ class Ledger:
         path = Path(path)
         if path.is_symlink() or not path.is_file():
             return False
-        recorded = self.entries().get(self._name(path), [])
-        if any(identity == _identity(path) for _, identity in recorded):
-            return True
-        return bool(recorded) and sha256(path) in {digest for digest, _ in recorded}
+        return self._written_digest(path) is not None
+
+    def _written_digest(self, path: Path) -> str | None:
+        """The SHA-256 framegen recorded for what `path` holds now, or None: taken from the
+        record when the file's identity is as recorded, else the file is hashed."""
+        recorded, identity = self.entries().get(self._name(path), []), _identity(path)
+        known = next((digest for digest, at in recorded if at == identity), None)
+        if known is not None or not recorded:
+            return known
+        actual = sha256(path)
+        return actual if actual in {digest for digest, _ in recorded} else None
 
     def compact(self) -> None:
         """Rewrite the record with one entry per file still there: what it holds when that
@@ -86,13 +94,12 @@ class Ledger:
             path = self.root / name
             if path.is_symlink() or not path.is_file():
                 continue
-            if self.owns(path):
-                identity = _identity(path)
-                digest = next((d for d, i in recorded if i == identity), None) or sha256(path)
-                kept.append({"path": name, "sha256": digest, "identity": identity})
+            digest = self._written_digest(path)
+            if digest is not None:
+                kept.append({"path": name, "sha256": digest, "identity": _identity(path)})
             else:
                 kept.append({"path": name, "sha256": recorded[-1][0], "identity": recorded[-1][1]})
-        temporary = self.record.with_name(self.record.name + ".new")
+        temporary = self.record.with_name(TEMP_PREFIX + self.record.name)
         temporary.write_text("".join(json.dumps(entry) + "\n" for entry in kept), encoding="utf-8")
         os.replace(temporary, self.record)
         self._entries = None
