@@ -218,7 +218,7 @@ def test_rules_name_layers_by_alias_or_module_path_alike(tiny_pipe):
 
 
 def test_a_swap_mode_that_does_not_exist_is_refused():
-    with pytest.raises(ValueError, match="unknown swap mode 'ful' \\(known: full, mask, threshold\\)"):
+    with pytest.raises(ValueError, match="unknown swap mode 'ful' \\(known: full, mask, threshold, kv\\)"):
         SwapRule("ful", frozenset({"OUT3"}), frozenset({1}))
     with pytest.raises(ValueError, match="a mask rule needs a mask"):
         SwapRule("mask", frozenset({"OUT3"}), frozenset({1}))

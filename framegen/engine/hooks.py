@@ -1,4 +1,4 @@
-"""Capture and swap U-Net activations with plain PyTorch forward hooks.
+"""Capture and swap denoiser activations with plain PyTorch forward hooks.
 
 `record(...)` caches the anchor's outputs of the needed (layer, step) pairs;
 `swapping(...)` replaces a frame's outputs by the rules. Both attach their hooks for
@@ -9,8 +9,9 @@ must be given when a rule or the cache names the LATENTS layer:
     with record(pipe, steps, cache) as clock:
         anchor = pipe(prompt, num_inference_steps=steps, callback_on_step_end=clock.callback, ...)
 
-Which step a U-Net call belongs to is read from its `timestep` argument in a forward
-pre-hook, not from a call counter: the position in the scheduler's timestep schedule
+Which step a denoiser call belongs to is read from its `timestep` argument in a forward
+pre-hook (or, where the pipeline rescales it as FLUX's does, from the scheduler's own
+`step_index`), not from a call counter: the position in the scheduler's timestep schedule
 keys the cache, and the denoising step (1-based, as diffusers' progress bar counts it)
 selects the rules. A scheduler that calls the U-Net twice per step (Heun, PNDM's
 warm-up) thus keeps one cache entry per call and one step number per step.
@@ -18,6 +19,11 @@ warm-up) thus keeps one cache entry per call and one step number per step.
 The LATENTS layer is no module: the pipeline hands each step's latents to the clock's
 `step_end` (from its `callback_on_step_end`), which passes them through the same
 `on_output` as the modules' outputs, at the position of the step's last U-Net call.
+
+Tokens (a transformer block's output, an attention's keys and values, FLUX's packed
+latents) reach `on_output` as the grid of their image tokens, (B, C, h, w), so one rule
+works on every family; a transformer block's text tokens (its other output, or the
+first tokens of a single-stream block's keys) are never swapped.
 """
 
 from __future__ import annotations
@@ -27,17 +33,20 @@ from contextlib import contextmanager
 
 import torch
 from diffusers.callbacks import PipelineCallback
+from diffusers.hooks._helpers import TransformerBlockRegistry
 
 from .automask import AttentionStore, observing
 from .cache import AnchorCache
-from .layers import LATENTS, LayerMap
+from .families import denoiser
+from .layers import KV_PROJECTIONS, LATENTS, LayerMap
 from .swap import SwapRule, choose, needed_pairs
 
 OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
 
 
 class StepClock:
-    """U-Net forward pre-hook: which call of the schedule is running now."""
+    """Denoiser forward pre-hook: which call of the schedule is running now, and the
+    latent grid it runs at."""
 
     def __init__(self, scheduler, num_steps: int):
         self.scheduler = scheduler
@@ -46,6 +55,7 @@ class StepClock:
         self.step = 0  # 1-based denoising step
         self._schedule: tuple[list[float], list[int]] | None = None
         self._schedule_of = None
+        self.latent_size: tuple[int, int] | None = None  # (w, h), read once per pass
         self.on_latents: Callable[[torch.Tensor], torch.Tensor | None] | None = None
         self.callback = LatentsCallback(self)
 
@@ -66,6 +76,10 @@ class StepClock:
         return values, steps
 
     def __call__(self, module, args, kwargs) -> None:
+        if self.latent_size is None:
+            self.latent_size = _latent_size(
+                args[0] if args else kwargs.get("sample", kwargs.get("hidden_states")), kwargs
+            )
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         timesteps = self.scheduler.timesteps
         if self._schedule_of is not timesteps:
@@ -76,13 +90,24 @@ class StepClock:
         if position is None:  # a timestep of its own: match its value
             t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
             matches = [i for i, v in enumerate(values) if v == t]
+            if not matches and hasattr(self.scheduler, "step_index"):  # rescaled (FLUX hands t / 1000)
+                matches = [self.scheduler.step_index or 0]  # None until its first step
             if not matches:
-                raise RuntimeError(f"the U-Net was called at timestep {t}, which is not in the scheduler's schedule")
+                raise RuntimeError(f"the denoiser was called at timestep {t}, which is not in the scheduler's schedule")
             # a repeated timestep (Heun, PNDM) is the next occurrence after the last call
             later = [i for i in matches if i > self.position]
             position = later[0] if later else matches[0]
         self.position = position
         self.step = steps[position]
+
+
+def _latent_size(sample: torch.Tensor, kwargs) -> tuple[int, int]:
+    """(w, h) of the latents: a U-Net's or SD3's (B, C, H, W) input, or FLUX's packed
+    tokens, whose grid the image ids hold (row, column) and which pack 2x2 latent cells."""
+    if sample.dim() == 4:
+        return sample.shape[-1], sample.shape[-2]
+    ids = kwargs["img_ids"].reshape(-1, 3)
+    return 2 * (int(ids[:, 2].max()) + 1), 2 * (int(ids[:, 1].max()) + 1)
 
 
 def _element_of(timestep, timesteps) -> int | None:
@@ -113,31 +138,79 @@ class LatentsCallback(PipelineCallback):
         return callback_kwargs
 
 
-def _output_hook(path: str, clock: StepClock, on_output: OnOutput):
+def _image_index(module) -> int:
+    """Where a block's tuple output holds the image (diffusers' own block registry:
+    FLUX's and SD3's blocks return (text, image))."""
+    try:
+        return TransformerBlockRegistry.get(type(module)).return_hidden_states_index or 0
+    except ValueError:
+        return 0
+
+
+def to_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The last w*h tokens (the image's; text comes first) of (B, S, C) as (B, C, h, w)."""
+    w, h = grid
+    return tokens[:, tokens.shape[1] - w * h :].transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+
+
+def from_grid(image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`tokens` with its image tokens replaced by `image` (B, C, h, w)."""
+    image = image.flatten(2).transpose(1, 2)
+    text = tokens.shape[1] - image.shape[1]
+    return torch.cat([tokens[:, :text], image], dim=1) if text else image.contiguous()
+
+
+def _on_tensor(path: str, clock: StepClock, layers: LayerMap, on_output: OnOutput):
+    """`on_output` for one path, with tokens seen as their image grid."""
+
+    def deliver(tensor: torch.Tensor) -> torch.Tensor | None:
+        if tensor.dim() != 3:
+            return on_output(path, clock, tensor)
+        replaced = on_output(path, clock, to_grid(tensor, layers.layer_of(path).grid(*clock.latent_size)))
+        return None if replaced is None else from_grid(replaced, tensor)
+
+    return deliver
+
+
+def _output_hook(path: str, index: int, deliver):
     def hook(module, args, output):
-        tensor = output[0] if isinstance(output, tuple) else output
+        tensor = output[index] if isinstance(output, tuple) else output
         if not torch.is_tensor(tensor):
             raise TypeError(f"cannot swap '{path}': its output is a {type(output).__name__}, not a tensor")
-        replaced = on_output(path, clock, tensor)
+        replaced = deliver(tensor)
         if replaced is None:
             return None
-        return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
+        return (*output[:index], replaced, *output[index + 1 :]) if isinstance(output, tuple) else replaced
 
     return hook
+
+
+def _check_projection(model, path: str) -> None:
+    attention = model.get_submodule(path.rpartition(".")[0])
+    if getattr(attention, "fused_projections", False):
+        raise ValueError(
+            f"'{path.rpartition('.')[0]}' uses fused QKV projections: kv rules need its separate to_k and to_v "
+            "(call unfuse_qkv_projections() on the denoiser)"
+        )
 
 
 @contextmanager
 def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Iterator[StepClock]:
     """Attach the step clock and an output hook on each layer (module path)."""
+    model = denoiser(pipe)
+    layer_map = LayerMap.of(model)
     clock = StepClock(pipe.scheduler, num_steps)
-    handles = [pipe.unet.register_forward_pre_hook(clock, with_kwargs=True)]
+    handles = [model.register_forward_pre_hook(clock, with_kwargs=True)]
     try:
         for path in sorted(layers):
+            deliver = _on_tensor(path, clock, layer_map, on_output)
             if path == LATENTS:
-                clock.on_latents = lambda latents: on_output(LATENTS, clock, latents)
+                clock.on_latents = deliver
                 continue
-            module = pipe.unet.get_submodule(path)
-            handles.append(module.register_forward_hook(_output_hook(path, clock, on_output)))
+            if path.endswith(KV_PROJECTIONS):
+                _check_projection(model, path)
+            module = model.get_submodule(path)
+            handles.append(module.register_forward_hook(_output_hook(path, _image_index(module), deliver)))
         yield clock
     finally:
         for handle in handles:
@@ -153,7 +226,7 @@ def record(
     per step) are cached for the LATENTS layer instead of the pass's own: a real image's
     inversion trajectory, so local blending keeps the image itself. A needed (layer,
     step) that the pass never produced (LATENTS without `clock.callback`) raises."""
-    cache.needed = module_pairs(cache.needed, LayerMap.of(pipe.unet))
+    cache.needed = module_pairs(cache.needed, LayerMap.of(denoiser(pipe)))
     cache.clear()
     for store in observers:
         store.maps.clear()
@@ -170,8 +243,8 @@ def record(
 
 
 def module_pairs(pairs: set[tuple[str, int]], layers: LayerMap) -> set[tuple[str, int]]:
-    """(layer, step) pairs with aliases (OUT3, LATENTS) resolved to module paths."""
-    return {(layers.module_path(layer), step) for layer, step in pairs}
+    """(layer, step) pairs with aliases (OUT3, LATENTS, kv:D5) resolved to module paths."""
+    return {(path, step) for layer, step in pairs for path in layers.resolve(layer)}
 
 
 def never_reached(missing: set[tuple[str, int]], what: str) -> None:
@@ -190,15 +263,15 @@ def swapping(
 
     For a batch of N frames give one rule list per frame: the U-Net batch is then
     [uncond 1..N, cond 1..N] and frame i's rows (i, N + i) meet the anchor's
-    [uncond, cond] under frame i's rules. Each mask source begins its pass here and its
+    [uncond, cond] under frame i's rules (FLUX's batch is [1..N]: its guidance is embedded). Each mask source begins its pass here and its
     attention stores (if any) are observed during it."""
-    layers = LayerMap.of(pipe.unet)
+    layers = LayerMap.of(denoiser(pipe))
     batch = [[rule.on(layers) for rule in r] for r in (rules if rules and isinstance(rules[0], list) else [rules])]
     needed = set().union(*(needed_pairs(r) for r in batch))
     missing = needed - module_pairs(cache.needed, layers)
     if missing:
         raise ValueError(f"the anchor cache lacks {len(missing)} (layer, step) pairs, e.g. {sorted(missing)[0]}")
-    sources = list({id(rule.mask): rule.mask for r in batch for rule in r if rule.mode == "mask"}.values())
+    sources = list({id(rule.mask): rule.mask for r in batch for rule in r if rule.mask is not None}.values())
     if len(batch) > 1 and any(source.alone for source in sources):
         raise ValueError("a frame whose mask reads its own pass (an attention mask) renders alone")
     observers = [store for source in sources for store in source.begin(pipe)]

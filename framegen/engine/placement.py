@@ -9,24 +9,28 @@ from pathlib import Path
 import torch
 
 from .cache import AnchorCache, DiskCache
-from .layers import LATENTS, LayerMap
+from .families import denoiser, family_of
+from .layers import KV_PROJECTIONS, LATENTS, LayerMap
 
 
 def cache_bytes(pipe, needed: set[tuple[str, int]], width: int, height: int, steps: int, guidance: float) -> int:
-    """Bytes of the anchor cache for `needed` on `pipe` at this size, from the layer
-    table's shapes (a raw path below a block is measured, not predicted)."""
+    """Bytes of the anchor cache for `needed` (module paths) on `pipe` at this size, from
+    the layer table's shapes: a layer's output, or the keys or values of its attention
+    (as wide as the layer), over its grid of image tokens; text tokens are not stored."""
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # the pipe's own stays untouched
-    scheduler.set_timesteps(steps)
+    shifting = {"mu": 1.0} if scheduler.config.get("use_dynamic_shifting") else {}  # FLUX's: mu shifts, not counts
+    scheduler.set_timesteps(steps, **shifting)
     calls_per_step = len(scheduler.timesteps) / steps
+    model = denoiser(pipe)
     scale = pipe.vae_scale_factor
-    batch = 2 if guidance > 1 else 1
-    element = torch.empty((), dtype=pipe.unet.dtype).element_size()
-    by_module = LayerMap(pipe.unet.config).by_module
+    batch = 2 if guidance > 1 and family_of(model.config).true_cfg else 1
+    element = torch.empty((), dtype=model.dtype).element_size()
+    layers = LayerMap(model.config)
     total = latents = 0
     for module, _ in needed:
-        layer = by_module.get(module)
-        if layer is None:
-            continue
+        layer = layers.layer_of(module)
+        if layer is None or (module != layer.module and not module.endswith(KV_PROJECTIONS)):
+            continue  # a raw path inside a block: its width is not in the table
         w, h = layer.grid(width // scale, height // scale)
         if module == LATENTS:  # once per step, no guidance batch
             latents += layer.channels * w * h * element

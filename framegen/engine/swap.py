@@ -7,6 +7,9 @@ tensors:
 - full:      the anchor's tensor replaces the current one;
 - mask:      the anchor's values where `keep` is True; `keep` comes from the rule's
              mask source (masks.py, automask.py), which the hook asks per (step, grid);
+- kv:        the anchor's keys and values of the image tokens, in place of the frame's,
+             at the attention of the rule's layers (whole, or where `keep` is True when
+             the rule has a mask); the hooks hand it each `to_k` / `to_v` output;
 - threshold: the anchor's values where |anchor - current| < threshold, per element,
              or per spatial position on the channel mean of |anchor - current|;
              `relative` thresholds are a fraction of the anchor tensor's mean absolute
@@ -22,17 +25,18 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .layers import KV, KV_PROJECTIONS
 from .masks import DrawnMask, MaskSource
 
-MODES = ("full", "mask", "threshold")
+MODES = ("full", "mask", "threshold", "kv")
 
 
 @dataclass(frozen=True)
 class SwapRule:
-    mode: str  # full | mask | threshold
-    layers: frozenset[str]  # module paths or aliases (OUT3, LATENTS): the hooks resolve them on the pipe
+    mode: str  # full | mask | threshold | kv
+    layers: frozenset[str]  # module paths or aliases (OUT3, D5, LATENTS): the hooks resolve them on the pipe
     steps: frozenset[int]  # 1-based denoising steps
-    mask: MaskSource | None = None  # mask rules: where `keep` comes from (a tensor is a DrawnMask)
+    mask: MaskSource | None = None  # mask and kv rules: where `keep` comes from (a tensor is a DrawnMask)
     threshold: float = 0.0
     reduce: str = "element"  # element | position
     relative: bool = False
@@ -42,24 +46,31 @@ class SwapRule:
             raise ValueError(f"unknown swap mode '{self.mode}' (known: {', '.join(MODES)})")
         if torch.is_tensor(self.mask):
             object.__setattr__(self, "mask", DrawnMask(self.mask))
-        if (self.mode == "mask") != (self.mask is not None):
-            raise ValueError("a mask rule needs a mask, and only a mask rule takes one")
+        if self.mode == "mask" and self.mask is None:
+            raise ValueError("a mask rule needs a mask")
+        if self.mode not in ("mask", "kv") and self.mask is not None:
+            raise ValueError("only mask and kv rules take a mask")
         object.__setattr__(self, "layers", frozenset(self.layers))
         object.__setattr__(self, "steps", frozenset(self.steps))
 
     def on(self, layers) -> SwapRule:
-        """This rule with its layer names resolved to `layers`' module paths (a LayerMap)."""
-        return replace(self, layers=frozenset(layers.module_path(name) for name in self.layers))
+        """This rule with its layer names resolved to `layers`' module paths (a LayerMap):
+        for a kv rule, the key and value projections of each layer's attention."""
+        return replace(self, layers=frozenset(path for name in self.names() for path in layers.resolve(name)))
+
+    def names(self) -> list[str]:
+        """Its layer names as `LayerMap.resolve` reads them: a kv rule's name its keys and values."""
+        return [KV + name if self.mode == "kv" and not name.endswith(KV_PROJECTIONS) else name for name in self.layers]
 
     def applies(self, step: int, layer: str) -> bool:
         return step in self.steps and layer in self.layers
 
     def keep_for(self, step: int, tensor: torch.Tensor) -> torch.Tensor | None:
         """The mask source's keep-mask at the tensor's grid, (1, 1, H, W); None unless a mask rule."""
-        return self.mask.keep(step, tensor.shape[-2:], tensor.device) if self.mode == "mask" else None
+        return self.mask.keep(step, tensor.shape[-2:], tensor.device) if self.mask is not None else None
 
     def __call__(self, anchor: torch.Tensor, current: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        if self.mode == "full":
+        if self.mode == "full" or (self.mode == "kv" and keep is None):
             return anchor
         if self.mode == "threshold":
             difference = (anchor - current).abs()
@@ -84,5 +95,6 @@ def swap(rules: list[SwapRule], anchor: torch.Tensor, current: torch.Tensor, ste
 
 
 def needed_pairs(rules: list[SwapRule]) -> set[tuple[str, int]]:
-    """The (layer, step) pairs whose anchor activations these rules read."""
-    return {(layer, step) for rule in rules for layer in rule.layers for step in rule.steps}
+    """The (layer, step) pairs whose anchor activations these rules read (a kv rule's
+    layer as `kv:NAME` until resolved: `LayerMap.resolve` gives its projections)."""
+    return {(layer, step) for rule in rules for layer in rule.names() for step in rule.steps}
