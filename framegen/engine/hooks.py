@@ -261,10 +261,10 @@ def swapping(
 ) -> Iterator[StepClock]:
     """Run a frame inside this block; its activations are swapped by `rules`.
 
-    For a batch of N frames give one rule list per frame: the U-Net batch is then
-    [uncond 1..N, cond 1..N] and frame i's rows (i, N + i) meet the anchor's
-    [uncond, cond] under frame i's rules (FLUX's batch is [1..N]: its guidance is embedded). Each mask source begins its pass here and its
-    attention stores (if any) are observed during it."""
+    For a batch of N frames give one rule list per frame: the denoiser's batch is then
+    [uncond 1..N, cond 1..N] (FLUX's [1..N]: its guidance is embedded) and frame i's rows
+    (i, N + i) meet the anchor's [uncond, cond] under frame i's rules. Each mask source
+    begins its pass here and its attention stores (if any) are observed during it."""
     layers = LayerMap.of(denoiser(pipe))
     batch = [[rule.on(layers) for rule in r] for r in (rules if rules and isinstance(rules[0], list) else [rules])]
     needed = set().union(*(needed_pairs(r) for r in batch))
