@@ -168,11 +168,34 @@ def test_layers_command(capsys):
     lines = out.splitlines()
     assert code == 0 and len(lines) == 1 + 16
     assert lines[0].split()[:3] == ["name", "module", "channels"]
-    assert lines[-1].split() == ["OUT11", "up_blocks.3.attentions.2", "32", "16x16", "yes"]
+    assert lines[-1].split() == ["OUT11", "up_blocks.3.attentions.2", "32", "16x16", "text"]
     code, out, _ = run(capsys, "layers", "tiny-random", "--width", 640, "--height", 896)
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
-    assert rows["OUT3"] == ["up_blocks.1.attentions.0", "64", "20x28", "yes"]
+    assert rows["OUT3"] == ["up_blocks.1.attentions.0", "64", "20x28", "text"]
     assert rows["LATENTS"] == ["latents", "4", "80x112"]  # the scheduler's latents: full grid, no attention
+    code, out, _ = run(capsys, "layers", "tiny-random-flux", "--width", 640, "--height", 896)
+    lines = out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert code == 0 and lines[0].split()[3:6] == ["tokens", "at", "640x896"]
+    assert list(rows) == ["D0", "D1", "S0", "S1", "FINAL", "LATENTS"]  # double-stream, single-stream, output
+    assert rows["D1"] == [
+        "transformer_blocks.1",
+        "32",
+        "40x56",
+        "text",
+        "+",
+        "image,",
+        "each",
+        "stream",
+        "its",
+        "own",
+        "weights",
+    ]
+    assert rows["S0"][:3] == ["single_transformer_blocks.0", "32", "40x56"] and rows["LATENTS"] == [
+        "latents",
+        "16",
+        "40x56",
+    ]
 
 
 def test_validate_command(tmp_path, capsys):

@@ -77,7 +77,7 @@ ERRORS = [
     ("model: {id: tiny-random, colour: red}", "model.colour: unknown key 'colour' (known: id,"),
     ("render: {width: 60}", "render.width: 60 is not a multiple of 8"),
     ("render: {steps: many}", "render.steps: Input should be a valid integer"),
-    ("swap: [{mode: blend, layers: [OUT3]}]", "swap[0].mode: unknown mode 'blend' (known: full, mask, threshold)"),
+    ("swap: [{mode: blend, layers: [OUT3]}]", "swap[0].mode: unknown mode 'blend' (known: full, mask, threshold, kv)"),
     ("swap: [{layers: [OUT3]}]", "swap[0]: a rule needs 'mode'"),
     ("swap: [{mode: full, layers: [OUT3], steps: 1-9}]", "swap[0].steps: step 9 is outside 1..8"),
     ("swap: [{mode: full, layers: [OUT3], steps: 5-2}]", "swap[0].steps: reversed step range 5-2"),

@@ -75,13 +75,14 @@ def cmd_layers(args) -> int:
     config = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
     layers, vae_scale = config.layers, config.vae_scale
     width, height = args.width or config.native, args.height or config.native
-    rows = [("name", "module", "channels", f"grid at {width}x{height}", "cross-attention")]
+    grid = "tokens" if layers.transformer else "grid"
+    rows = [("name", "module", "channels", f"{grid} at {width}x{height}", "sees")]
     rows[0] += ("carries control",) if args.controlnet else ()
     for layer in layers.layers:
         if args.cross_attention and not layer.cross_attention:
             continue
         w, h = layer.grid(width // vae_scale, height // vae_scale)
-        row = (layer.name, layer.module, str(layer.channels), f"{w}x{h}", "yes" if layer.cross_attention else "")
+        row = (layer.name, layer.module, str(layer.channels), f"{w}x{h}", layer.sees)
         rows.append(row + (("yes" if layer.carries_control else "no",) if args.controlnet else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

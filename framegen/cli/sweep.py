@@ -213,7 +213,7 @@ def frame_mask(board: Storyboard, frame: FramePlan, mask_file: str | None) -> di
             raise InvalidInput(f"--mask: no such file '{mask_file}'")
         return {"image": os.path.relpath(path.resolve(), board.path.parent.resolve())}
     for rule in frame.rules:
-        if rule.mode == "mask":
+        if rule.mask is not None:
             return mask_as_written(rule.mask, board.folder)
     return None
 

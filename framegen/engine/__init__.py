@@ -14,7 +14,8 @@ files or reports (that is the app above it: framegen.storyboard, framegen.run, .
 
 Modules, in the order a tensor meets them: families (what each kind of denoiser can do),
 layers (names -> modules), swap (the rules),
-masks (drawn masks), automask (attention and noise masks, the attention observer),
+masks (drawn masks), automask (attention masks, the attention observer; joint: a
+transformer's maps), noise (noise masks), encoding (prompts as each family's pipe takes them),
 hooks (record and swap), cache (the anchor's activations), placement (where a cache
 fits), anchor (the anchor's other state), specs (resolved rules as plain data), compile
 (specs -> swap rules for one pipe), inversion (a real image as the anchor: its noise),
@@ -25,7 +26,7 @@ from importlib import import_module
 
 # name -> module; loaded on first use, so the torch-free parts (layers, specs) import cheaply
 _WHERE = {
-    "AnchorState": "anchor", "AttentionMask": "automask", "AttentionStore": "automask", "NoiseMask": "automask",
+    "AnchorState": "anchor", "AttentionMask": "automask", "AttentionStore": "automask", "NoiseMask": "noise",
     "observing": "automask", "AnchorCache": "cache", "DiskCache": "cache", "cache_bytes": "placement",
     "choose_cache": "placement", "Compiler": "compile", "RuleError": "compile", "LatentsCallback": "hooks",
     "StepClock": "hooks", "record": "hooks", "swapping": "hooks", "LATENTS": "layers", "Layer": "layers",

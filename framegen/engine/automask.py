@@ -10,10 +10,8 @@
   the map's minimum and maximum (every token gets some attention everywhere, so the
   floor is far from 0 and differs per word); upsampled bilinearly to the latent grid,
   thresholded (default 0.5) and dilated by `dilate` latent cells (default 1).
-- `auto: noise` (DiffEdit): the anchor's final latents are noised half-way, a few times,
-  and the U-Net predicts the noise under the anchor's and the frame's prompt;
-  |difference| averaged over channels and draws, above `threshold` (default 1.5) times its
-  mean, dilated (default 1 latent cell), is the region. Costs 2 x NOISE_DRAWS U-Net evaluations per frame.
+- `auto: noise` (DiffEdit; noise.py): where the denoiser's prediction under the frame's
+  prompt differs from the one under the anchor's.
 
 Both give an (h, w) bool mask at the latent grid, True = keep the anchor, which a `mask`
 rule uses like a drawn one; on the LATENTS layer that is prompt-to-prompt's local blend.
@@ -28,17 +26,14 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from .anchor import AnchorState
+from .families import denoiser
+from .joint import joint_probabilities
 from .layers import Layer, LayerMap
 from .masks import MaskSource
 
 ATTENTION_THRESHOLD = 0.5  # of the map's range; tuned on the demo model's tuning pairs (docs/automask.md)
 ATTENTION_DILATE = 1  # latent cells: at 0 the edit often fails at the region's border (docs/automask.md)
 HEAD_TAG_WORDS = 4  # longer comma-separated pieces are phrases (see tag_heads)
-NOISE_THRESHOLD = 1.5  # times the mean difference
-NOISE_DILATE = 1
-NOISE_DRAWS = 4
-NOISE_STRENGTH = 0.5  # how far into the schedule the anchor is noised
 
 
 # ------------------------------------------------------------------------------ words
@@ -50,15 +45,16 @@ def _occurrences(word: str, prompt: str) -> Iterator[re.Match]:
 
 
 def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
-    """Positions in the encoded prompt (0 = the start token) of every token of every
+    """Positions in the encoded prompt (0 = CLIP's start token) of every token of every
     occurrence of `word`. Tokenising the text before and through each occurrence
     counts its tokens, so words that split into several tokens map to all of them."""
     limit = tokenizer.model_max_length - 1  # the last position holds the end token
+    start = 1 if tokenizer.bos_token is not None else 0  # CLIP's start token; T5 has none
     positions = []
     for match in _occurrences(word, prompt):
-        before = len(tokenizer.tokenize(prompt[: match.start()]))
+        before = len(tokenizer.tokenize(prompt[: match.start()].rstrip()))  # T5 would count the space
         through = len(tokenizer.tokenize(prompt[: match.end()]))
-        positions += [1 + p for p in range(before, through) if 1 + p < limit]
+        positions += [start + p for p in range(before, through) if start + p < limit]
     return positions
 
 
@@ -97,23 +93,29 @@ class AttentionStore:
     attention map of chosen token positions, averaged over heads and layers, at the
     finest grid of the watched layers. `observing` fills it; it changes nothing."""
 
-    def __init__(self, positions: dict[str, list[int]], grids: dict[str, tuple[int, int]], steps: set[int]):
+    def __init__(
+        self, positions: dict[str, list[int]], grids: dict[str, tuple[int, int]], steps: set[int], joint: bool = False
+    ):
         self.positions = positions  # key (a word group) -> token positions
-        self.grids = grids  # attn2 module path -> (w, h) of its layer
-        self.steps = steps
+        self.grids = grids  # attention module path (attn2, or a transformer's attn) -> (w, h) of its layer
+        self.steps, self.joint = steps, joint
         self.size = max(grids.values(), key=lambda wh: wh[0] * wh[1])[::-1]  # (h, w)
         self.maps: dict[tuple[str, int], torch.Tensor] = {}  # (key, step) -> (h, w) sum over layers
         self._indices: dict = {}
 
-    def add(self, module, path: str, step: int, hidden: torch.Tensor, context: torch.Tensor) -> None:
+    def add(self, module, path: str, step: int, hidden: torch.Tensor, context, rotary=None) -> None:
         if step not in self.steps or not any(self.positions.values()):
             return
         half = hidden.shape[0] // 2 if hidden.shape[0] > 1 else 0  # [uncond, cond] -> cond
-        query = module.head_to_batch_dim(module.to_q(hidden[half:]))
-        key = module.head_to_batch_dim(module.to_k(context[half:]))
-        probs = module.get_attention_scores(query, key, None)  # (batch*heads, hw, tokens)
-        probs = probs.reshape(-1, module.heads, *probs.shape[1:]).mean(dim=(0, 1)).float()  # (hw, tokens)
         w, h = self.grids[path]
+        if self.joint:  # a transformer's joint attention
+            context = context[half:] if context is not None else None
+            probs = joint_probabilities(module, hidden[half:], context, rotary, w * h)
+        else:
+            query = module.head_to_batch_dim(module.to_q(hidden[half:]))
+            key = module.head_to_batch_dim(module.to_k(context[half:]))
+            probs = module.get_attention_scores(query, key, None)  # (batch*heads, hw, tokens)
+            probs = probs.reshape(-1, module.heads, *probs.shape[1:]).mean(dim=(0, 1)).float()  # (hw, tokens)
         for group, positions in self.positions.items():
             if not positions:
                 continue
@@ -146,10 +148,13 @@ class AttentionStore:
 
 
 def attention_modules(pipe, layers: list[Layer], latent_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    """attn2 module path -> the (w, h) grid of the layer holding it."""
+    """Module path of each attention that sees the text (a U-Net's attn2, a transformer
+    block's attn) -> the (w, h) grid of the layer holding it."""
+    if layers and layers[0].patch > 1:
+        return {f"{layer.module}.attn": layer.grid(*latent_size) for layer in layers}
     found = {}
     for layer in layers:
-        for name, _ in pipe.unet.get_submodule(layer.module).named_modules():
+        for name, _ in denoiser(pipe).get_submodule(layer.module).named_modules():
             if name.endswith("attn2"):
                 found[f"{layer.module}.{name}"] = layer.grid(*latent_size)
     return found
@@ -164,7 +169,7 @@ def observing(pipe, clock, stores: list[AttentionStore]) -> Iterator[None]:
             hidden = args[0] if args else kwargs["hidden_states"]
             context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
             with torch.no_grad():
-                maps.add(module, path, clock.step, hidden, context)
+                maps.add(module, path, clock.step, hidden, context, kwargs.get("image_rotary_emb"))
 
         return hook
 
@@ -172,7 +177,7 @@ def observing(pipe, clock, stores: list[AttentionStore]) -> Iterator[None]:
     try:
         for maps in stores:
             for path in maps.grids:
-                module = pipe.unet.get_submodule(path)
+                module = denoiser(pipe).get_submodule(path)
                 handles.append(module.register_forward_pre_hook(hook_for(maps, path), with_kwargs=True))
         yield
     finally:
@@ -219,8 +224,9 @@ class AttentionMask(MaskSource):
         """A frame pass starts: fresh maps to observe during it."""
         self.tensor, self._resized = None, {}
         self.frame_store = AttentionStore(
-            {"frame": self.frame_positions}, self.anchor_store.grids, set(range(1, self.first_step))
-        )
+            {"frame": self.frame_positions}, self.anchor_store.grids, set(range(1, self.first_step)),
+            joint=self.anchor_store.joint,
+        )  # fmt: skip
         return [self.frame_store]
 
     def mask(self) -> torch.Tensor:
@@ -232,51 +238,3 @@ class AttentionMask(MaskSource):
             region = torch.stack(regions).amax(dim=0) if regions else None
             self.tensor = keep_mask(region, self.latent_size, self.threshold, self.dilate)
         return self.tensor
-
-
-# ------------------------------------------------------------------------ noise masks
-
-
-class NoiseMask(MaskSource):
-    """A frame's DiffEdit mask, computed before each frame pass (`begin`) from the
-    anchor's final latents (`anchor.latents`, left by the anchor pass)."""
-
-    kind = "noise"
-
-    def __init__(
-        self, anchor: AnchorState, anchor_prompt: str, frame_prompt: str, seed: int, threshold: float, dilate: int
-    ):
-        super().__init__()
-        self.anchor, self.prompts, self.seed = anchor, (anchor_prompt, frame_prompt), seed
-        self.threshold, self.dilate = threshold, dilate
-        self.tensor: torch.Tensor | None = None
-
-    def begin(self, pipe) -> list[AttentionStore]:
-        self.tensor, self._resized = self.compute(pipe, self.anchor.latents), {}
-        return []
-
-    def mask(self) -> torch.Tensor:
-        return self.tensor
-
-    @torch.no_grad()
-    def compute(self, pipe, anchor_latents: torch.Tensor) -> torch.Tensor:
-        """mean |eps(frame) - eps(anchor)| over channels and NOISE_DRAWS draws of the
-        anchor's latents noised to NOISE_STRENGTH of the training schedule (the forward
-        process itself, so any scheduler works), in units of its mean."""
-        device, dtype = anchor_latents.device, anchor_latents.dtype
-        embeds = [
-            pipe.encode_prompt(p, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
-            for p in self.prompts
-        ]
-        steps = pipe.scheduler.config.num_train_timesteps
-        timestep = int(steps * NOISE_STRENGTH)
-        alpha_bar = pipe.scheduler.alphas_cumprod[timestep].to(device, dtype)
-        generator = torch.Generator("cpu").manual_seed(self.seed)
-        noise = torch.randn((NOISE_DRAWS, *anchor_latents.shape[1:]), generator=generator).to(device, dtype)
-        noisy = alpha_bar.sqrt() * anchor_latents + (1 - alpha_bar).sqrt() * noise
-        context = torch.cat([embeds[0].expand(NOISE_DRAWS, -1, -1), embeds[1].expand(NOISE_DRAWS, -1, -1)])
-        t = torch.full((2 * NOISE_DRAWS,), timestep, device=device)
-        eps = pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=context).sample.float()
-        difference = (eps[NOISE_DRAWS:] - eps[:NOISE_DRAWS]).abs().mean(dim=(0, 1)).cpu()
-        region = difference / difference.mean().clamp_min(1e-12)
-        return keep_mask(region, tuple(region.shape), self.threshold, self.dilate)

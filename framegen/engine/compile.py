@@ -15,20 +15,19 @@ from .anchor import AnchorState
 from .automask import (
     ATTENTION_DILATE,
     ATTENTION_THRESHOLD,
-    NOISE_DILATE,
-    NOISE_THRESHOLD,
     AttentionMask,
     AttentionStore,
-    NoiseMask,
     attention_modules,
     mid_resolution_layers,
     tag_heads,
     token_positions,
 )  # fmt: skip
-from .families import family_of, unsupported
+from .families import denoiser, family_of, unsupported
 from .inversion import fitted_file
+from .joint import middle_blocks
 from .layers import LayerMap, UnknownLayer
 from .masks import CONTROL_DILATE, CONTROL_THRESHOLD, DrawnMask, MaskSource, control_mask, drawn_mask
+from .noise import NOISE_DILATE, NOISE_THRESHOLD, NoiseMask
 from .specs import Edit, MaskPlan, RuleSpec
 from .swap import SwapRule
 
@@ -62,7 +61,7 @@ class Compiler:
             mode=spec.mode,
             layers=frozenset(self.module_path(name, spec.where + ("layers", i)) for i, name in enumerate(spec.layers)),
             steps=frozenset(spec.steps),
-            mask=self.mask(spec, edit) if spec.mode == "mask" else None,
+            mask=self.mask(spec, edit) if spec.mask is not None else None,
             threshold=spec.threshold or 0.0,
             reduce=spec.reduce,
             relative=spec.relative,
@@ -88,13 +87,15 @@ class Compiler:
             return DrawnMask(control_mask(anchor, frame, self.latent_size, threshold, dilate), "control")
         if plan.auto == "noise":
             problem = unsupported(
-                family_of(self.pipe.unet.config), "noise_masks", "noise masks support", "use auto: attention"
+                family_of(denoiser(self.pipe).config), "noise_masks", "noise masks support", "use auto: attention"
             )
             if problem:
                 raise RuleError(spec.where + ("mask", "auto"), problem)
             threshold = plan.threshold if plan.threshold is not None else NOISE_THRESHOLD
             dilate = plan.dilate if plan.dilate is not None else NOISE_DILATE
-            return NoiseMask(self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate)
+            return NoiseMask(
+                self.anchor, edit.anchor_prompt, edit.prompt, self.seed, threshold, dilate, self.latent_size
+            )
         if plan not in self._drawn:
             tensor = drawn_mask(plan, self.width, self.height)
             if plan.boxes is not None and not tensor.any():
@@ -104,8 +105,8 @@ class Compiler:
         return self._drawn[plan]
 
     def attention_mask(self, spec: RuleSpec, edit: Edit) -> AttentionMask:
-        plan = spec.mask
-        layers = mid_resolution_layers(self.layers)
+        plan, family = spec.mask, family_of(denoiser(self.pipe).config)
+        layers = middle_blocks(self.layers) if family.transformer else mid_resolution_layers(self.layers)
         if plan.layers:
             layers = []
             for i, name in enumerate(plan.layers):
@@ -115,7 +116,7 @@ class Compiler:
                     raise RuleError(spec.where + ("mask", "layers"), message)
                 layers.append(layer)
         grids = attention_modules(self.pipe, layers, self.latent_size)
-        tokenizer = self.pipe.tokenizer
+        tokenizer = self.pipe.tokenizer_2 if family.name == "flux" else self.pipe.tokenizer  # FLUX's text is T5's
         if plan.words:
             anchor_words = frame_words = list(plan.words)
         else:  # the delta's words, narrowed to the objects they change
@@ -128,7 +129,7 @@ class Compiler:
         steps = set(range(1, first)) if first > 1 else set(range(1, self.steps + 1))
         key = (tuple(anchor_positions), tuple(sorted(grids.items())), tuple(sorted(steps)))
         if key not in self._stores:
-            self._stores[key] = AttentionStore({"anchor": anchor_positions}, grids, steps)
+            self._stores[key] = AttentionStore({"anchor": anchor_positions}, grids, steps, joint=family.transformer)
             self.anchor.stores.append(self._stores[key])
         store = self._stores[key]
         threshold = plan.threshold if plan.threshold is not None else ATTENTION_THRESHOLD

@@ -39,7 +39,15 @@ class Layer:
     level: int  # how many times the latent was halved before this layer
     cross_attention: bool  # the layer attends to the text (a transformer's blocks all do)
     patch: int = 1  # latent cells per token side (transformers); the output is then tokens
-    stream: str = ""  # transformers: double | single | joint
+    stream: str = ""  # transformers: double | single | joint | dual (joint, then image-only attention)
+
+    @property
+    def sees(self) -> str:
+        """What the layer attends to, in words (for `framegen layers`)."""
+        return {
+            "double": "text + image, each stream its own weights", "single": "text + image, one stream",
+            "joint": "text + image, joint attention", "dual": "text + image, joint; then image alone (attn2)",
+        }.get(self.stream, "text" if self.cross_attention else "")  # fmt: skip
 
     @property
     def carries_control(self) -> bool:
@@ -98,10 +106,9 @@ def transformer_table(config) -> list[Layer]:
     width = config["num_attention_heads"] * config["attention_head_dim"]
     flux = "num_single_layers" in config
     patch = 2 if flux else config.get("patch_size", 2)  # FLUX's pipeline packs 2x2 latent cells per token
-    stream = "double" if flux else "joint"
-    table = [
-        Layer(f"D{i}", f"transformer_blocks.{i}", width, 0, True, patch, stream) for i in range(config["num_layers"])
-    ]
+    dual = set(config.get("dual_attention_layers") or ())  # SD3.5-medium: a second, image-only attention
+    streams = ["double" if flux else "dual" if i in dual else "joint" for i in range(config["num_layers"])]
+    table = [Layer(f"D{i}", f"transformer_blocks.{i}", width, 0, True, patch, s) for i, s in enumerate(streams)]
     if flux:
         single = config["num_single_layers"]
         table += [

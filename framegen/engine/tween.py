@@ -5,14 +5,14 @@
 
 Each token's embedding is interpolated spherically (slerp) between the two prompts'
 encodings, which keeps the vectors' norms where a straight line would shrink them
-midway; SDXL's pooled embedding likewise. The negative prompt's encoding is unchanged.
+midway; the pooled embedding (SDXL, FLUX, SD3) likewise. The negative prompt's encoding is unchanged.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .families import family_of
+from .encoding import POSITIVE, encoded
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -30,14 +30,5 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 @torch.no_grad()
 def between(pipe, start: str, end: str, t: float, negative_prompt: str = "") -> dict:
     """Keyword arguments for `pipe(...)`: the conditioning `t` of the way from `start` to `end`."""
-    device, negative = pipe.device, negative_prompt or None
-    if family_of(pipe.unet.config).pooled_text:  # SDXL: hidden states and the pooled embedding
-        a, uncond, a_pooled, uncond_pooled = pipe.encode_prompt(start, device=device, negative_prompt=negative)
-        b, _, b_pooled, _ = pipe.encode_prompt(end, device=device, negative_prompt=negative)
-        return {
-            "prompt_embeds": slerp(a, b, t), "negative_prompt_embeds": uncond,
-            "pooled_prompt_embeds": slerp(a_pooled, b_pooled, t), "negative_pooled_prompt_embeds": uncond_pooled,
-        }  # fmt: skip
-    a, uncond = pipe.encode_prompt(start, device, 1, True, negative)
-    b, _ = pipe.encode_prompt(end, device, 1, True, negative)
-    return {"prompt_embeds": slerp(a, b, t), "negative_prompt_embeds": uncond}
+    a, b = encoded(pipe, start, negative_prompt or None), encoded(pipe, end, negative_prompt or None)
+    return {key: slerp(a[key], b[key], t) if key in POSITIVE else value for key, value in a.items()}

@@ -22,7 +22,7 @@ def lora_problem(path: Path, config) -> str | None:
         return None  # said already, when the file was located
     if not any(_LORA_TENSOR.search(name) for name in header):
         return f"'{path}' is not a LoRA: none of its {len(header)} tensors is a LoRA's (lora_down / lora_A ...)"
-    width = config.unet.get("cross_attention_dim")
+    width = config.denoiser.get("cross_attention_dim")
     widths = {entry["shape"][-1] for name, entry in header.items() if _TEXT_KEY_DOWN.search(name) and entry["shape"]}
     if isinstance(width, int) and widths and width not in widths:
         return (
@@ -41,7 +41,7 @@ def controlnet_config_problem(name: str, config) -> str | None:
     except (OSError, ValueError):
         return None  # a hub id, or said already when it was located
     keys = ("block_out_channels", "cross_attention_dim")
-    ours, theirs = ({key: _listed(values.get(key)) for key in keys} for values in (config.unet, net))
+    ours, theirs = ({key: _listed(values.get(key)) for key in keys} for values in (config.denoiser, net))
     if any(theirs[key] is not None and theirs[key] != ours[key] for key in keys):
         shown = [", ".join(f"{key} {values[key]}" for key in keys) for values in (theirs, ours)]
         return f"'{folder}' is a ControlNet for another U-Net ({shown[0]}); model.id's has {shown[1]}"

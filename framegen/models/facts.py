@@ -1,7 +1,7 @@
-"""What a model is, read from its files without loading weights: the U-Net's config (its
-family, layers and native size), the VAE's scale, and for keys the scheduler, dtype and
-device a render would use. A loaded pipeline gives the same facts (`facts_of`), so a
-caller's own pipe is described the same way.
+"""What a model is, read from its files without loading weights: the denoiser's config
+(a U-Net's or a transformer's: its family, layers and native size), the VAE's scale,
+and for keys the scheduler, dtype and device a render would use. A loaded pipeline gives
+the same facts (`facts_of`), so a caller's own pipe is described the same way.
 
 `validate` checks a storyboard against `configs_before_loading`; a render keys its shots
 with `facts_from_files` and loads no model when every shot is already in place.
@@ -14,32 +14,41 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..engine.families import Family, family_of
+from ..engine.families import Family, denoiser, family_of
 from ..engine.layers import LayerMap
 from ..errors import RenderFailure, error_line
 from ..storyboard.schema import ModelSpec
 from .locate import built_in, locate
+from .tiny import TINY, tiny_config
+
+DENOISERS = ("unet", "transformer")  # the subfolders a diffusers pipeline keeps its denoiser in
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The U-Net's config and the VAE's scale factor: enough to validate a storyboard."""
+    """The denoiser's config and the VAE's scale factor: enough to validate a storyboard."""
 
-    unet: dict
+    denoiser: dict
     vae_scale: int
-    modules: frozenset[str] | None = None  # a loaded U-Net's module paths (raw layer paths then resolve)
+    modules: frozenset[str] | None = None  # a loaded denoiser's module paths (raw layer paths then resolve)
 
     @property
     def family(self) -> Family:
-        return family_of(self.unet)
+        return family_of(self.denoiser)
 
     @cached_property
     def layers(self) -> LayerMap:
-        return LayerMap(self.unet, self.modules)
+        return LayerMap(self.denoiser, self.modules)
 
     @property
     def native(self) -> int:
-        return native_size(self.unet, self.vae_scale)
+        return native_size(self.denoiser, self.vae_scale)
+
+    @property
+    def size_step(self) -> int:
+        """Widths and heights are multiples of this: the VAE's scale, times the token's
+        side on a transformer."""
+        return self.vae_scale * self.layers.layers[0].patch
 
 
 @dataclass(frozen=True)
@@ -75,14 +84,18 @@ def facts_from_files(spec: ModelSpec, image_anchor: bool = False, online: bool =
 
 def facts_of(pipe) -> ModelFacts:
     """The facts of a loaded pipeline."""
-    modules = frozenset(name for name, _ in pipe.unet.named_modules() if name)
-    config = ModelConfig(dict(pipe.unet.config), pipe.vae_scale_factor, modules)
-    return ModelFacts(config, pipe.scheduler, str(pipe.unet.dtype).removeprefix("torch."), pipe.device.type)
+    model = denoiser(pipe)
+    modules = frozenset(name for name, _ in model.named_modules() if name)
+    config = ModelConfig(dict(model.config), pipe.vae_scale_factor, modules)
+    return ModelFacts(config, pipe.scheduler, str(model.dtype).removeprefix("torch."), pipe.device.type)
 
 
-def native_size(unet_config, vae_scale: int) -> int:
-    """The side in pixels a U-Net config was trained at (sample_size x the VAE's scale)."""
-    sample = unet_config["sample_size"] if "sample_size" in unet_config else 64
+def native_size(config, vae_scale: int) -> int:
+    """The side in pixels a denoiser config was trained at (sample_size x the VAE's scale;
+    FLUX.1's config has none: it was trained at 1024)."""
+    if "sample_size" not in config and family_of(config).name == "flux":
+        return 1024
+    sample = config["sample_size"] if "sample_size" in config else 64
     return (sample if isinstance(sample, int) else sample[0]) * vae_scale
 
 
@@ -106,37 +119,37 @@ def configs_offline(spec: ModelSpec) -> ModelConfig | None:
         checkpoint = Checkpoint.read(Path(spec.id))
         config = folder_configs(Path(checkpoint.config_folder(spec)))
         if config is not None and checkpoint.is_sd2_base(spec):
-            config.unet["sample_size"] = 64
+            config.denoiser["sample_size"] = 64
         return config
-    if spec.id == "tiny-random":
-        from .tiny import SD1_UNET, VAE_SCALE
-
-        return ModelConfig(dict(SD1_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), VAE_SCALE)
+    if spec.id in TINY:
+        return ModelConfig(*tiny_config(spec.id))
     location = locate(spec.id)
     folder = built_in(spec.id) if location.kind == "built-in" else Path(spec.id).expanduser()
     return folder_configs(folder)
 
 
 def folder_configs(folder: Path) -> ModelConfig | None:
-    """The configs of a diffusers folder; None without a U-Net config."""
-    unet, vae = folder / "unet" / "config.json", folder / "vae" / "config.json"
-    if not unet.is_file():
+    """The configs of a diffusers folder; None without a U-Net or transformer config."""
+    found = [folder / name / "config.json" for name in DENOISERS if (folder / name / "config.json").is_file()]
+    if not found:
         return None
-    scale = 8
+    vae, scale = folder / "vae" / "config.json", 8
     if vae.is_file():
         scale = 2 ** (len(json.loads(vae.read_text())["block_out_channels"]) - 1)
-    return ModelConfig(json.loads(unet.read_text()), scale)
+    return ModelConfig(json.loads(found[0].read_text()), scale)
 
 
 def configs_online(model_id: str, revision: str | None = None) -> ModelConfig:
     """The same from the hub (config files only, no weights)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 
     try:
-        unet = UNet2DConditionModel.load_config(model_id, subfolder="unet", revision=revision)
+        index = DiffusionPipeline.load_config(model_id, revision=revision)
+        name = next(name for name in DENOISERS if name in index)
+        unet = UNet2DConditionModel.load_config(model_id, subfolder=name, revision=revision)
         vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
-    except (OSError, ValueError) as error:
-        reason = error_line(error)
+    except (OSError, ValueError, StopIteration) as error:
+        reason = error_line(error) if not isinstance(error, StopIteration) else "it names no U-Net or transformer"
         raise RenderFailure(
             f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
         ) from None

@@ -75,13 +75,14 @@ def _save(remembered: dict) -> None:
 def weights_fingerprint(spec, what: str = "model") -> dict:
     """What identifies a model (a ModelSpec) or a ControlNet (`what`), for keys: the hub revision's commit when the
     hub cache records it, else SHA-256 of the weight, config and tokenizer files (local
-    folder, single file and its `config` folder, the bundled demo); `tiny-random` is
+    folder, single file and its `config` folder, the bundled demo); the tiny models are
     fixed by framegen's version."""
     from .locate import built_in, locate
+    from .tiny import TINY
 
     location = locate(spec.id, what=what)
     revision, config = getattr(spec, "revision", None), getattr(spec, "config", None)
-    if spec.id == "tiny-random":
+    if spec.id in TINY:
         return {"id": spec.id}
     if location.is_hub:
         return {"id": spec.id, "revision": revision, "commit": hub_commit(spec.id, revision)}

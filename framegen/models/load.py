@@ -1,9 +1,10 @@
 """Loading a pipeline from a storyboard's `model:` block, and lending a caller's pipe to
 one render.
 
-`id` is `tiny-random` (built here), `demo` (bundled weights), a single `.safetensors`
-checkpoint (checkpoints.py), a local diffusers folder, or a hub id (locate.py decides
-which). Weights load with safetensors only and remote code is never trusted.
+`id` is a tiny model (`tiny-random`, `tiny-random-flux`, `tiny-random-sd3`: built here),
+`demo` (bundled weights), a single `.safetensors` checkpoint (checkpoints.py), a local
+diffusers folder, or a hub id (locate.py decides which). Weights load with safetensors
+only and remote code is never trusted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import RenderFailure, error_line, warn
 from ..storyboard.schema import ModelSpec
 from .locate import built_in, locate
 from .schedulers import configured, from_files
+from .tiny import TINY, tiny_build
 
 
 def resolve_device_dtype(spec: ModelSpec):
@@ -67,10 +69,8 @@ def _load(spec: ModelSpec, dtype):
 
     from . import checkpoints
 
-    if spec.id == "tiny-random":
-        from .tiny import tiny_pipeline
-
-        pipe = tiny_pipeline()
+    if spec.id in TINY:
+        pipe = tiny_build(spec.id)
         return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
     if spec.id == "demo":
         from .demo import load_pipeline as load_demo

@@ -1,5 +1,5 @@
 """Where a model, LoRA or ControlNet that a storyboard names is: one of framegen's own
-(`tiny-random`, `demo`, `demo-control`), a local file or folder (looked up relative to
+(the tiny models, `demo`, `demo-control`), a local file or folder (looked up relative to
 the storyboard's folder), or a hub id (`org/name`). One decision for all three, made
 before anything loads; what is at a local path is checked here too."""
 
@@ -10,6 +10,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .tiny import TINY
+
 MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
 
 
@@ -18,10 +20,12 @@ def built_in(name: str) -> Path | None:
     code), by name; KeyError for other names."""
     from .demo import CONTROLNET_DIR, WEIGHTS_DIR
 
-    return {"tiny-random": None, "demo": WEIGHTS_DIR, "demo-control": CONTROLNET_DIR}[name]
+    if name in TINY:
+        return None
+    return {"demo": WEIGHTS_DIR, "demo-control": CONTROLNET_DIR}[name]
 
 
-BUILT_IN = {"model": ("tiny-random", "demo"), "config": (), "controlnet": ("demo-control",), "lora": ()}
+BUILT_IN = {"model": (*TINY, "demo"), "config": (), "controlnet": ("demo-control",), "lora": ()}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..storyboard.schema import ModelSpec
 from .locate import built_in, locate
+from .tiny import TINY, tiny_scheduler_of
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -51,10 +52,8 @@ def with_prediction(scheduler, prediction: str):
 def from_files(spec: ModelSpec, online: bool = True):
     """The model's own scheduler from its config files, or None when they cannot be read
     (a hub id offline, not in the hub's cache)."""
-    if spec.id == "tiny-random":
-        from .tiny import tiny_scheduler
-
-        return tiny_scheduler()
+    if spec.id in TINY:
+        return tiny_scheduler_of(spec.id)
     if spec.id.endswith(".safetensors"):
         from .checkpoints import Checkpoint
 

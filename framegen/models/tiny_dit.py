@@ -72,10 +72,23 @@ def _vae():
     )  # fmt: skip
 
 
+def flow_scheduler(flux: bool):
+    """The flow-matching Euler scheduler as FLUX.1-dev (a shift that grows with the image)
+    or SD3.5 (a fixed shift of 3) ship it."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if flux:
+        return FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+            max_image_seq_len=4096,
+        )  # fmt: skip
+    return FlowMatchEulerDiscreteScheduler(shift=3.0)
+
+
 def tiny_flux_pipeline():
     """The `tiny-random-flux` FluxPipeline (CPU, float32)."""
     import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FluxPipeline, FluxTransformer2DModel
 
     torch.manual_seed(SEED)
     transformer = FluxTransformer2DModel(**FLUX_TRANSFORMER)
@@ -84,12 +97,8 @@ def tiny_flux_pipeline():
     torch.manual_seed(SEED + 2)
     tokenizer, tokenizer_2 = tiny_tokenizer(), tiny_t5_tokenizer()
     text_encoder, text_encoder_2 = _clip(tokenizer, 32, projection=False), _t5(tokenizer_2, 32)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )  # fmt: skip
     return FluxPipeline(
-        scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        scheduler=flow_scheduler(flux=True), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer,
     )  # fmt: skip
 
@@ -98,7 +107,7 @@ def tiny_sd3_pipeline(t5: bool = True):
     """The `tiny-random-sd3` StableDiffusion3Pipeline (CPU, float32); without `t5`, as
     diffusers allows, the T5 encoder's place is zeros."""
     import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 
     torch.manual_seed(SEED)
     transformer = SD3Transformer2DModel(**SD3_TRANSFORMER)
@@ -109,7 +118,7 @@ def tiny_sd3_pipeline(t5: bool = True):
     text_encoder, text_encoder_2 = _clip(tokenizer, 32, projection=True), _clip(tokenizer, 32, projection=True)
     text_encoder_3 = _t5(tokenizer_3, 64)
     return StableDiffusion3Pipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, text_encoder=text_encoder,
+        scheduler=flow_scheduler(flux=False), vae=vae, text_encoder=text_encoder,
         tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
         text_encoder_3=text_encoder_3 if t5 else None, tokenizer_3=tokenizer_3 if t5 else None,
         transformer=transformer,

@@ -106,7 +106,7 @@ class Renderer:
         seconds = (time.perf_counter() - start) / len(shots)
         return [
             FrameImage(
-                image, seconds, [(rule.mask.kind, rule.mask.mask()) for rule in frame_rules if rule.mode == "mask"]
+                image, seconds, [(rule.mask.kind, rule.mask.mask()) for rule in frame_rules if rule.mask is not None]
             )
             for image, frame_rules in zip(images, rules)
         ]

@@ -36,7 +36,7 @@ def edit_of(board: Storyboard, shot: Shot) -> Edit:
 
 def alone(rules: list[SwapRule]) -> bool:
     """Whether a frame under `rules` renders in a batch of its own (a mask reads its own pass)."""
-    return any(rule.mask.alone for rule in rules if rule.mode == "mask")
+    return any(rule.mask.alone for rule in rules if rule.mask is not None)
 
 
 def describe_rules(specs, module: Callable[[str], str], board: Storyboard) -> list[dict]:
@@ -54,7 +54,7 @@ def describe_rule(spec: RuleSpec, module: Callable[[str], str], board: Storyboar
     }
     if spec.mode == "threshold":
         entry.update(threshold=spec.threshold, reduce=spec.reduce, relative=spec.relative)
-    if spec.mode == "mask":
+    if spec.mask is not None:
         entry["mask"] = mask_as_written(spec.mask, board.folder)
     return entry
 

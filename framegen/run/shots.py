@@ -59,7 +59,7 @@ class Shot:
         """Where its mask rules' masks go: masks/0001.png, masks/0001-2.png, ...; an
         in-between's: masks/0001~1.png, masks/0001~1-2.png, ..."""
         stem = f"{self.index:04d}" + (f"~{self.between.k}" if self.between else "")
-        count = sum(rule.mode == "mask" for rule in self.rules)
+        count = sum(rule.mask is not None for rule in self.rules)
         return [f"masks/{stem}{'' if n == 1 else f'-{n}'}.png" for n in range(1, count + 1)]
 
     @property
@@ -115,7 +115,7 @@ def output_names(shots: list[Shot]) -> list[str]:
 def report_entry(shot: Shot, rules: list[dict], reused: bool) -> dict:
     """What the report says of a shot before its image is measured (`rules` as described
     for the report)."""
-    kinds = [spec.mask.kind for spec in shot.rules if spec.mode == "mask"]
+    kinds = [spec.mask.kind for spec in shot.rules if spec.mask is not None]
     between = shot.between
     return {
         "index": shot.index,

@@ -223,6 +223,30 @@ def layer_problems(board, layers) -> list[str]:
                 if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
                     message = f"unknown layer '{name}' (known: {layers.listing()})"
                     problems.append(f"{board.where(at + (i,))}: {dotted(at)}: {message}")
+                elif rule.mode == "kv" and at[-1] == "layers" and name in known:
+                    problems += kv_problem(board, layers, name, at + (i,))
+    return problems
+
+
+def kv_problem(board, layers, name: str, at: tuple) -> list[str]:
+    """A kv rule on a layer without attention (a resnet, FINAL, LATENTS)."""
+    from ..engine.layers import UnknownLayer
+
+    try:
+        layers.kv_paths(name)
+    except UnknownLayer as error:
+        return [board.problem(at, str(error))]
+    return []
+
+
+def size_problems(board, width: int, height: int, step: int, label: str) -> list[str]:
+    """The render's size when the model needs a multiple of `step` (a transformer packs
+    2x2 latent cells per token: 16 pixels); diffusers would silently render another size."""
+    problems = []
+    for key, value in (("width", width), ("height", height)):
+        if value % step:
+            message = f"{value} is not a multiple of {step} ({label} renders in {step}-pixel blocks)"
+            problems.append(board.problem(("render", key), message))
     return problems
 
 

@@ -26,10 +26,11 @@ from .checks import (
     image_problem,
     layer_problems,
     resolve_files,
+    size_problems,
     weights_problems,
 )  # fmt: skip
 from .deltas import apply_delta, as_list, parse_steps, split_tags
-from .schema import MaskRule, OutputSpec, StoryboardSpec
+from .schema import OutputSpec, StoryboardSpec
 from .source import dotted, mark
 
 
@@ -90,6 +91,7 @@ class Storyboard:
         render = self.spec.render
         width, height = render.width or config.native, render.height or config.native
         problems = layer_problems(self, config.layers) + box_problems(self, width, height)
+        problems += size_problems(self, width, height, config.size_step, config.family.label)
         _raise(problems + family_problems(self, config.family, scheduler) + weights_problems(self, config))
 
     def rule_paths(self):
@@ -115,11 +117,11 @@ def resolve(board: Storyboard) -> Storyboard:
             except ValueError as error:
                 problems.append(board.problem(at + (i, "steps"), str(error)))
                 continue
-            if isinstance(rule, MaskRule) and rule.mask.image is not None:
+            if getattr(rule, "mask", None) is not None and rule.mask.image is not None:
                 problem = image_problem(board.folder / rule.mask.image)
                 if problem:
                     problems.append(board.problem(at + (i, "mask", "image"), problem))
-            if isinstance(rule, MaskRule) and rule.mask.boxes is not None:
+            if getattr(rule, "mask", None) is not None and rule.mask.boxes is not None:
                 width, height = spec.render.width or 1 << 30, spec.render.height or 1 << 30  # unknown: any size
                 problem = box_problem(rule.mask.boxes, width, height)
                 if problem:
@@ -188,7 +190,7 @@ def edit(anchor_prompt: str, frame) -> tuple[str, tuple[str, ...], tuple[str, ..
 
 
 def rule_spec(rule, total_steps: int, folder: Path, where: tuple = ()) -> RuleSpec:
-    """A schema rule (FullRule, MaskRule, ThresholdRule) resolved for the engine; raises
+    """A schema rule (FullRule, MaskRule, ThresholdRule, KvRule) resolved for the engine; raises
     ValueError for steps outside 1..total_steps."""
     return RuleSpec(
         mode=rule.mode,
@@ -197,7 +199,7 @@ def rule_spec(rule, total_steps: int, folder: Path, where: tuple = ()) -> RuleSp
         threshold=getattr(rule, "threshold", None),
         reduce=getattr(rule, "reduce", "element"),
         relative=getattr(rule, "relative", False),
-        mask=rule.mask.plan(folder) if isinstance(rule, MaskRule) else None,
+        mask=rule.mask.plan(folder) if getattr(rule, "mask", None) is not None else None,
         where=where,
     )
 

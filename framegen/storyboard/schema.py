@@ -72,7 +72,7 @@ class RenderSpec(_Strict):
     seed: int = Field(1111, ge=0)
     negative_prompt: str = ""
     cache: Literal["device", "cpu", "disk"] = "device"
-    batch: int = Field(1, ge=1)  # frames per U-Net batch
+    batch: int = Field(1, ge=1)  # frames per denoiser batch
 
     @field_validator("width", "height")
     @classmethod
@@ -188,7 +188,16 @@ class ThresholdRule(_RuleBase):
     relative: bool = False  # threshold x the anchor tensor's mean |value| at that layer and step
 
 
-Rule = Annotated[FullRule | MaskRule | ThresholdRule, Field(discriminator="mode")]
+class KvRule(_RuleBase):
+    """The attention's keys and values of the image tokens from the anchor (MasaCtrl's
+    mutual self-attention on U-Nets; the joint attention on FLUX and SD3), whole or
+    inside `mask` (1 = the token uses the anchor's)."""
+
+    mode: Literal["kv"]
+    mask: MaskSpec | None = None
+
+
+Rule = Annotated[FullRule | MaskRule | ThresholdRule | KvRule, Field(discriminator="mode")]
 
 
 class InversionSpec(_Strict):

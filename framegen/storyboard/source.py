@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from ..errors import InvalidInput
-from .schema import FullRule, MaskRule, StoryboardSpec, ThresholdRule
+from .schema import FullRule, KvRule, MaskRule, StoryboardSpec, ThresholdRule
 
 MAX_VALUES = 100_000  # values of a storyboard once its aliases are expanded (a 1,000-frame one holds ~20,000)
 
@@ -129,15 +129,16 @@ def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
         model = _model_at(parent)
         mapping = data_at(data, parent)
         if isinstance(mapping, dict) and "mode" in mapping:  # a rule: its mode's fields
-            model = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule}.get(mapping["mode"], model)
+            rules = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule, "kv": KvRule}
+            model = rules.get(mapping["mode"], model)
         known = ", ".join(model.model_fields) if model else ""
         return path + ("<key>",), f"unknown key '{path[-1]}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
         return path, "required"
     if kind == "union_tag_invalid":
-        return path + ("mode",), f"unknown mode '{error['ctx']['tag']}' (known: full, mask, threshold)"
+        return path + ("mode",), f"unknown mode '{error['ctx']['tag']}' (known: full, mask, threshold, kv)"
     if kind == "union_tag_not_found":
-        return path, "a rule needs 'mode' (full, mask or threshold)"
+        return path, "a rule needs 'mode' (full, mask, threshold or kv)"
     if kind == "too_short" and path == ("frames",):
         return path, "a storyboard needs at least one frame"
     if kind == "literal_error":

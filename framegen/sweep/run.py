@@ -75,7 +75,7 @@ def number(value) -> float | None:
 def sweep_fingerprint(board: Storyboard, frame: FramePlan, runs: list[Run], facts) -> str:
     """Everything but a run's rules that decides its image and score: the frame's key with
     no rules, and the masks the runs use, by content (run/identity.py)."""
-    masks = [spec for run in runs for spec in run_specs(run, board) if spec.mode == "mask"]
+    masks = [spec for run in runs for spec in run_specs(run, board) if spec.mask is not None]
     return Identity(board, facts).sweep(frame_shot(frame), masks)
 
 
