@@ -91,7 +91,10 @@ def test_noise_masks_on_sdxl_are_refused_before_loading(sdxl, tmp_path, capsys):
     for command in ("validate", "render"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "swap[1].mask.auto: noise masks support SD1.x/2.x pipelines" in err
+        assert (
+            err.count("\n") == 1
+            and "swap[1].mask.auto: noise masks support SD1.x/2.x, FLUX.1 and SD3.x pipelines" in err
+        )
 
 
 def test_a_real_image_anchor_on_sdxl_is_refused_before_loading(sdxl, tmp_path, capsys):

@@ -76,10 +76,9 @@ class StepClock:
         return values, steps
 
     def __call__(self, module, args, kwargs) -> None:
-        if self.latent_size is None:
-            self.latent_size = _latent_size(
-                args[0] if args else kwargs.get("sample", kwargs.get("hidden_states")), kwargs
-            )
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
+        if self.latent_size is None and torch.is_tensor(sample):
+            self.latent_size = _latent_size(sample, kwargs)
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         timesteps = self.scheduler.timesteps
         if self._schedule_of is not timesteps:
@@ -186,12 +185,10 @@ def _output_hook(path: str, index: int, deliver):
 
 
 def _check_projection(model, path: str) -> None:
-    attention = model.get_submodule(path.rpartition(".")[0])
-    if getattr(attention, "fused_projections", False):
-        raise ValueError(
-            f"'{path.rpartition('.')[0]}' uses fused QKV projections: kv rules need its separate to_k and to_v "
-            "(call unfuse_qkv_projections() on the denoiser)"
-        )
+    attention = path.rpartition(".")[0]
+    if getattr(model.get_submodule(attention), "fused_projections", False):
+        message = "kv rules need its separate to_k and to_v (call unfuse_qkv_projections() on the denoiser)"
+        raise ValueError(f"'{attention}' uses fused QKV projections: {message}")
 
 
 @contextmanager

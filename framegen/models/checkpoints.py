@@ -1,5 +1,6 @@
 """Single-file checkpoints: one `.safetensors` file in the original (LDM / A1111) key
-layout, as model sites serve SD1.x, SD2.x and SDXL models, loaded with no network.
+layout, as model sites serve SD1.x, SD2.x and SDXL models, loaded with no network; and
+FLUX.1 / SD3.x transformer files, which dit_files.py loads with their parts.
 
 The family is read from the file's keys (its header only): OpenAI's CLIP under
 `cond_stage_model.transformer` is SD1.x, OpenCLIP under `cond_stage_model.model` SD2.x,
@@ -19,6 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import dit_files
+from .dit_files import dit_family
 
 UNET = "model.diffusion_model."
 FAMILY_KEYS = {  # a key prefix each family's text encoder has
@@ -53,7 +57,13 @@ class Checkpoint:
                 in_channels = checkpoint.get_slice(first).get_shape()[1] if first in keys else None
         except (OSError, SafetensorError) as error:
             raise CheckpointError(f"'{path}' cannot be read as safetensors: {error}") from None
-        return cls(Path(path), _family(path, keys, in_channels), V_PREDICTION_KEY in keys)
+        family = dit_family(keys) or _family(path, keys, in_channels)
+        return cls(Path(path), family, V_PREDICTION_KEY in keys)
+
+    @property
+    def transformer(self) -> bool:
+        """A FLUX.1 or SD3.x transformer file (dit_files.py), not an LDM checkpoint."""
+        return self.family.startswith(("flux", "sd3"))
 
     def prediction(self, spec) -> str | None:
         """`epsilon` or `v` when set or marked in the file; None: the family's config says."""
@@ -94,6 +104,8 @@ def load(spec, dtype):
     from .published import tokenizers
 
     checkpoint = Checkpoint.read(Path(spec.id))
+    if checkpoint.transformer:
+        return dit_files.load(spec, checkpoint, dtype)
     config = checkpoint.config_folder(spec)
     sdxl = checkpoint.family == "sdxl"
     cls = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline

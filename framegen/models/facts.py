@@ -18,8 +18,8 @@ from ..engine.families import Family, denoiser, family_of
 from ..engine.layers import LayerMap
 from ..errors import RenderFailure, error_line
 from ..storyboard.schema import ModelSpec
+from .builtins import TINY, tiny_config
 from .locate import built_in, locate
-from .tiny import TINY, tiny_config
 
 DENOISERS = ("unet", "transformer")  # the subfolders a diffusers pipeline keeps its denoiser in
 

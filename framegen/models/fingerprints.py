@@ -77,8 +77,8 @@ def weights_fingerprint(spec, what: str = "model") -> dict:
     hub cache records it, else SHA-256 of the weight, config and tokenizer files (local
     folder, single file and its `config` folder, the bundled demo); the tiny models are
     fixed by framegen's version."""
+    from .builtins import TINY
     from .locate import built_in, locate
-    from .tiny import TINY
 
     location = locate(spec.id, what=what)
     revision, config = getattr(spec, "revision", None), getattr(spec, "config", None)

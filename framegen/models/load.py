@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..errors import RenderFailure, error_line, warn
 from ..storyboard.schema import ModelSpec
+from .builtins import TINY, tiny_build
 from .locate import built_in, locate
 from .schedulers import configured, from_files
-from .tiny import TINY, tiny_build
 
 
 def resolve_device_dtype(spec: ModelSpec):

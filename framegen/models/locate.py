@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tiny import TINY
+from .builtins import TINY
 
 MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
 
@@ -25,7 +25,7 @@ def built_in(name: str) -> Path | None:
     return {"demo": WEIGHTS_DIR, "demo-control": CONTROLNET_DIR}[name]
 
 
-BUILT_IN = {"model": (*TINY, "demo"), "config": (), "controlnet": ("demo-control",), "lora": ()}
+BUILT_IN = {"model": (*TINY, "demo"), "config": (), "controlnet": ("demo-control",), "lora": (), "part": ()}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def locate(name: str, folder: Path = Path("."), what: str = "model") -> Location
         kind = "file" if local.is_file() else "folder"
         return Location(kind, str(local), content_problem(local, what))
     looks_local = (
-        what == "lora"
+        what in ("lora", "part")
         or name.endswith(".safetensors")
         or name.startswith((".", "/", "~"))
         or "\\" in name
@@ -61,7 +61,7 @@ def locate(name: str, folder: Path = Path("."), what: str = "model") -> Location
         return Location("hub", name)
     noun = (
         "file"
-        if name.endswith(".safetensors") or what == "lora"
+        if name.endswith(".safetensors") or what in ("lora", "part")
         else {"controlnet": "file or folder"}.get(what, "folder")
     )
     return Location("missing", name, f"no such {noun} '{local}' (local paths resolve against the storyboard's folder)")
@@ -83,8 +83,8 @@ def content_problem(path: Path, what: str) -> str | None:
         if not weights:
             return f"'{path}' holds no .safetensors weights (weights load with safetensors only)"
         return next((problem for problem in problems if problem), None)
-    if what == "lora":
-        return f"'{path}' is a folder; a LoRA is one .safetensors file"
+    if what in ("lora", "part"):
+        return f"'{path}' is a folder; {'a LoRA' if what == 'lora' else 'this'} is one .safetensors file"
     return None
 
 

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from ..storyboard.schema import ModelSpec
+from .builtins import TINY, tiny_scheduler_of
 from .locate import built_in, locate
-from .tiny import TINY, tiny_scheduler_of
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),

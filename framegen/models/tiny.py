@@ -225,34 +225,3 @@ def stick_figure(x: float, size: int = 64):
                  (x, 40 * unit, x + 6 * unit, 56 * unit)):  # fmt: skip
         draw.line(line, fill="white", width=max(1, round(2 * unit)))
     return image
-
-
-# ------------------------------------------------------------------ the built-in tiny models
-
-TINY = ("tiny-random", "tiny-random-flux", "tiny-random-sd3")
-
-
-def tiny_build(name: str):
-    """The pipeline of a built-in tiny model (CPU, float32)."""
-    from . import tiny_dit
-
-    builders = {"tiny-random": tiny_pipeline, "tiny-random-flux": tiny_dit.tiny_flux_pipeline,
-                "tiny-random-sd3": tiny_dit.tiny_sd3_pipeline}  # fmt: skip
-    return builders[name]()
-
-
-def tiny_config(name: str) -> tuple[dict, int]:
-    """(the denoiser's config, the VAE's scale) of a built-in tiny model, without building it."""
-    from . import tiny_dit
-
-    if name == "tiny-random-flux":
-        return dict(tiny_dit.FLUX_TRANSFORMER, sample_size=NATIVE_SIZE[0] // VAE_SCALE), VAE_SCALE
-    if name == "tiny-random-sd3":
-        return dict(tiny_dit.SD3_TRANSFORMER, sample_size=NATIVE_SIZE[0] // VAE_SCALE), VAE_SCALE
-    return dict(SD1_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), VAE_SCALE
-
-
-def tiny_scheduler_of(name: str):
-    from . import tiny_dit
-
-    return tiny_dit.flow_scheduler(flux=name == "tiny-random-flux") if name != "tiny-random" else tiny_scheduler()

@@ -42,6 +42,11 @@ def resolve_files(board) -> list[str]:
                 board.problem(("model", "config"), f"'{config}' is a file; `config` is a diffusers folder or hub id")
             )
         spec.model.config = config
+    for part in PART_KEYS:
+        if getattr(spec.model, part) is not None:
+            setattr(spec.model, part, located(getattr(spec.model, part), ("model", part), "part"))
+    if not problems:
+        problems += parts_problems(board)
     names: dict[str, int] = {}
     for i, lora in enumerate(spec.model.lora):
         lora.path = located(lora.path, ("model", "lora", i, "path"), "lora")
@@ -143,6 +148,37 @@ def anchor_image_problems(board) -> list[str]:
     return problems
 
 
+PART_KEYS = ("clip_l", "clip_g", "t5xxl", "vae")
+
+
+def parts_problems(board) -> list[str]:
+    """A transformer file's parts: the ones it needs and lacks, ones given to a model that
+    takes none, and `t5: false` where T5 cannot be left out."""
+    from ..models.checkpoints import Checkpoint
+    from ..models.dit_files import PARTS, missing_line, missing_parts
+    from ..models.locate import safetensors_header
+
+    model, problems = board.spec.model, []
+    given = [part for part in PART_KEYS if getattr(model, part) is not None]
+    checkpoint = Checkpoint.read(Path(model.id)) if model.id.endswith(".safetensors") else None
+    if checkpoint is None or not checkpoint.transformer:
+        problems += [board.problem(("model", part), PART_WITHOUT_FILE) for part in given]
+        return problems
+    kind = "flux" if checkpoint.family.startswith("flux") else "sd3"
+    label = checkpoint.family.split("-")[0].upper()
+    for part in (part for part in given if part not in PARTS[kind]):
+        problems.append(board.problem(("model", part), f"{label} models take no {part} ({', '.join(PARTS[kind])})"))
+    if not model.t5 and kind == "flux":
+        problems.append(board.problem(("model", "t5"), "FLUX.1 encodes prompts with T5: it cannot be left out"))
+    missing = missing_parts(model, checkpoint.family, set(safetensors_header(Path(model.id))))
+    if missing:
+        problems.append(board.problem(("model", "id"), missing_line(Path(model.id), checkpoint.family, missing)))
+    return problems
+
+
+PART_WITHOUT_FILE = "text encoder and VAE files go with a FLUX.1 or SD3.x transformer file as model.id"
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """None when `path` is a checkpoint of a family framegen loads (its keys say), else why not."""
     from ..models.checkpoints import Checkpoint, CheckpointError
@@ -202,101 +238,3 @@ def box_problem(boxes, width: int, height: int) -> str | None:
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
             return f"box [{x0}, {y0}, {x1}, {y1}] lies outside the {width}x{height} image"
     return None
-
-
-_BLOCKS = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.")
-
-
-def layer_problems(board, layers) -> list[str]:
-    """Every layer name the model (a LayerMap) lacks. A layer map read from a config alone
-    (no modules) lets raw paths below a block through: those are checked when the rules
-    are compiled for the loaded U-Net."""
-    from .source import dotted
-
-    known, problems = layers.known_names(), []
-    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
-        named = [(path + ("layers",), rule.layers)]
-        if getattr(rule, "mask", None) is not None and rule.mask.layers:
-            named.append((path + ("mask", "layers"), rule.mask.layers))
-        for at, names in named:
-            for i, name in enumerate(names):
-                if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
-                    message = f"unknown layer '{name}' (known: {layers.listing()})"
-                    problems.append(f"{board.where(at + (i,))}: {dotted(at)}: {message}")
-                elif rule.mode == "kv" and at[-1] == "layers" and name in known:
-                    problems += kv_problem(board, layers, name, at + (i,))
-    return problems
-
-
-def kv_problem(board, layers, name: str, at: tuple) -> list[str]:
-    """A kv rule on a layer without attention (a resnet, FINAL, LATENTS)."""
-    from ..engine.layers import UnknownLayer
-
-    try:
-        layers.kv_paths(name)
-    except UnknownLayer as error:
-        return [board.problem(at, str(error))]
-    return []
-
-
-def size_problems(board, width: int, height: int, step: int, label: str) -> list[str]:
-    """The render's size when the model needs a multiple of `step` (a transformer packs
-    2x2 latent cells per token: 16 pixels); diffusers would silently render another size."""
-    problems = []
-    for key, value in (("width", width), ("height", height)):
-        if value % step:
-            message = f"{value} is not a multiple of {step} ({label} renders in {step}-pixel blocks)"
-            problems.append(board.problem(("render", key), message))
-    return problems
-
-
-def box_problems(board, width: int, height: int) -> list[str]:
-    """Every box that lies wholly outside a width x height image."""
-    problems = []
-    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
-        boxes = getattr(getattr(rule, "mask", None), "boxes", None)
-        problem = box_problem(boxes, width, height) if boxes else None
-        if problem:
-            problems.append(board.problem(path + ("mask", "boxes"), problem))
-    return problems
-
-
-def family_problems(board, family, scheduler: str | None = None) -> list[str]:
-    """What the model's family (engine/families.py) cannot do that the storyboard asks
-    for; and, when the scheduler it renders with is known, whether a real-image anchor
-    can invert along it."""
-    from ..engine.families import unsupported
-    from ..engine.inversion import INVERSE_SCHEDULERS
-
-    spec, problems = board.spec, []
-    for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
-        if getattr(getattr(rule, "mask", None), "auto", None) == "noise":
-            problem = unsupported(family, "noise_masks", "noise masks support", "use auto: attention")
-            problems += [board.problem(path + ("mask", "auto"), problem)] if problem else []
-    if spec.model.controlnet:
-        problem = unsupported(family, "controlnet", "a ControlNet supports")
-        problems += [board.problem(("model", "controlnet"), problem)] if problem else []
-    if spec.anchor.image is not None:
-        problem = unsupported(family, "image_anchor", "a real-image anchor supports")
-        if problem is None and scheduler is not None and scheduler not in INVERSE_SCHEDULERS:
-            problem = (
-                f"a real-image anchor needs a scheduler with an inverse form ({', '.join(INVERSE_SCHEDULERS)}); "
-                f"the pipe's is {scheduler} (set model.scheduler: ddim)"
-            )
-        problems += [board.problem(("anchor", "image"), problem)] if problem else []
-    return problems
-
-
-def weights_problems(board, config) -> list[str]:
-    """LoRAs and ControlNets that are not what they claim, or are made for another model
-    than model.id (a ModelConfig): read from their headers and configs, before loading."""
-    from ..models.compat import controlnet_config_problem, lora_problem
-
-    spec, problems = board.spec, []
-    for i, lora in enumerate(spec.model.lora):
-        problem = lora_problem(Path(lora.path), config)
-        problems += [board.problem(("model", "lora", i, "path"), problem)] if problem else []
-    for i, controlnet in enumerate(spec.model.controlnet):
-        problem = controlnet_config_problem(controlnet.id, config)
-        problems += [board.problem(("model", "controlnet", i, "id"), problem)] if problem else []
-    return problems

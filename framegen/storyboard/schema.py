@@ -50,6 +50,12 @@ class ModelSpec(_Strict):
     controlnet: list[ControlNetSpec] = []  # one or more (diffusers' MultiControlNet); images: anchor/frames `control`
     config: str | None = Field(None, min_length=1)  # a single file's architecture: a diffusers folder or hub id
     prediction: Literal["epsilon", "v"] | None = None  # None: the model's own (a single file: see checkpoints.py)
+    # a FLUX.1 / SD3.x transformer file's parts, as files of their own (models/dit_files.py)
+    clip_l: str | None = Field(None, min_length=1)
+    clip_g: str | None = Field(None, min_length=1)
+    t5xxl: str | None = Field(None, min_length=1)
+    vae: str | None = Field(None, min_length=1)
+    t5: bool = True  # false: SD3.x without its T5 encoder (diffusers puts zeros in its place)
 
     @property
     def lora_scales(self) -> tuple[tuple[str, float], ...]:
