@@ -9,11 +9,11 @@ from .tiny import NATIVE_SIZE, SD1_UNET, VAE_SCALE, tiny_pipeline, tiny_schedule
 TINY = ("tiny-random", "tiny-random-flux", "tiny-random-sd3")
 
 
-def tiny_build(name: str):
-    """The pipeline of a built-in tiny model (CPU, float32)."""
-    builders = {"tiny-random": tiny_pipeline, "tiny-random-flux": tiny_dit.tiny_flux_pipeline,
-                "tiny-random-sd3": tiny_dit.tiny_sd3_pipeline}  # fmt: skip
-    return builders[name]()
+def tiny_build(name: str, t5: bool = True):
+    """The pipeline of a built-in tiny model (CPU, float32); `t5=False`: SD3's without T5."""
+    if name == "tiny-random-sd3":
+        return tiny_dit.tiny_sd3_pipeline(t5=t5)
+    return tiny_dit.tiny_flux_pipeline() if name == "tiny-random-flux" else tiny_pipeline()
 
 
 def tiny_config(name: str) -> tuple[dict, int]:

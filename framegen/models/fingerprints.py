@@ -90,7 +90,10 @@ def weights_fingerprint(spec, what: str = "model") -> dict:
     fingerprint = {"id": spec.id, "files": files_sha256(folder)}
     if config:  # the architecture a single file is read as
         fingerprint["config"] = files_sha256(Path(config)) if Path(config).is_dir() else config
-    return fingerprint
+    parts = {
+        p: file_sha256(Path(getattr(spec, p))) for p in ("clip_l", "clip_g", "t5xxl", "vae") if getattr(spec, p, None)
+    }
+    return fingerprint | ({"parts": parts} if parts else {})
 
 
 def files_sha256(where: Path) -> dict[str, str]:

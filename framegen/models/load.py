@@ -70,7 +70,7 @@ def _load(spec: ModelSpec, dtype):
     from . import checkpoints
 
     if spec.id in TINY:
-        pipe = tiny_build(spec.id)
+        pipe = tiny_build(spec.id, t5=spec.t5)
         return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
     if spec.id == "demo":
         from .demo import load_pipeline as load_demo
@@ -82,6 +82,8 @@ def _load(spec: ModelSpec, dtype):
             raise FileNotFoundError(f"no such file '{path}'")
         return checkpoints.load(spec, dtype)
     options = dict(dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    if not spec.t5:  # SD3 without T5: diffusers puts zeros in its place
+        options.update(text_encoder_3=None, tokenizer_3=None)
     if not locate(spec.id).is_hub and not path.is_dir():
         raise FileNotFoundError(f"no such folder '{path}'")
     variant = spec.variant or (only_variant(path) if path.is_dir() else None)

@@ -55,7 +55,11 @@ class Identity:
         anchor = spec.anchor
         return {
             "framegen": __version__,
-            "model": {**weights_fingerprint(spec.model), "variant": spec.model.variant},
+            "model": {
+                **weights_fingerprint(spec.model),
+                "variant": spec.model.variant,
+                **({"t5": False} if not spec.model.t5 else {}),  # only when set: other models' keys stay as they were
+            },  # fmt: skip
             "scheduler": self.facts.scheduler_fields,
             "dtype": self.facts.dtype,
             "device": self.facts.device,

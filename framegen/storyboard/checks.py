@@ -168,8 +168,6 @@ def parts_problems(board) -> list[str]:
     label = checkpoint.family.split("-")[0].upper()
     for part in (part for part in given if part not in PARTS[kind]):
         problems.append(board.problem(("model", part), f"{label} models take no {part} ({', '.join(PARTS[kind])})"))
-    if not model.t5 and kind == "flux":
-        problems.append(board.problem(("model", "t5"), "FLUX.1 encodes prompts with T5: it cannot be left out"))
     missing = missing_parts(model, checkpoint.family, set(safetensors_header(Path(model.id))))
     if missing:
         problems.append(board.problem(("model", "id"), missing_line(Path(model.id), checkpoint.family, missing)))

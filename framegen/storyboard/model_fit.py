@@ -35,11 +35,12 @@ def layer_problems(board, layers) -> list[str]:
 def kv_problem(board, layers, name: str, at: tuple) -> list[str]:
     """A kv rule on a layer without attention (a resnet, FINAL, LATENTS)."""
     from ..engine.layers import UnknownLayer
+    from .source import dotted
 
     try:
         layers.kv_paths(name)
-    except UnknownLayer as error:
-        return [board.problem(at, str(error))]
+    except UnknownLayer as error:  # placed as an unknown layer is: the name's position, the list's label
+        return [f"{board.where(at)}: {dotted(at[:-1])}: {error}"]
     return []
 
 
@@ -65,6 +66,9 @@ def box_problems(board, width: int, height: int) -> list[str]:
     return problems
 
 
+T5_NEEDED = "FLUX.1 encodes prompts with T5: it cannot be left out"
+
+
 def family_problems(board, family, scheduler: str | None = None) -> list[str]:
     """What the model's family (engine/families.py) cannot do that the storyboard asks
     for; and, when the scheduler it renders with is known, whether a real-image anchor
@@ -77,6 +81,9 @@ def family_problems(board, family, scheduler: str | None = None) -> list[str]:
         if getattr(getattr(rule, "mask", None), "auto", None) == "noise":
             problem = unsupported(family, "noise_masks", "noise masks support", "use auto: attention")
             problems += [board.problem(path + ("mask", "auto"), problem)] if problem else []
+    if not spec.model.t5 and family.name != "sd3":
+        message = T5_NEEDED if family.name == "flux" else f"only SD3.x renders without T5; {family.label} has none"
+        problems.append(board.problem(("model", "t5"), message))
     if spec.model.controlnet:
         problem = unsupported(family, "controlnet", "a ControlNet supports")
         problems += [board.problem(("model", "controlnet"), problem)] if problem else []
@@ -100,7 +107,7 @@ def weights_problems(board, config) -> list[str]:
     for i, lora in enumerate(spec.model.lora):
         problem = lora_problem(Path(lora.path), config)
         problems += [board.problem(("model", "lora", i, "path"), problem)] if problem else []
-    for i, controlnet in enumerate(spec.model.controlnet):
+    for i, controlnet in enumerate(spec.model.controlnet if config.family.controlnet else []):
         problem = controlnet_config_problem(controlnet.id, config)
         problems += [board.problem(("model", "controlnet", i, "id"), problem)] if problem else []
     return problems
