@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import TINY_BOARD
 
 
@@ -15,11 +17,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path):
-    board = tmp_path / "board.yaml"
-    board.write_text(
-        TINY_BOARD.lstrip().replace("smile, remove: outdoor}", "smile, remove: outdoor}\n  - {name: night, add: night}")
+FLUX = {"tiny-random}": "tiny-random-flux}", "OUT3, OUT4]": "D0, S1]", "OUT3, OUT4, OUT5, OUT6, OUT10]": "S0, S1]",
+        "mode: full, layers: [D0": "mode: kv, layers: [D0"}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["sd1", "flux"])
+def test_two_processes_equal_one(tmp_path, family):
+    text = TINY_BOARD.lstrip().replace(
+        "smile, remove: outdoor}", "smile, remove: outdoor}\n  - {name: night, add: night}"
     )
+    for old, new in FLUX.items() if family == "flux" else ():
+        text = text.replace(old, new)
+    board = tmp_path / "board.yaml"
+    board.write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

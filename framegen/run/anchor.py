@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..engine.cache import DiskCache
+from ..engine.families import denoiser
 from ..engine.inversion import fitted
 from ..engine.masks import true_values
 from ..errors import warn
@@ -89,7 +90,7 @@ def obtain_anchor(prepared, renderer: Renderer, out: Path, keys: tuple[str, str]
     if isinstance(cache, DiskCache):
         status, tensors = cache.reopen(cache_key)
         if status == "reused":
-            prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, prepared.pipe.unet.dtype)
+            prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, denoiser(prepared.pipe).dtype)
             image = read_image(cache.folder / "anchor.png")
             if not in_place(out, "anchor.png", anchor_key):
                 write_png(image, anchor_path, {"framegen-key": anchor_key})

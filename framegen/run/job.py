@@ -28,6 +28,7 @@ from itertools import chain
 from pathlib import Path
 
 from ..engine.cache import CACHE_FILE, DiskCache
+from ..engine.families import denoiser
 from ..engine.masks import mask_png
 from ..errors import RenderFailure
 from ..models.facts import ModelFacts, facts_from_files, facts_of
@@ -183,7 +184,7 @@ class Job:
                     raise RenderFailure(
                         f"process {state.process_index}: the anchor cache on disk is unusable ({status})"
                     )
-                prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, prepared.pipe.unet.dtype)
+                prepared.anchor_state.load_tensors(tensors, prepared.pipe.device, denoiser(prepared.pipe).dtype)
             todo = todo[state.process_index :: state.num_processes]
         keyframes_first = sorted(todo, key=lambda shot: shot.between is not None)  # keyframes batch, in-betweens don't
         for group in prepared.batches(keyframes_first, board.spec.render.batch):
