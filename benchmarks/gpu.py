@@ -1,12 +1,13 @@
 """framegen on a GPU in half precision: overhead per rule kind, batch throughput, and the
 device memory each anchor-cache mode costs, as ratios measured in one run.
 
-    python benchmarks/gpu.py                       # CUDA: SD1.5 at 512, SDXL at 1024, float16
+    python benchmarks/gpu.py                       # CUDA: SD1.5 at 512, SDXL, FLUX.1-dev, SD3.5-large at 1024
     python benchmarks/gpu.py --families sd15 --sizes 512 --steps 20 --repeats 3
     python benchmarks/gpu.py --cpu                 # the CPU fallback: tiny-random at 64, a smoke run
 
 On CUDA the models are the shipped configs with random weights (benchmarks/real_size.py)
-in float16. Prints, per model: the plain diffusers call, the anchor with caching and a
+in float16 (the U-Nets) and bfloat16 (FLUX.1-dev and SD3.5-large at full size, as people run
+them). Prints, per model: the plain diffusers call, the anchor with caching and a
 frame per rule kind (whole tensors, a drawn mask, a relative threshold, an attention
 mask) as ratios to plain; frames per second at render.batch 1/2/4/8 (and the ratio to
 batch 1); and the peak device memory above the plain call's peak with the cache on the
@@ -29,13 +30,22 @@ import numpy as np
 import torch
 
 from framegen.engine.cache import AnchorCache, DiskCache
+from framegen.engine.families import denoiser
 from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard
 
-RULES = {  # the paper's two phases, and the last block (the exact bound: swapped everywhere, frame == anchor)
+VITAL = "D0, D1, D17, D18, S6, S9, S34, S35, S37"  # Stable Flow's vital blocks of FLUX.1-dev
+SD3_RULES = ("D0, D1, D2, D3", "D8, D9, D10, D11, D12, D13", "FINAL")
+RULES = {  # the paper's two phases, and the family's exact bound (swapped everywhere: frame == anchor)
     "sd15": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10", "OUT11"),
     "sdxl": ("OUT0, OUT1", "OUT0, OUT1, OUT2, OUT3, OUT6", "OUT8"),
+    "flux-dev": (VITAL, "S20, S21, S22, S23, S24, S25", "FINAL"),
+    "sd35-large": SD3_RULES,
+    "sd35-medium": SD3_RULES,
+    "tiny": ("OUT3, OUT4", "OUT3, OUT4, OUT5, OUT6, OUT10", "OUT11"),
+    "tiny-flux": ("D0, D1", "S0, S1", "FINAL"),
 }
+DTYPES = {"sd15": torch.float16, "sdxl": torch.float16, "flux-dev": torch.bfloat16, "sd35-large": torch.bfloat16}
 
 
 def storyboard(model_id: str, first: str, second: str, last: str, size: int, steps: int, batch: int = 1):
@@ -47,6 +57,7 @@ def storyboard(model_id: str, first: str, second: str, last: str, size: int, ste
         "mask": [phase, {"mode": "mask", **later, "mask": {"grid": ["1111", "1001", "1111"]}}],
         "threshold": [phase, {"mode": "threshold", **later, "threshold": 0.1, "relative": True}],
         "attention": [phase, {"mode": "mask", **later, "mask": {"auto": "attention"}}],
+        "kv": [{**phase, "mode": "kv"}, {"mode": "kv", **later, "mask": {"grid": ["1111", "1001", "1111"]}}],
     }
     colours = ["green", "yellow", "purple", "black", "pink", "orange", "gray", "brown"]
     frames = [
@@ -107,7 +118,7 @@ def device_syncs(run) -> int:
 
 def measure(name: str, pipe, family: str, size: int, steps: int, repeats: int, cuda: bool) -> None:
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
-    first, second, last = RULES["sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"]
+    first, second, last = RULES[family]
     board = storyboard(f"random/{family}", first, second, last, size, steps)
     prepared = prepare(board, pipe)
     renderer, settings = prepared.renderer(), prepared.settings
@@ -123,12 +134,14 @@ def measure(name: str, pipe, family: str, size: int, steps: int, repeats: int, c
     exact = np.asarray(renderer.frame(*prepared.shot(plans["exact"])).image)
     print(f"\nexact bound ({last} swapped at every step): frame == anchor bit for bit: {np.array_equal(exact, anchor)}")
     runs = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(board.spec.anchor.prompt)}
-    for kind in ("full", "mask", "threshold", "attention"):
+    for kind in ("full", "mask", "threshold", "attention", "kv"):
         runs[f"frame: {kind}"] = lambda kind=kind: renderer.frame(*prepared.shot(plans[kind]))
     medians = interleaved(runs, repeats, synchronize)
     syncs = {label: device_syncs(run) if cuda else "-" for label, run in runs.items()}
     base = medians["plain diffusers"]
-    print(f"\n### {name}, {size}x{size}, {steps} steps, {str(pipe.unet.dtype).removeprefix('torch.')}, {pipe.device}")
+    print(
+        f"\n### {name}, {size}x{size}, {steps} steps, {str(denoiser(pipe).dtype).removeprefix('torch.')}, {pipe.device}"
+    )
     print(f"\n| variant | median s ({repeats} rounds) | vs plain | host waits for the device |\n|---|---|---|---|")
     for label, seconds in medians.items():
         print(f"| {label} | {seconds:.3f} | {seconds / base:.3f} | {syncs[label]} |")
@@ -176,8 +189,8 @@ def peak_memory(run, cuda: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="sd15,sdxl")
-    parser.add_argument("--sizes", default="512,1024", help="one per family")
+    parser.add_argument("--families", default="sd15,sdxl,flux-dev,sd35-large")
+    parser.add_argument("--sizes", default="512,1024,1024,1024", help="one per family")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu", action="store_true", help="the CPU fallback even where CUDA is available")
@@ -190,13 +203,18 @@ def main() -> None:
         pipe = tiny_pipeline()
         pipe.set_progress_bar_config(disable=True)
         measure("tiny-random", pipe, "tiny", 64, min(args.steps, 6), 1, cuda=False)
+        from framegen.models.tiny_dit import tiny_flux_pipeline
+
+        pipe = tiny_flux_pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        measure("tiny-random-flux", pipe, "tiny-flux", 64, min(args.steps, 6), 1, cuda=False)
         return
 
     from framegen.models.published import random_pipeline
 
     print(f"CUDA: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     for family, size in zip(args.families.split(","), (int(s) for s in args.sizes.split(","))):
-        pipe = random_pipeline(family, dtype=torch.float16, device="cuda")
+        pipe = random_pipeline(family, dtype=DTYPES.get(family, torch.float16), device="cuda")
         pipe.set_progress_bar_config(disable=True)
         measure(family, pipe, family, size, args.steps, args.repeats, cuda=True)
         del pipe

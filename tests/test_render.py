@@ -141,6 +141,22 @@ def test_the_api_example_runs_offline(tmp_path):
     assert (tmp_path / "anchor.png").is_file() and (tmp_path / "out" / "api" / "report.json").is_file()
 
 
+def test_the_flux_api_example_runs_offline(tmp_path):
+    """examples/flux_api.py: kv rules whole and masked on a FLUX pipe the user brings; the
+    cache holds one key and one value per named block and step (8 steps x 4 blocks x 2)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "flux_api.py"
+    run = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", str(example)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "anchor cache: 64 tensors, 524,288 bytes" in run.stdout  # each (1, 32 channels, 8x8 tokens) float32
+    assert (tmp_path / "anchor.png").is_file() and (tmp_path / "frame.png").is_file()
+
+
 def test_the_clock_callback_is_a_diffusers_pipeline_callback(tiny_pipe):
     from diffusers.callbacks import PipelineCallback
 

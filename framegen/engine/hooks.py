@@ -10,8 +10,8 @@ must be given when a rule or the cache names the LATENTS layer:
         anchor = pipe(prompt, num_inference_steps=steps, callback_on_step_end=clock.callback, ...)
 
 Which step a denoiser call belongs to is read from its `timestep` argument in a forward
-pre-hook (or, where the pipeline rescales it as FLUX's does, from the scheduler's own
-`step_index`), not from a call counter: the position in the scheduler's timestep schedule
+pre-hook (on a transformer whose pipeline rescales it, as FLUX's does, from the flow
+scheduler's own `step_index`), not from a call counter: the position in the scheduler's timestep schedule
 keys the cache, and the denoising step (1-based, as diffusers' progress bar counts it)
 selects the rules. A scheduler that calls the U-Net twice per step (Heun, PNDM's
 warm-up) thus keeps one cache entry per call and one step number per step.
@@ -33,13 +33,13 @@ from contextlib import contextmanager
 
 import torch
 from diffusers.callbacks import PipelineCallback
-from diffusers.hooks._helpers import TransformerBlockRegistry
 
 from .automask import AttentionStore, observing
 from .cache import AnchorCache
 from .families import denoiser
 from .layers import KV_PROJECTIONS, LATENTS, LayerMap
 from .swap import SwapRule, choose, needed_pairs
+from .tokens import from_grid, image_index, latent_size, to_grid
 
 OnOutput = Callable[[str, "StepClock", torch.Tensor], "torch.Tensor | None"]
 
@@ -48,9 +48,11 @@ class StepClock:
     """Denoiser forward pre-hook: which call of the schedule is running now, and the
     latent grid it runs at."""
 
-    def __init__(self, scheduler, num_steps: int):
+    def __init__(self, scheduler, num_steps: int, by_index: bool = False):
         self.scheduler = scheduler
         self.num_steps = num_steps
+        # place a call that is no view into the schedule by the scheduler's step_index (flow schedulers have one)
+        self.by_index = by_index and hasattr(scheduler, "step_index")
         self.position = -1  # index into scheduler.timesteps
         self.step = 0  # 1-based denoising step
         self._schedule: tuple[list[float], list[int]] | None = None
@@ -78,7 +80,7 @@ class StepClock:
     def __call__(self, module, args, kwargs) -> None:
         sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         if self.latent_size is None and torch.is_tensor(sample):
-            self.latent_size = _latent_size(sample, kwargs)
+            self.latent_size = latent_size(sample, kwargs)
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         timesteps = self.scheduler.timesteps
         if self._schedule_of is not timesteps:
@@ -86,11 +88,11 @@ class StepClock:
             self._schedule_of = timesteps
         values, steps = self._schedule
         position = _element_of(timestep, timesteps)
+        if position is None and self.by_index:  # FLUX hands t / 1000: its scheduler knows, without a device wait
+            position = self.scheduler.step_index or 0  # None until its first step
         if position is None:  # a timestep of its own: match its value
             t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
             matches = [i for i, v in enumerate(values) if v == t]
-            if not matches and hasattr(self.scheduler, "step_index"):  # rescaled (FLUX hands t / 1000)
-                matches = [self.scheduler.step_index or 0]  # None until its first step
             if not matches:
                 raise RuntimeError(f"the denoiser was called at timestep {t}, which is not in the scheduler's schedule")
             # a repeated timestep (Heun, PNDM) is the next occurrence after the last call
@@ -98,15 +100,6 @@ class StepClock:
             position = later[0] if later else matches[0]
         self.position = position
         self.step = steps[position]
-
-
-def _latent_size(sample: torch.Tensor, kwargs) -> tuple[int, int]:
-    """(w, h) of the latents: a U-Net's or SD3's (B, C, H, W) input, or FLUX's packed
-    tokens, whose grid the image ids hold (row, column) and which pack 2x2 latent cells."""
-    if sample.dim() == 4:
-        return sample.shape[-1], sample.shape[-2]
-    ids = kwargs["img_ids"].reshape(-1, 3)
-    return 2 * (int(ids[:, 2].max()) + 1), 2 * (int(ids[:, 1].max()) + 1)
 
 
 def _element_of(timestep, timesteps) -> int | None:
@@ -135,28 +128,6 @@ class LatentsCallback(PipelineCallback):
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs: dict) -> dict:
         callback_kwargs["latents"] = self.clock.step_end(callback_kwargs["latents"])
         return callback_kwargs
-
-
-def _image_index(module) -> int:
-    """Where a block's tuple output holds the image (diffusers' own block registry:
-    FLUX's and SD3's blocks return (text, image))."""
-    try:
-        return TransformerBlockRegistry.get(type(module)).return_hidden_states_index or 0
-    except ValueError:
-        return 0
-
-
-def to_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """The last w*h tokens (the image's; text comes first) of (B, S, C) as (B, C, h, w)."""
-    w, h = grid
-    return tokens[:, tokens.shape[1] - w * h :].transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
-
-
-def from_grid(image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """`tokens` with its image tokens replaced by `image` (B, C, h, w)."""
-    image = image.flatten(2).transpose(1, 2)
-    text = tokens.shape[1] - image.shape[1]
-    return torch.cat([tokens[:, :text], image], dim=1) if text else image.contiguous()
 
 
 def _on_tensor(path: str, clock: StepClock, layers: LayerMap, on_output: OnOutput):
@@ -196,7 +167,7 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
     """Attach the step clock and an output hook on each layer (module path)."""
     model = denoiser(pipe)
     layer_map = LayerMap.of(model)
-    clock = StepClock(pipe.scheduler, num_steps)
+    clock = StepClock(pipe.scheduler, num_steps, by_index=layer_map.transformer)
     handles = [model.register_forward_pre_hook(clock, with_kwargs=True)]
     try:
         for path in sorted(layers):
@@ -207,7 +178,7 @@ def hooked(pipe, num_steps: int, layers: set[str], on_output: OnOutput) -> Itera
             if path.endswith(KV_PROJECTIONS):
                 _check_projection(model, path)
             module = model.get_submodule(path)
-            handles.append(module.register_forward_hook(_output_hook(path, _image_index(module), deliver)))
+            handles.append(module.register_forward_hook(_output_hook(path, image_index(module), deliver)))
         yield clock
     finally:
         for handle in handles:
