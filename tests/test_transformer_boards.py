@@ -197,3 +197,45 @@ def test_a_transformer_file_without_its_parts_is_one_line_naming_the_keys(tmp_pa
     assert err.count("\n") == 1 and "is an SD3 transformer without its clip_g and t5xxl and vae: give " in err
     assert "model.clip_g (clip_g.safetensors), model.t5xxl (t5xxl_fp16.safetensors), model.vae (ae.safetensors)" in err
     assert "or `t5: false` to render without T5" in err
+
+
+FLUX_KEY, SD3_KEY = "double_blocks.0.img_attn.qkv.weight", "joint_blocks.0.x_block.attn.qkv.weight"
+
+
+@pytest.mark.parametrize(
+    "keys, family",
+    [
+        ([FLUX_KEY, "guidance_in.in_layer.weight"], "flux-dev"),
+        ([f"model.diffusion_model.{FLUX_KEY}"], "flux-schnell"),  # ComfyUI's prefix; no guidance embedder
+        ([f"model.diffusion_model.{SD3_KEY}"], "sd3-medium"),
+        ([SD3_KEY, "joint_blocks.0.x_block.attn2.qkv.weight"], "sd35-medium"),
+        ([f"joint_blocks.{i}.x_block.attn.qkv.weight" for i in range(38)], "sd35-large"),
+    ],
+)
+def test_a_transformer_files_family_is_read_from_its_keys(tmp_path, keys, family):
+    from safetensors.torch import save_file
+
+    from framegen.models.checkpoints import Checkpoint
+
+    save_file({key: torch.zeros(1) for key in keys}, tmp_path / "t.safetensors")
+    checkpoint = Checkpoint.read(tmp_path / "t.safetensors")
+    assert checkpoint.family == family and checkpoint.transformer
+
+
+def test_framegen_layers_reads_a_flux_files_blocks_from_the_shipped_config(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({FLUX_KEY: torch.zeros(1), "guidance_in.in_layer.weight": torch.zeros(1)}, tmp_path / "f.safetensors")
+    assert main(["layers", str(tmp_path / "f.safetensors")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:4] for line in lines[1:]}
+    assert "tokens at 1024x1024" in lines[0]  # FLUX.1's native size
+    assert [name for name in rows if name.startswith("D")][-1] == "D18" and list(rows)[-3] == "S37"
+    assert rows["S37"] == ["single_transformer_blocks.37", "3072", "64x64"]
+
+
+def test_the_sweep_probes_a_flux_models_blocks(tmp_path, capsys):
+    path = write(tmp_path, "sweep", board("flux"))
+    assert main(["sweep", str(path), "--probe", "-q", "-o", str(tmp_path / "sweep")]) == 0, capsys.readouterr().err
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert all(f"| {name} |" in table for name in ("D0", "D1", "S0", "S1"))  # the probe: every block that sees text
