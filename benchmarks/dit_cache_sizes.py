@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -32,22 +33,21 @@ SETTINGS = {  # name -> (model, mode, layers, steps: a fraction of the schedule,
 }
 
 
-def meta_pipe(family: str):
+def meta_pipe(where: Path):
+    """A pipe-like object of a diffusers folder (a published family's, or a saved pipeline)
+    with its transformer on the meta device in bfloat16: what cache_bytes reads, no weights."""
     import diffusers
 
-    from framegen.engine.families import denoiser
-
-    config = json.loads((folder(family) / "transformer" / "config.json").read_text())
+    config = json.loads((where / "transformer" / "config.json").read_text())
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device("meta"):
             model = getattr(diffusers, config.pop("_class_name")).from_config(config)
     finally:
         torch.set_default_dtype(torch.float32)
-    scheduler = json.loads((folder(family) / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = json.loads((where / "scheduler" / "scheduler_config.json").read_text())
     scheduler = getattr(diffusers, scheduler.pop("_class_name")).from_config(scheduler)
-    pipe = SimpleNamespace(transformer=model, scheduler=scheduler, vae_scale_factor=8)
-    return pipe, denoiser(pipe)
+    return SimpleNamespace(transformer=model, scheduler=scheduler, vae_scale_factor=8)
 
 
 def main() -> None:
@@ -63,8 +63,9 @@ def main() -> None:
     pipes = {}
     for name, (family, mode, layers, (start, end)) in SETTINGS.items():
         if family not in pipes:
-            pipes[family] = meta_pipe(family)
-        pipe, model = pipes[family]
+            pipes[family] = meta_pipe(folder(family))
+        pipe = pipes[family]
+        model = pipe.transformer
         first = 1 + int(start * args.steps) if start < 1 else start + 1
         last = int(end * args.steps) if end <= 1 else end
         rule = SwapRule(mode, frozenset(layers), frozenset(range(first, last + 1)))

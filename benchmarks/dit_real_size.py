@@ -84,46 +84,45 @@ def main() -> None:
             pipe = random_pipeline(family, changes=CHANGES[family])
             parameters = sum(p.numel() for p in pipe.transformer.parameters())
             pipe.save_pretrained(root / family / "model", safe_serialization=True)
-            files = {
-                k: str(v) for k, v in save_files(pipe, root / family / "files", comfy=family == "flux-dev").items()
-            }
-            built, name = (
-                time.perf_counter() - start,
-                f"{family} ({', '.join(f'{k}: {v}' for k, v in CHANGES[family].items())})",
-            )
+            layouts = {"files": False, "comfy": True} if family == "flux-dev" else {"files": False}
+            files = {way: {k: str(v) for k, v in save_files(pipe, root / family / way, comfy).items()}
+                     for way, comfy in layouts.items()}  # fmt: skip
+            built = time.perf_counter() - start
             del pipe
-            if family == "flux-dev":  # fewer blocks than the published FLUX.1-dev: the folder describes the file
-                files["config"] = str(root / family / "model")
-            folder = render(
-                storyboard(family, {"id": str(root / family / "model")}, args.size, args.steps),
-                root / family / "folder",
-            )
-            single = render(storyboard(family, files, args.size, args.steps), root / family / "single", offline=True)
-            if isinstance(folder, str) or isinstance(single, str):
-                print(f"| {name} | {folder if isinstance(folder, str) else single} |")
-                continue
-            (seconds, peak, report), (file_seconds, _, _) = folder, single
-            minimum = predicted(root / family / "model", report)
-            cache = f"{report['cache_bytes']:,} ({'=' if report['cache_bytes'] == minimum else '!='} {minimum:,})"
-            same = all(
-                np.array_equal(
-                    *(np.asarray(Image.open(root / family / way / "out" / png)) for way in ("folder", "single"))
-                )
-                for png in ["anchor.png"] + [f"frames/{i:04d}.png" for i in range(1, 5)]
-            )
-            print(f"| {name} | {parameters / 1e9:.2f} B | {built:.0f} | {seconds:.0f} | {peak / 1e9:.1f} | {cache} "
-                  f"| {file_seconds:.0f} | {same} |")  # fmt: skip
+            for way in files if family == "flux-dev" else ():  # fewer blocks than FLUX.1-dev: the folder describes them
+                files[way]["config"] = str(root / family / "model")
+            model = {"id": str(root / family / "model")}
+            folder = render(storyboard(family, model, args.size, args.steps), root / family / "folder")
+            singles = {way: render(storyboard(family, parts, args.size, args.steps), root / family / f"{way}-render",
+                                   offline=True) for way, parts in files.items()}  # fmt: skip
+            for way, single in singles.items():
+                print(row(family, way, parameters, built, folder, single, root))
+
+
+def row(family: str, way: str, parameters: int, built: float, folder, single, root: Path) -> str:
+    """One table row: the folder's render against one layout of single files."""
+    layout = {"files": "BFL's layout" if family.startswith("flux") else "Stability's layout", "comfy": "ComfyUI's"}[way]
+    name = f"{family} ({', '.join(f'{k}: {v}' for k, v in CHANGES[family].items())}); files in {layout}"
+    if isinstance(folder, str) or isinstance(single, str):
+        return f"| {name} | {folder if isinstance(folder, str) else single} |"
+    (seconds, peak, report), (file_seconds, _, _) = folder, single
+    minimum = predicted(root / family / "model", report)
+    cache = f"{report['cache_bytes']:,} ({'=' if report['cache_bytes'] == minimum else '!='} {minimum:,})"
+    same = all(
+        np.array_equal(*(np.asarray(Image.open(root / family / w / "out" / png)) for w in ("folder", f"{way}-render")))
+        for png in ["anchor.png"] + [f"frames/{i:04d}.png" for i in range(1, 5)]
+    )
+    return (f"| {name} | {parameters / 1e9:.2f} B | {built:.0f} | {seconds:.0f} | {peak / 1e9:.1f} | {cache} "
+            f"| {file_seconds:.0f} | {same} |")  # fmt: skip
 
 
 def predicted(folder: Path, report: dict) -> int:
     """The cache's minimum from the layer table's shapes, for the (module, step) pairs the
     report's rules name."""
-    import torch
-    from diffusers import DiffusionPipeline
-
+    from benchmarks.dit_cache_sizes import meta_pipe
     from framegen.engine.placement import cache_bytes
 
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
+    pipe = meta_pipe(folder)
     resolved = report["storyboard"]["resolved"]["render"]
     needed = set()
     for frame in report["frames"]:

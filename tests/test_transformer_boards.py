@@ -123,22 +123,22 @@ def test_what_a_family_cannot_do_is_one_line_before_loading(tmp_path, capsys, fa
     assert not list(tmp_path.glob("out/**/*.png"))  # nothing rendered
 
 
-def test_a_lora_on_flux_scales_per_frame_and_off_is_no_lora(tmp_path, capsys):
-    from diffusers import FluxPipeline
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_a_lora_scales_per_frame_and_off_is_no_lora(tmp_path, capsys, family):
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from framegen.models.tiny_dit import tiny_flux_pipeline
+    from framegen.models import tiny_dit
 
-    source = tiny_flux_pipeline()
+    source = getattr(tiny_dit, f"tiny_{family}_pipeline")()
     torch.manual_seed(5)
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
     source.transformer.add_adapter(config)
-    FluxPipeline.save_lora_weights(
+    type(source).save_lora_weights(  # diffusers' own format for the family (FluxPipeline's, SD3's)
         tmp_path / "lora",
         transformer_lora_layers=get_peft_model_state_dict(source.transformer),
         safe_serialization=True,
     )
-    spec = board("flux")
+    spec = board(family)
     spec["swap"], spec["frames"] = [], spec["frames"][:1]
     plain = write(tmp_path, "plain", spec)
     lora = str(tmp_path / "lora" / "pytorch_lora_weights.safetensors")
