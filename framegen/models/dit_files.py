@@ -63,7 +63,7 @@ def load(spec, checkpoint, dtype):
 
     config = Path(checkpoint.config_folder(spec))
     flux = checkpoint.family.startswith("flux")
-    options = {"config": str(config), "local_files_only": True, "torch_dtype": dtype}
+    options = {"config": str(config), "local_files_only": True, "dtype": dtype}
     cls = diffusers.FluxTransformer2DModel if flux else diffusers.SD3Transformer2DModel
     parts = {"transformer": cls.from_single_file(str(checkpoint.path), subfolder="transformer", **options)}
     vae = Path(spec.vae) if spec.vae else checkpoint.path
@@ -109,9 +109,8 @@ def text_encoder(folder: Path, path: Path, prefix: str, dtype):
     expected, state = set(model.state_dict()), {}
     with safe_open(str(path), framework="pt") as file:
         for key in (key for key in file.keys() if key.startswith(prefix)):
-            name = key.removeprefix(
-                prefix
-            )  # files name CLIP's weights `text_model.*`; some transformers versions don't
+            # files name CLIP's weights `text_model.*`; some transformers versions don't
+            name = key.removeprefix(prefix)
             name = name if name in expected or name.removeprefix("text_model.") not in expected else name[11:]
             # a copy of its own: a view into the file's buffer may sit unaligned, and kernels then round differently
             state[name] = file.get_tensor(key).to(dtype=dtype, copy=True)
