@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--frames", help="only these frames, comma-separated (default: all)")
     args = parser.parse_args()
     counts = [int(n) for n in args.blocks.split(",")]
     flux = args.model.startswith("flux")
@@ -74,7 +75,7 @@ def main() -> None:
     pipe = random_pipeline(args.model, dtype=getattr(torch, args.dtype), changes=changes)
     pipe.set_progress_bar_config(disable=True)
     names = [layer.name for layer in LayerMap.of(denoiser(pipe)).cross_attention_layers()]
-    spec = board(args.model, names, names[len(names) // 2 :], args.size, args.steps)
+    spec = board(f"random/{args.model}", names, names[len(names) // 2 :], args.size, args.steps)
     prepared = prepare(load_storyboard(yaml.safe_dump(spec)), pipe)
     renderer, settings, prompt = prepared.renderer(), prepared.settings, spec["anchor"]["prompt"]
 
@@ -84,7 +85,8 @@ def main() -> None:
 
     variants = {"plain diffusers": plain, "anchor + caching": lambda: renderer.anchor(prompt)}
     for plan in prepared.board.frames:
-        variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
+        if args.frames is None or plan.name in args.frames.split(","):
+            variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
     plain()  # warm-up: first calls allocate
     renderer.anchor(prompt)
     times: dict[str, list[float]] = {name: [] for name in variants}
