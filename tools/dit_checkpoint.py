@@ -53,6 +53,16 @@ def _fused(out: dict, state: dict, olds: list[str], new: str) -> None:
         out[f"{new}.{kind}"] = torch.cat([state.pop(f"{old}.{kind}") for old in olds])
 
 
+def _final_layer(out: dict, state: dict) -> dict:
+    """The output projection and final norm, the same in both layouts; every weight placed."""
+    _linear(out, state, "proj_out", "final_layer.linear")
+    for kind in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{kind}"] = _halves_swapped(state.pop(f"norm_out.linear.{kind}"))
+    if state:
+        raise KeyError(f"no rule for {sorted(state)[:3]}")
+    return out
+
+
 def flux_to_bfl(transformer) -> dict:
     """A FluxTransformer2DModel's weights in Black Forest Labs' layout (flux1-dev.safetensors)."""
     state, out = dict(transformer.state_dict()), {}
@@ -79,12 +89,7 @@ def flux_to_bfl(transformer) -> dict:
         out[f"{new}.norm.query_norm.scale"] = state.pop(f"{old}.attn.norm_q.weight")
         out[f"{new}.norm.key_norm.scale"] = state.pop(f"{old}.attn.norm_k.weight")
         _linear(out, state, f"{old}.proj_out", f"{new}.linear2")
-    _linear(out, state, "proj_out", "final_layer.linear")
-    for kind in ("weight", "bias"):
-        out[f"final_layer.adaLN_modulation.1.{kind}"] = _halves_swapped(state.pop(f"norm_out.linear.{kind}"))
-    if state:
-        raise KeyError(f"no rule for {sorted(state)[:3]}")
-    return out
+    return _final_layer(out, state)
 
 
 def sd3_to_sai(transformer) -> dict:
@@ -111,12 +116,7 @@ def sd3_to_sai(transformer) -> dict:
         for kind in ("weight", "bias"):
             value = state.pop(f"{old}.norm1_context.linear.{kind}")
             out[f"{context}.adaLN_modulation.1.{kind}"] = _halves_swapped(value) if i == last else value
-    _linear(out, state, "proj_out", "final_layer.linear")
-    for kind in ("weight", "bias"):
-        out[f"final_layer.adaLN_modulation.1.{kind}"] = _halves_swapped(state.pop(f"norm_out.linear.{kind}"))
-    if state:
-        raise KeyError(f"no rule for {sorted(state)[:3]}")
-    return out
+    return _final_layer(out, state)
 
 
 def encoder_state(encoder) -> dict:
