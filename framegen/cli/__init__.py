@@ -119,9 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(run=cmd_render)
 
-    check = commands.add_parser("check", help="re-check a report.json against a limit (for CI)")
+    check = commands.add_parser(
+        "check", help="re-check a report.json against limits (for CI); none given: the storyboard's own checks"
+    )
     check.add_argument("report")
-    check.add_argument("--max-background-mse", type=float, required=True, metavar="X")
+    check.add_argument("--max-background-mse", type=float, metavar="X")
+    check.add_argument("--max-flicker", type=float, metavar="X", help="background MSE from the video frame before")
     check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
     check.add_argument("--force", action="store_true", help="let --junit replace a file framegen did not write")
     check.set_defaults(run=cmd_check)

@@ -16,12 +16,20 @@ def cmd_check(args) -> int:
 
     from ..output.files import write_text
     from ..output.ledger import check_replaceable, recording, user_ledger
-    from ..output.report import failure_lines, junit_xml, read_report, recheck
+    from ..output.report import CHECKED, failure_lines, junit_xml, read_report, recheck
 
-    limit = args.max_background_mse
-    if not math.isfinite(limit) or limit < 0:
-        raise InvalidInput(f"--max-background-mse: {limit} is no limit; give a finite number >= 0")
-    report, code = recheck(read_report(Path(args.report)), limit)
+    report = read_report(Path(args.report))
+    limits = {"max_background_mse": args.max_background_mse, "max_flicker": args.max_flicker}
+    for name, limit in limits.items():
+        if limit is not None and (not math.isfinite(limit) or limit < 0):
+            raise InvalidInput(f"--{name.replace('_', '-')}: {limit} is no limit; give a finite number >= 0")
+    if all(limit is None for limit in limits.values()):  # the storyboard's own `checks:`, as the render ran them
+        limits = {name: report["storyboard"]["resolved"].get("checks", {}).get(name) for name in limits}
+        if all(limit is None for limit in limits.values()):
+            raise InvalidInput(
+                f"{args.report}: its storyboard sets no checks; give --max-background-mse or --max-flicker"
+            )
+    report, code = recheck(report, limits["max_background_mse"], limits["max_flicker"])
     if args.junit:
         check_replaceable(Path(args.junit), "--junit", args.force, reading=(Path(args.report),))
         with recording(user_ledger()):
@@ -31,10 +39,12 @@ def cmd_check(args) -> int:
     if wants_github(args):
         print_annotations(report, storyboard_lines(report))
     if code == EXIT_OK:
-        worst = max((f["background_mse"] for f in report["frames"]), default=None)
-        print(
-            f"ok: {len(report['frames'])} frames, worst background MSE {json.dumps(worst)} <= {args.max_background_mse}"
-        )
+        worst = []
+        for check in report["checks"]:
+            field, label = CHECKED[check["name"]]
+            value = max((frame[field] for frame in report["frames"]), default=None)
+            worst.append(f"worst {label} {json.dumps(value)} <= {check['limit']}")
+        print(f"ok: {len(report['frames'])} frames, {', '.join(worst)}")
     return code
 
 

@@ -37,6 +37,8 @@ svg.chart .bar.pass { fill: #4f8fd6; }
 svg.chart .bar.fail { fill: #d6453a; }
 svg.chart .bar.none { fill: #9aa4ae; }
 svg.chart .limit { stroke: #d6453a; stroke-width: 2; stroke-dasharray: 6 4; }
+svg.chart .flicker { fill: none; stroke: #e0a030; stroke-width: 2; }
+svg.chart .flicker-limit { stroke: #e0a030; }
 svg.chart text { font: 11px system-ui, sans-serif; fill: #3e4852; }
 .scale { display: flex; align-items: center; gap: .6rem; flex-wrap: wrap; }
 .ramp { width: 240px; height: 14px; border: 1px solid #aab3bc; }
@@ -77,6 +79,8 @@ def report_html(report: dict) -> str:
     render = resolved["render"]
     failing = failing_frames(report)
     limit = next((c["limit"] for c in report["checks"] if c["name"] == "max_background_mse"), None)
+    flicker_limit = next((c["limit"] for c in report["checks"] if c["name"] == "max_flicker"), None)
+    reference = "the image" if "psnr" in report["anchor"] else "the anchor"  # a real anchor image is what should stay
     name = Path(report["storyboard"]["path"]).stem
     frame_seconds = sum(f["seconds"] for f in report["frames"] if not f.get("reused"))
     settings = {
@@ -107,13 +111,13 @@ def report_html(report: dict) -> str:
         f'<video controls preload="metadata" width="{max(256, report["storyboard"]["width"])}">'
         f'<source src="{escape(report["video"]["path"])}" type="video/mp4"></video>',
         f"<p class=facts>{report['video']['frame_count']} video frames at {report['video']['fps']} fps</p>",
-        "<h2>Background MSE per frame</h2>",
-        chart(report["frames"], limit, failing),
+        "<h2>Background MSE per frame, and flicker</h2>",
+        chart(report["frames"], limit, failing, flicker_limit),
         "<h2>Frames</h2>",
-        heat_scale(),
+        heat_scale(reference),
         '<div class="frames">',
         anchor_entry(report),
-        *(frame_entry(frame, report["anchor"]["prompt"], failing, limit) for frame in report["frames"]),
+        *(frame_entry(frame, report["anchor"]["prompt"], failing, limit, reference) for frame in report["frames"]),
         "</div></body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -121,7 +125,7 @@ def report_html(report: dict) -> str:
 
 def verdict(report: dict, failing: set[str]) -> str:
     if not report["checks"]:
-        return '<p class="verdict none">no checks set (checks.max_background_mse)</p>'
+        return '<p class="verdict none">no checks set (checks.max_background_mse, checks.max_flicker)</p>'
     if failing:
         names = ", ".join(sorted(failing))
         return f'<p class="verdict fail">check failed on {len(failing)} frame(s): {escape(names)}</p>'
@@ -135,17 +139,22 @@ def status(frame: dict, failing: set[str], limit) -> str:
     return "fail" if frame["name"] in failing else "pass"
 
 
-def chart(frames: list[dict], limit: float | None, failing: set[str]) -> str:
-    """One bar per frame (its background MSE), the check's limit as a dashed line."""
+def chart(frames: list[dict], limit: float | None, failing: set[str], flicker_limit: float | None = None) -> str:
+    """One bar per frame (its background MSE) and a line through each frame's flicker (its
+    change from the video frame before), each check's limit as a dashed line."""
     values = [f["background_mse"] for f in frames]
-    top = max([v for v in values if v is not None] + ([limit] if limit is not None else []) + [1e-9]) * 1.1
-    bar, gap, height, left, bottom = max(2, min(24, 900 // max(1, len(frames)))), 1, 200, 48, 20
+    flicker = [f.get("flicker") for f in frames]
+    limits = [v for v in (limit, flicker_limit) if v is not None]
+    top = max([v for v in values + flicker if v is not None] + limits + [1e-9]) * 1.1
+    ticks = [f"{tick:.3g}" for tick in (0, top / 2 / 1.1, top / 1.1)]
+    left = max(48, 10 + 7 * max(len(tick) for tick in ticks))  # room for "1.11e+04"
+    bar, gap, height, bottom = max(2, min(24, 900 // max(1, len(frames)))), 1, 200, 20
     width, full = max(420, left + len(frames) * (bar + gap) + 10), height + bottom + 10
     out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{full}" '
-           f'viewBox="0 0 {width} {full}" role="img" aria-label="background MSE per frame">']  # fmt: skip
-    for tick in (0, top / 2 / 1.1, top / 1.1):
+           f'viewBox="0 0 {width} {full}" role="img" aria-label="background MSE and flicker per frame">']  # fmt: skip
+    for tick, label in zip((0, top / 2 / 1.1, top / 1.1), ticks):
         y = 10 + height - tick / top * height
-        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{tick:.3g}</text>')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     for i, (frame, value) in enumerate(zip(frames, values)):
         x = left + i * (bar + gap)
         h = 0 if value is None else value / top * height
@@ -154,19 +163,27 @@ def chart(frames: list[dict], limit: float | None, failing: set[str]) -> str:
             f'<rect class="bar {status(frame, failing, limit)}" x="{x}" y="{10 + height - h:.1f}" width="{bar}" '
             f'height="{max(h, 0.5):.1f}"><title>{escape(frame["name"])}: {shown}</title></rect>'
         )
-    if limit is not None:
-        y = 10 + height - limit / top * height
-        out.append(f'<line class="limit" x1="{left}" x2="{width - 5}" y1="{y:.1f}" y2="{y:.1f}">'
-                   f"<title>limit {limit}</title></line>")  # fmt: skip
-        out.append(f'<text x="{left + 4}" y="{y - 4:.1f}">limit {limit}</text>')
-    out.append(f'<text x="{left}" y="{height + bottom + 5}">frames 1-{len(frames)}, in video order</text></svg>')
+    points = [f"{left + i * (bar + gap) + bar / 2:.1f},{10 + height - v / top * height:.1f}"
+              for i, v in enumerate(flicker) if v is not None]  # fmt: skip
+    if points:
+        out.append(f'<polyline class="flicker" points="{" ".join(points)}"><title>flicker</title></polyline>')
+    for name, value, css in (("limit", limit, "limit"), ("flicker limit", flicker_limit, "limit flicker-limit")):
+        if value is None:
+            continue
+        y = 10 + height - value / top * height
+        out.append(f'<line class="{css}" x1="{left}" x2="{width - 5}" y1="{y:.1f}" y2="{y:.1f}">'
+                   f"<title>{name} {value}</title></line>")  # fmt: skip
+        out.append(f'<text x="{width - 6}" y="{y - 4:.1f}" text-anchor="end">{name} {value}</text>')  # off the bars
+    legend = "bars: background MSE against the anchor; line: flicker, the change from the video frame before"
+    out.append(f'<text x="{left}" y="{height + bottom + 5}">frames 1-{len(frames)}, in video order. {legend}</text>')
+    out.append("</svg>")
     return "".join(out)
 
 
-def heat_scale() -> str:
+def heat_scale(reference: str = "the anchor") -> str:
     stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in HEAT_STOPS)
     return (
-        '<div class="scale"><span>heat-maps: per-pixel RMS difference from the anchor (0-255 scale), '
+        f'<div class="scale"><span>heat-maps: per-pixel RMS difference from {reference} (0-255 scale), '
         "background only</span>"
         f'<span>0</span><div class="ramp" style="background: linear-gradient(to right, {stops})"></div>'
         f"<span>{HEAT_MAX:g} or more</span>"
@@ -194,19 +211,21 @@ def anchor_entry(report: dict) -> str:
     )
 
 
-def frame_entry(frame: dict, anchor_prompt: str, failing: set[str], limit) -> str:
+def frame_entry(frame: dict, anchor_prompt: str, failing: set[str], limit, reference: str = "the anchor") -> str:
     state = status(frame, failing, limit)
     name = frame["name"]
     images = [figure(frame["image"], "frame", name)]
     if frame.get("heatmap"):
-        images.append(figure(frame["heatmap"], "heat-map", f"{name}: drift from the anchor"))
+        images.append(figure(frame["heatmap"], "heat-map", f"{name}: drift from {reference}"))
     images += [figure(m["image"], f"mask: {m['kind']}", f"{name}: {m['kind']} mask") for m in frame["masks"]]
-    bg, fg = frame["background_mse"], frame["foreground_mse"]
+    bg, fg, flicker = frame["background_mse"], frame["foreground_mse"], frame.get("flicker")
     facts = [
         f"background MSE {'-' if bg is None else f'{bg:.2f}'}" + (f" (limit {limit})" if limit is not None else ""),
         f"foreground MSE {'-' if fg is None else f'{fg:.2f}'}",
+        f"flicker {'-' if flicker is None else f'{flicker:.2f}'}",
         f"background {frame['background_fraction']:.0%} of the image",
         f"hold {frame['hold']}",
+        *([", ".join(f"LoRA {name} {scale:g}" for name, scale in frame["lora"].items())] if frame.get("lora") else []),
         f"{frame['seconds']} s" + (", reused" if frame.get("reused") else ""),
     ]
     if "tween_of" in frame:
@@ -254,7 +273,7 @@ def short_rule(rule: dict) -> str:
     text = f"{rule['mode']} {','.join(rule['layers'])} @ steps {rule['steps']}"
     if rule["mode"] == "threshold":
         text += f" (< {rule['threshold']}{' relative' if rule.get('relative') else ''}, per {rule['reduce']})"
-    if rule["mode"] == "mask":
+    if rule.get("mask"):  # mask rules, and kv rules inside a mask
         mask = rule["mask"]
         text += " (" + ", ".join(f"{key}: {value}" for key, value in mask.items() if value is not None) + ")"
     return text if len(text) <= 160 else text[:159] + "…"

@@ -1,9 +1,12 @@
-"""Consistency report: background MSE of each frame against the anchor, and checks.
+"""Consistency report: background MSE of each frame against the anchor, flicker, and checks.
 
 Background is what the segmenter does not call the person. `background_mse` is the
 mean squared error over RGB on the 0-255 scale over pixels that are background in
 both the anchor and the frame (the paper's metric); `foreground_mse` is the same over
-the other pixels, which shows that the edit happened. With a real anchor image
+the other pixels, which shows that the edit happened. `flicker` is the background MSE
+between a frame and the video frame before it (the anchor for the first; in-betweens in
+their place; a held frame's repeats change nothing), in the same units: what a video
+editor sees first, and what a clip can show even when every frame is close to the anchor. With a real anchor image
 (`anchor.image`) frames are measured against that image (what should stay), and the
 anchor entry gives the reconstruction's PSNR and its own MSEs against it.
 """
@@ -23,7 +26,10 @@ from .. import __version__
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput
 from .review import write_heatmap
 
-CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "seconds"]
+CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "flicker",
+               "seconds"]  # fmt: skip
+# check name -> (the frame's field it limits, how a line names it)
+CHECKED = {"max_background_mse": ("background_mse", "background MSE"), "max_flicker": ("flicker", "flicker")}
 
 
 def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
@@ -65,37 +71,40 @@ def reconstruction(image: Image.Image, anchor: Image.Image, image_person: np.nda
     }
 
 
-def measurement(frame: dict) -> float | str:
-    """A frame's background MSE as a finite number, or why it has none. A gate fails closed:
-    whatever is not a finite number fails every limit."""
-    mse = frame.get("background_mse", "missing")
+def measurement(frame: dict, field: str = "background_mse") -> float | str:
+    """A frame's background MSE (or its `flicker`) as a finite number, or why it has none. A
+    gate fails closed: whatever is not a finite number fails every limit."""
+    label = dict(CHECKED.values())[field]
+    value = frame.get(field, "missing")
     if frame.get("blank"):
         return "blank frame (a single colour: the render produced NaN or nothing)"
-    if mse is None:
+    if value is None:
         return "no shared background"
-    if mse == "missing":
-        return "no background MSE in the report"
-    if isinstance(mse, bool) or not isinstance(mse, int | float):
-        return f"background MSE {json.dumps(mse)[:40]} is not a number"
-    if not math.isfinite(mse) or mse < 0:  # a mean of squares is never negative: edited
-        return f"background MSE {mse}"
-    return float(mse)
+    if value == "missing":
+        return f"no {label} in the report"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{label} {json.dumps(value)[:40]} is not a number"
+    if not math.isfinite(value) or value < 0:  # a mean of squares is never negative: edited
+        return f"{label} {value}"
+    return float(value)
 
 
-def run_checks(frames: list[dict], max_background_mse: float | None) -> list[dict]:
-    """Each limit as {name, limit, passed, failing_frames}. A frame whose background MSE
-    is no finite number (no shared background, a blank frame, NaN, a hand-edited value)
+def run_checks(frames: list[dict], max_background_mse: float | None, max_flicker: float | None = None) -> list[dict]:
+    """Each limit given as {name, limit, passed, failing_frames}. A frame whose measure is
+    no finite number (no shared background, a blank frame, NaN, a hand-edited value)
     cannot show consistency, so it fails."""
-    if max_background_mse is None:
-        return []
-    failing = [
-        f.get("name", f"#{i + 1}")
-        for i, f in enumerate(frames)
-        if not isinstance(mse := measurement(f), float) or mse > max_background_mse
-    ]
-    return [
-        {"name": "max_background_mse", "limit": max_background_mse, "passed": not failing, "failing_frames": failing}
-    ]
+    checks = []
+    for name, limit in (("max_background_mse", max_background_mse), ("max_flicker", max_flicker)):
+        if limit is None:
+            continue
+        field = CHECKED[name][0]
+        failing = [
+            f.get("name", f"#{i + 1}")
+            for i, f in enumerate(frames)
+            if not isinstance(value := measurement(f, field), float) or value > limit
+        ]
+        checks.append({"name": name, "limit": limit, "passed": not failing, "failing_frames": failing})
+    return checks
 
 
 def failure_lines(report: dict) -> list[str]:
@@ -117,10 +126,11 @@ def report_csv(report: dict) -> str:
 
 
 def failure_message(frame: dict, check: dict) -> str:
-    mse = measurement(frame)
-    if isinstance(mse, str):
-        return f"frame '{frame['name']}': {mse}, so it fails {check['name']} {check['limit']}"
-    return f"frame '{frame['name']}': background MSE {mse:.2f} > {check['name']} {check['limit']}"
+    field, label = CHECKED[check["name"]]
+    value = measurement(frame, field)
+    if isinstance(value, str):
+        return f"frame '{frame['name']}': {value}, so it fails {check['name']} {check['limit']}"
+    return f"frame '{frame['name']}': {label} {value:.2f} > {check['name']} {check['limit']}"
 
 
 def junit_xml(report: dict) -> str:
@@ -227,9 +237,9 @@ def report_problem(report) -> str | None:
     return None
 
 
-def recheck(report: dict, max_background_mse: float) -> tuple[dict, int]:
-    """The report with its checks recomputed at a new limit, and the exit code."""
-    checked = dict(report, checks=run_checks(report["frames"], max_background_mse))
+def recheck(report: dict, max_background_mse: float | None, max_flicker: float | None = None) -> tuple[dict, int]:
+    """The report with its checks recomputed at new limits, and the exit code."""
+    checked = dict(report, checks=run_checks(report["frames"], max_background_mse, max_flicker))
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
 
 
@@ -241,7 +251,8 @@ def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, ref
     cache's state, bytes and the anchor's seconds are the caller's to fill."""
     spec = board.spec
     reference_person = segmenter.person(reference)
-    frames = [measured(entry, out, reference, reference_person, segmenter) for entry in entries]
+    before = [anchor.convert("RGB"), segmenter.person(anchor)]  # the clip's first frame is the anchor
+    frames = [measured(entry, out, reference, reference_person, segmenter, before) for entry in entries]
     return {
         "framegen_version": __version__,
         "storyboard": {
@@ -263,12 +274,14 @@ def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, ref
         },
         "frames": frames,
         "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
-        "checks": run_checks(frames, spec.checks.max_background_mse),
+        "checks": run_checks(frames, spec.checks.max_background_mse, spec.checks.max_flicker),
     }
 
 
-def measured(entry: dict, out: Path, reference: Image.Image, reference_person, segmenter) -> dict:
-    """A frame's entry with its MSEs against `reference` and its render time; its heat-map written."""
+def measured(entry: dict, out: Path, reference: Image.Image, reference_person, segmenter, before=None) -> dict:
+    """A frame's entry with its MSEs against `reference` and its render time; its heat-map
+    written. `before`, [image, person] of the video frame before, gives its flicker and
+    becomes this frame's: the images are read once, in video order."""
     with Image.open(out / entry["image"]) as file:
         image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
     person = segmenter.person(image)
@@ -276,5 +289,12 @@ def measured(entry: dict, out: Path, reference: Image.Image, reference_person, s
     scores = compare(reference, image, reference_person, person)
     if blank(image):  # NaN latents decode to one colour: no measurement, and every check fails
         scores.update(background_mse=None, foreground_mse=None, blank=True)
+    if before is not None:
+        scores["flicker"] = None if scores.get("blank") else _mse(*_pixels(before[0], image), ~before[1] & ~person)
+        before[:] = [image, person]
     described = {key: value for key, value in entry.items() if key != "reused"}
     return {**described, **scores, "seconds": round(seconds, 3), "reused": entry["reused"]}
+
+
+def _pixels(a: Image.Image, b: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))

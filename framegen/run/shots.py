@@ -124,6 +124,7 @@ def report_entry(shot: Shot, rules: list[dict], reused: bool) -> dict:
         "prompt": shot.prompt,
         "image": shot.image,
         "hold": shot.hold,
+        **({"lora": dict(shot.lora)} if shot.lora else {}),  # every LoRA's scale in this shot
         "rules": rules,
         "masks": [{"kind": kind, "image": path} for kind, path in zip(kinds, shot.mask_images)],
         "heatmap": shot.heatmap,

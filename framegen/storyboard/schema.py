@@ -266,6 +266,7 @@ class ReportSpec(_Strict):
 
 class Checks(_Strict):
     max_background_mse: float | None = Field(None, ge=0, allow_inf_nan=False)  # a gate fails closed
+    max_flicker: float | None = Field(None, ge=0, allow_inf_nan=False)  # background MSE from the video frame before
 
 
 class OutputSpec(_Strict):
