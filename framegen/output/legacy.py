@@ -18,6 +18,7 @@ from PIL import Image
 
 from .files import is_framegen_clip, read_png_text
 from .page import is_report_page
+from .report import CSV_COLUMNS
 from .review import HEATMAP_TEXT, SHEET_TEXT
 
 OWN_PNG_KEYS = ("framegen-key", "framegen-mask", *HEATMAP_TEXT, *SHEET_TEXT)  # the text chunks framegen writes
@@ -25,7 +26,7 @@ OWN_PNG_KEYS = ("framegen-key", "framegen-mask", *HEATMAP_TEXT, *SHEET_TEXT)  # 
 # noise averages out and the picture's layout stays): measured 1.8 for framegen's own clips,
 # 76 for a flipped one of random-weight noise and 820 for a flipped demo clip
 THUMBNAIL, MAX_THUMBNAIL_MSE = (8, 8), 16.0
-# report.csv's header as framegen 0.2 wrote it
+# report.csv's header as framegen 0.2 wrote it (0.3 added `flicker`)
 CSV_HEADER_0_2 = "index,name,prompt,image,background_mse,foreground_mse,background_fraction,seconds\n"
 
 
@@ -45,7 +46,7 @@ def legacy_owns(folder: Path, name: str) -> bool:
         if name == "report.json":
             return "framegen_version" in json.loads(path.read_text(encoding="utf-8"))
         if name == "report.csv":
-            return path.read_text(encoding="utf-8").startswith(CSV_HEADER_0_2)
+            return path.read_text(encoding="utf-8").startswith((CSV_HEADER_0_2, ",".join(CSV_COLUMNS) + "\n"))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False
     return False

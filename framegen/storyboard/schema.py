@@ -195,9 +195,8 @@ class ThresholdRule(_RuleBase):
 
 
 class KvRule(_RuleBase):
-    """The attention's keys and values of the image tokens from the anchor (MasaCtrl's
-    mutual self-attention on U-Nets; the joint attention on FLUX and SD3), whole or
-    inside `mask` (1 = the token uses the anchor's)."""
+    """The attention's image keys and values from the anchor (U-Nets' attn1, FLUX/SD3's
+    joint attention), whole or inside `mask` (1 = the token uses the anchor's)."""
 
     mode: Literal["kv"]
     mask: MaskSpec | None = None
