@@ -43,6 +43,11 @@ class RenderFailure(FramegenError):
     exit_code = EXIT_RUNTIME
 
 
+class Cancelled(FramegenError):
+    """A render given up because its inputs changed (`render --watch`): like a failed
+    render, it leaves the files it finished and drops the one it was writing."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is, so that it unwinds like Ctrl-C: files being
     written are dropped, finished ones stay."""

@@ -31,7 +31,10 @@ def cmd_render(args) -> int:
     from ..storyboard import load_storyboard
 
     quiet_libraries()
+    if args.watch:
+        from .watch import watch
 
+        return watch(Path(args.storyboard), Path(args.output) if args.output else None, args.quiet)
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
     if show_progress(args):
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("storyboard")
     render.add_argument("-o", "--output", help="output folder (default: the storyboard's `output`)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
+    render.add_argument(
+        "--watch", action="store_true", help="render again on every save of the storyboard or a file it names"
+    )
     render.add_argument(
         "--progress", action="store_true", help="progress bars on stderr even when it is not a terminal"
     )

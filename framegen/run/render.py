@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,10 @@ from ..engine.cache import AnchorCache
 from ..engine.hooks import StepClock, record, swapping
 from ..engine.inversion import Inversion, encode, invert
 from ..engine.swap import SwapRule
-from ..errors import RenderFailure
+from ..errors import Cancelled, RenderFailure
+
+# `render --watch` sets a check that gives a pass up between steps when the inputs changed
+CANCEL: ContextVar[Callable[[], bool] | None] = ContextVar("framegen_cancel", default=None)
 
 OnStep = Callable[[int], None]  # called with the 1-based step just finished
 
@@ -122,6 +126,8 @@ class Renderer:
         negative = settings.negative_prompt if negative_prompt is None else negative_prompt
 
         def step_done(pipe, i, t, callback_kwargs):
+            if (cancelled := CANCEL.get()) is not None and cancelled():
+                raise Cancelled("the render was given up: its inputs changed")
             callback_kwargs["latents"] = clock.step_end(callback_kwargs["latents"])
             final["latents"] = callback_kwargs["latents"]
             if on_step is not None:
