@@ -102,3 +102,55 @@ def test_the_files_watched_are_the_storyboard_and_every_local_file_it_names(tmp_
     (tmp_path / "board.yaml").write_text(yaml.safe_dump(spec))
     board = load_storyboard(tmp_path / "board.yaml")
     assert named_files(board) == {(tmp_path / "board.yaml").resolve(), (tmp_path / "mask.png").resolve()}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_live_page_follows_the_storyboard_without_a_reload_by_the_reader(tmp_path):
+    """In headless Chromium: the served page shows a frame's new prompt after a save, a bad
+    save's error line above the last good frames, and recovers when the save is fixed."""
+    from .test_review import CHROMIUM_FLAGS, chromium
+
+    if chromium() is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's `chromium`)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    board, report = tmp_path / "board.yaml", tmp_path / "out" / "report.json"
+    spec = json.loads(json.dumps(SPEC))
+    board.write_text(yaml.safe_dump(spec))
+    stop, port = threading.Event(), free_port()
+    loop = threading.Thread(target=watch, args=(board, tmp_path / "out", True), kwargs={"stop": stop, "port": port})
+    loop.start()
+    try:
+        assert wait_for(lambda: read(report) is not None)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+            assert page.locator("article.frame").count() == 3  # the anchor and two frames
+            spec["frames"][1]["add"] = "red hat"
+            board.write_text(yaml.safe_dump(spec))
+            page.wait_for_function("document.body.innerText.includes('red hat')", timeout=60_000)  # it reloaded itself
+            assert [f["reused"] for f in read(report)["frames"]] == [True, False]
+            board.write_text("version: 1\nmodel: {id: tiny-random\n")
+            page.wait_for_function(
+                "document.getElementById('framegen-live').textContent.includes('invalid YAML')", timeout=30_000
+            )
+            assert page.locator("article.frame").count() == 3  # the last good frames, still there
+            spec["frames"][1]["add"] = "blue hat"
+            board.write_text(yaml.safe_dump(spec))
+            page.wait_for_function("document.body.innerText.includes('blue hat')", timeout=60_000)
+            page.wait_for_function("document.getElementById('framegen-live').dataset.state === 'done'")
+            browser.close()
+    finally:
+        stop.set()
+        loop.join(30)
+    import urllib.request
+
+    with pytest.raises(OSError):  # the server is gone with the loop
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

@@ -34,7 +34,7 @@ def cmd_render(args) -> int:
     if args.watch:
         from .watch import watch
 
-        return watch(Path(args.storyboard), Path(args.output) if args.output else None, args.quiet)
+        return watch(Path(args.storyboard), Path(args.output) if args.output else None, args.quiet, port=args.port)
     board = load_storyboard(args.storyboard)
     output = Path(args.output) if args.output else board.output_dir
     if show_progress(args):
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
     render.add_argument(
         "--watch", action="store_true", help="render again on every save of the storyboard or a file it names"
+    )
+    render.add_argument(
+        "--port", type=int, default=8765, help="with --watch: the live page's port on 127.0.0.1 (default 8765)"
     )
     render.add_argument(
         "--progress", action="store_true", help="progress bars on stderr even when it is not a terminal"

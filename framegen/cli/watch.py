@@ -74,14 +74,18 @@ def _either(a: threading.Event, b: threading.Event):
     return Either()
 
 
-def watch(path: Path, output: Path | None, quiet: bool = False, stop: threading.Event | None = None) -> int:
+def watch(
+    path: Path, output: Path | None, quiet: bool = False, stop: threading.Event | None = None, port: int | None = None
+) -> int:
+    """The loop; `port` serves the live page (live.py) on 127.0.0.1 (0: a free port)."""
     from ..models.load import load_pipeline
     from ..run.job import render_storyboard
     from ..run.render import CANCEL
     from ..storyboard import load_storyboard
+    from .live import Status, serve
 
     stop = stop or threading.Event()
-    watcher, pipes = Watcher(stop), {}
+    watcher, pipes, status, server = Watcher(stop), {}, Status(), None
     token = CANCEL.set(lambda: watcher.changed.is_set() or stop.is_set())
     try:
         while not stop.is_set():
@@ -89,23 +93,32 @@ def watch(path: Path, output: Path | None, quiet: bool = False, stop: threading.
             try:
                 board = load_storyboard(path)
                 watcher.follow(named_files(board))
+                target = output or board.output_dir
+                if port is not None and server is None:
+                    server = serve(target, port, status)
+                    print(f"live page: http://127.0.0.1:{server.server_address[1]}/", flush=True)
+                status.update(state="rendering", shot=None, error=None)
                 model = json.dumps(board.spec.model.model_dump(mode="json", exclude={"lora"}), sort_keys=True)
                 if model not in pipes:  # a new model block: the earlier pipe goes
                     pipes = {model: load_pipeline(board.spec.model, image_anchor=board.spec.anchor.image is not None)}
-                target = output or board.output_dir
-                result = render_storyboard(board, target, pipe=pipes[model])
+                result = render_storyboard(board, target, pipe=pipes[model], progress=status)
+                status.update(state="done", shot=None, renders=status.value["renders"] + 1)
                 if not quiet:
                     print(f"wrote {target}/ ({len(result.frames)} frames); watching {len(watcher.files)} files")
             except Cancelled:
                 continue  # a save came in: start over at once
             except InvalidInput as error:  # the last good output stays as it is
                 print("\n".join(error.lines), file=sys.stderr)
+                status.update(state="error", error=error.lines[0])
                 watcher.follow(watcher.files | {Path(path).resolve()})
             except FramegenError as error:
                 print("\n".join(f"framegen: {line}" for line in error.lines), file=sys.stderr)
+                status.update(state="error", error=f"framegen: {error.lines[0]}")
             while not (watcher.changed.wait(0.2) or stop.is_set()):
                 pass
     finally:
         CANCEL.reset(token)
         watcher.close()
+        if server is not None:
+            server.shutdown()
     return 0

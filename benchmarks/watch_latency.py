@@ -1,0 +1,77 @@
+"""From saving a one-word change to the live page showing the new frame, with `render --watch`
+on the demo storyboard, against the time that one frame takes to render.
+
+    OMP_NUM_THREADS=2 python benchmarks/watch_latency.py [--saves 3] [--port 8766]
+
+Copies storyboards/demo.yaml to a temporary folder, runs the watch loop on it with the live
+page, opens the page in headless Chromium (Debian's `chromium`), and for each save changes
+one word of the last frame's prompt (its skirt's colour), then waits until the page shows it. Prints, per save,
+the seconds from the write to the page showing the word, the frame's own render time from the
+report, and the difference: the goal (iteration-loop issue) is at most 1 s over the frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from framegen.cli.watch import watch  # noqa: E402
+from tests.test_review import CHROMIUM_FLAGS, chromium  # noqa: E402
+
+WORDS = ["yellow", "purple", "orange", "pink", "gray"]  # none the anchor's or an earlier frame's
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--saves", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="watch-latency-"))
+    board = folder / "demo.yaml"
+    spec = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text())
+    spec.pop("output", None)
+    board.write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = folder / "out" / "report.json"
+    stop = threading.Event()
+    loop = threading.Thread(target=watch, args=(board, folder / "out", True), kwargs={"stop": stop, "port": args.port})
+    loop.start()
+    try:
+        while not report.is_file():
+            time.sleep(0.2)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
+            last = spec["frames"][-1]
+            print("| save | write -> page shows it, s | the frame's render, s | over the frame, s |")
+            print("|---|---|---|---|")
+            for i in range(args.saves):
+                word = WORDS[i % len(WORDS)]
+                last["replace"] = {"blue skirt": f"{word} skirt"}  # a word of the demo model's grammar
+                start = time.perf_counter()
+                board.write_text(yaml.safe_dump(spec, sort_keys=False))
+                page.wait_for_function(f"document.body.innerText.includes('{word} skirt')", timeout=120_000)
+                seconds = time.perf_counter() - start
+                frame = json.loads(report.read_text())["frames"][-1]
+                print(f"| {i + 1} | {seconds:.2f} | {frame['seconds']:.2f} | {seconds - frame['seconds']:.2f} |")
+            browser.close()
+    finally:
+        stop.set()
+        loop.join(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
