@@ -3,7 +3,7 @@ on the demo storyboard, against the time that one frame takes to render.
 
     OMP_NUM_THREADS=2 python benchmarks/watch_latency.py [--saves 3] [--port 8766]
 
-Copies storyboards/demo.yaml to a temporary folder, runs the watch loop on it with the live
+Copies storyboards/demo.yaml and the images beside it to a temporary folder, runs the watch loop on it with the live
 page, opens the page in headless Chromium (Debian's `chromium`), and for each save changes
 one word of the last frame's prompt (its skirt's colour), then waits until the page shows it. Prints, per save,
 the seconds from the write to the page showing the word, the frame's own render time from the
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from framegen.cli.watch import watch  # noqa: E402
 from tests.test_review import CHROMIUM_FLAGS, chromium  # noqa: E402
 
-WORDS = ["yellow", "purple", "orange", "pink", "gray"]  # none the anchor's or an earlier frame's
+WORDS = ["pink", "gray", "purple", "green", "orange"]  # no frame of demo.yaml has a skirt of these
 
 
 def main() -> None:
@@ -39,6 +39,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="watch-latency-"))
+    for image in (ROOT / "storyboards").glob("*.png"):  # the masks and images the storyboard names
+        shutil.copy(image, folder)
     board = folder / "demo.yaml"
     spec = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text())
     spec.pop("output", None)
@@ -48,7 +50,10 @@ def main() -> None:
     loop = threading.Thread(target=watch, args=(board, folder / "out", True), kwargs={"stop": stop, "port": args.port})
     loop.start()
     try:
-        while not report.is_file():
+        deadline = time.monotonic() + 300
+        while not report.is_file():  # the first render (a storyboard that does not validate never gets here)
+            if time.monotonic() > deadline or not loop.is_alive():
+                raise SystemExit("the first render did not finish in 300 s")
             time.sleep(0.2)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)

@@ -1,6 +1,6 @@
 """The live page of `render --watch`: the output folder served on 127.0.0.1 (nothing listens
 on other addresses), report.html with a few lines of script that ask `/framegen-status.json`
-twice a second, show which shot is rendering or the last save's error line above the last
+five times a second, show which shot is rendering or the last save's error line above the last
 good frames, and reload the page when a render finishes. Without `--watch` report.html stays
 a static file with no script."""
 
@@ -26,7 +26,7 @@ background:#fff3cd;display:none"></div><script>
       bar.dataset.state = status.state;
       bar.textContent = status.state === 'error' ? status.error : `rendering ${status.shot || '…'}`;
     } catch (error) { bar.style.display = 'block'; bar.textContent = 'framegen --watch has stopped'; }
-    setTimeout(poll, 500);
+    setTimeout(poll, 200);
   }
   poll();
 })();

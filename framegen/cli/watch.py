@@ -54,7 +54,7 @@ class Watcher:
 
         folders = {path if path.is_dir() else path.parent for path in self.files}
         either = _either(restart, self.stop)
-        for changes in watchfiles.watch(*folders, stop_event=either, recursive=False, debounce=200, rust_timeout=200):
+        for changes in watchfiles.watch(*folders, stop_event=either, recursive=False, debounce=50, rust_timeout=200):
             if any(Path(path).resolve() in self.files or Path(path).parent in self.files for _, path in changes):
                 self.changed.set()
 
