@@ -107,12 +107,7 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framegen", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"framegen {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_render_and_check(commands) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     render = commands.add_parser("render", help="render a storyboard: frames, clip.mp4 and report.json")
     render.add_argument("storyboard")
     render.add_argument("-o", "--output", help="output folder (default: the storyboard's `output`)")
@@ -137,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
     check.add_argument("--force", action="store_true", help="let --junit replace a file framegen did not write")
     check.set_defaults(run=cmd_check)
+    return render, check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framegen", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"framegen {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render, check = add_render_and_check(commands)
 
     report = commands.add_parser("report", help="write report.html and sheet.png again from an output folder")
     report.add_argument("output_dir", help="a render's output folder (with its report.json)")
