@@ -12,8 +12,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-SCRIPT = """<div id="framegen-live" style="position:sticky;top:0;padding:.5em 1em;font:14px system-ui;
-background:#fff3cd;display:none"></div><script>
+SCRIPT = """<div id="framegen-live" style="position:fixed;top:0;left:0;right:0;z-index:10;padding:.5em 1em;
+font:14px system-ui;background:#fff3cd;border-bottom:1px solid #e0c060;display:none"></div><script>
 (() => {
   const bar = document.getElementById('framegen-live');
   let seen = null;
