@@ -15,12 +15,14 @@ the anchor <= 1.02x; auto-noise costs 2 x 4 extra transformer evaluations by des
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, beside framegen/
+from benchmarks.gpu import interleaved  # noqa: E402
 from framegen.engine import LayerMap
 from framegen.engine.families import denoiser
 from framegen.engine.placement import cache_bytes
@@ -89,25 +91,19 @@ def main() -> None:
             variants[f"frame: {plan.name}"] = lambda plan=plan: renderer.frame(*prepared.shot(plan))
     plain()  # warm-up: first calls allocate
     renderer.anchor(prompt)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["plain diffusers"])
+    medians = interleaved(variants, args.repeats, synchronize=lambda: None)  # CPU: nothing queued to wait for
+    base = medians["plain diffusers"]
     blocks = f"{counts[0]} double + {counts[1]} single" if flux else f"{counts[0]} joint"
     threads = torch.get_num_threads()
     print(f"{args.model} at its real width, {blocks} blocks (random weights, {args.dtype}), {args.size}x{args.size}, "
           f"{args.steps} steps, CPU, torch threads {threads}, median of {args.repeats} interleaved runs")  # fmt: skip
     print(f"{'variant':<32}{'median s':>10}{'ratio':>8}")
     worst_frame = 0.0
-    for name, samples in times.items():
-        ratio = statistics.median(samples) / base
-        print(f"{name:<32}{statistics.median(samples):>10.3f}{ratio:>8.3f}")
+    for name, median in medians.items():
+        print(f"{name:<32}{median:>10.3f}{median / base:>8.3f}")
         if name.startswith("frame") and name != "frame: auto-noise":
-            worst_frame = max(worst_frame, ratio)
-    anchor = statistics.median(times["anchor + caching"]) / base
+            worst_frame = max(worst_frame, median / base)
+    anchor = medians["anchor + caching"] / base
     cache = renderer.cache
     minimum = cache_bytes(pipe, cache.needed, settings.width, settings.height, settings.steps, settings.guidance)
     print(f"cache bytes {cache.nbytes:,} vs minimum {minimum:,} ({'equal' if cache.nbytes == minimum else 'DIFFER'}); "

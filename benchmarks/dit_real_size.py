@@ -120,21 +120,20 @@ def predicted(folder: Path, report: dict) -> int:
     """The cache's minimum from the layer table's shapes, for the (module, step) pairs the
     report's rules name."""
     from benchmarks.dit_cache_sizes import meta_pipe
+    from framegen.engine.layers import KV, LayerMap
     from framegen.engine.placement import cache_bytes
+    from framegen.storyboard.deltas import parse_steps
 
     pipe = meta_pipe(folder)
+    layers = LayerMap.of(pipe.transformer)
     resolved = report["storyboard"]["resolved"]["render"]
     needed = set()
     for frame in report["frames"]:
         for rule in frame["rules"]:
-            steps = set()
-            for piece in rule["steps"].split(","):
-                first, _, last = piece.partition("-")
-                steps |= set(range(int(first), int(last or first) + 1))
-            modules = rule["modules"]
-            if rule["mode"] == "kv":  # the keys and values of each block's attention
-                modules = [f"{module}.attn.{p}" for module in modules for p in ("to_k", "to_v")]
-            needed |= {(module, step) for module in modules for step in steps}
+            steps = parse_steps(rule["steps"], resolved["steps"])
+            kv = KV if rule["mode"] == "kv" else ""  # a kv rule: the keys and values of each block's attention
+            paths = [path for module in rule["modules"] for path in layers.resolve(kv + module)]
+            needed |= {(path, step) for path in paths for step in steps}
     return cache_bytes(pipe, needed, resolved["width"], resolved["height"], resolved["steps"], resolved["guidance"])
 
 

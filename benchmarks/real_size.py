@@ -156,6 +156,7 @@ def predicted_bytes(folder: Path, report: dict) -> int:
     from framegen.engine.layers import LATENTS
     from framegen.engine.placement import cache_bytes
     from framegen.models.schedulers import set_scheduler
+    from framegen.storyboard.deltas import parse_steps
 
     pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16)
     set_scheduler(pipe, "ddim")  # the storyboard's: calls per step decide the bytes
@@ -163,10 +164,7 @@ def predicted_bytes(folder: Path, report: dict) -> int:
     needed = set()
     for frame in report["frames"]:
         for rule in frame["rules"]:
-            steps = set()
-            for piece in rule["steps"].split(","):
-                first, _, last = piece.partition("-")
-                steps |= set(range(int(first), int(last or first) + 1))
+            steps = parse_steps(rule["steps"], resolved["steps"])
             needed |= {(module, step) for module in rule["modules"] if module != LATENTS for step in steps}
     width, height = report["storyboard"]["width"], report["storyboard"]["height"]
     return cache_bytes(pipe, needed, width, height, resolved["steps"], resolved["guidance"])

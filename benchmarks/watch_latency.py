@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -31,6 +33,34 @@ from tests.test_review import CHROMIUM_FLAGS, chromium  # noqa: E402
 WORDS = ["pink", "gray", "purple", "green", "orange"]  # no frame of demo.yaml has a skirt of these
 
 
+@contextmanager
+def watching_demo(port: int, prefix: str) -> Iterator[tuple[Path, dict]]:
+    """`render --watch` with its live page on `port`, on a copy of the demo storyboard (and
+    the images beside it) in a temporary folder, once its first render is written: yields
+    the copy's path and its content, to change and write back."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    for image in (ROOT / "storyboards").glob("*.png"):  # the masks and images the storyboard names
+        shutil.copy(image, folder)
+    board = folder / "demo.yaml"
+    spec = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text())
+    spec.pop("output", None)
+    board.write_text(yaml.safe_dump(spec, sort_keys=False))
+    stop = threading.Event()
+    loop = threading.Thread(target=watch, args=(board, folder / "out", True), kwargs={"stop": stop, "port": port})
+    loop.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not (folder / "out" / "report.json").is_file():  # a storyboard that does not validate never gets there
+            if time.monotonic() > deadline or not loop.is_alive():
+                raise SystemExit("the first render did not finish in 300 s")
+            time.sleep(0.2)
+        yield board, spec
+    finally:
+        stop.set()
+        loop.join(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--saves", type=int, default=3)
@@ -38,44 +68,24 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    folder = Path(tempfile.mkdtemp(prefix="watch-latency-"))
-    for image in (ROOT / "storyboards").glob("*.png"):  # the masks and images the storyboard names
-        shutil.copy(image, folder)
-    board = folder / "demo.yaml"
-    spec = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text())
-    spec.pop("output", None)
-    board.write_text(yaml.safe_dump(spec, sort_keys=False))
-    report = folder / "out" / "report.json"
-    stop = threading.Event()
-    loop = threading.Thread(target=watch, args=(board, folder / "out", True), kwargs={"stop": stop, "port": args.port})
-    loop.start()
-    try:
-        deadline = time.monotonic() + 300
-        while not report.is_file():  # the first render (a storyboard that does not validate never gets here)
-            if time.monotonic() > deadline or not loop.is_alive():
-                raise SystemExit("the first render did not finish in 300 s")
-            time.sleep(0.2)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
-            last = spec["frames"][-1]
-            print("| save | write -> page shows it, s | the frame's render, s | over the frame, s |")
-            print("|---|---|---|---|")
-            for i in range(args.saves):
-                word = WORDS[i % len(WORDS)]
-                last["replace"] = {"blue skirt": f"{word} skirt"}  # a word of the demo model's grammar
-                start = time.perf_counter()
-                board.write_text(yaml.safe_dump(spec, sort_keys=False))
-                page.wait_for_function(f"document.body.innerText.includes('{word} skirt')", timeout=120_000)
-                seconds = time.perf_counter() - start
-                frame = json.loads(report.read_text())["frames"][-1]
-                print(f"| {i + 1} | {seconds:.2f} | {frame['seconds']:.2f} | {seconds - frame['seconds']:.2f} |")
-            browser.close()
-    finally:
-        stop.set()
-        loop.join(30)
-        shutil.rmtree(folder, ignore_errors=True)
+    with watching_demo(args.port, "watch-latency-") as (board, spec), sync_playwright() as playwright:
+        report = board.parent / "out" / "report.json"
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
+        last = spec["frames"][-1]
+        print("| save | write -> page shows it, s | the frame's render, s | over the frame, s |")
+        print("|---|---|---|---|")
+        for i in range(args.saves):
+            word = WORDS[i % len(WORDS)]
+            last["replace"] = {"blue skirt": f"{word} skirt"}  # a word of the demo model's grammar
+            start = time.perf_counter()
+            board.write_text(yaml.safe_dump(spec, sort_keys=False))
+            page.wait_for_function(f"document.body.innerText.includes('{word} skirt')", timeout=120_000)
+            seconds = time.perf_counter() - start
+            frame = json.loads(report.read_text())["frames"][-1]
+            print(f"| {i + 1} | {seconds:.2f} | {frame['seconds']:.2f} | {seconds - frame['seconds']:.2f} |")
+        browser.close()
 
 
 if __name__ == "__main__":

@@ -7,18 +7,14 @@ skirt turns pink), and a screenshot while that frame renders.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from framegen.cli.watch import watch  # noqa: E402
+from benchmarks.watch_latency import watching_demo  # noqa: E402
 from tests.test_review import CHROMIUM_FLAGS, chromium  # noqa: E402
 
 
@@ -26,34 +22,17 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     target = Path(sys.argv[1])
-    folder = Path(tempfile.mkdtemp(prefix="live-page-"))
-    for image in (ROOT / "storyboards").glob("*.png"):
-        shutil.copy(image, folder)
-    spec = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text())
-    spec.pop("output", None)
-    board = folder / "demo.yaml"
-    board.write_text(yaml.safe_dump(spec, sort_keys=False))
-    stop = threading.Event()
-    loop = threading.Thread(target=watch, args=(board, folder / "out", True), kwargs={"stop": stop, "port": 8767})
-    loop.start()
-    try:
-        while not (folder / "out" / "report.json").is_file():
-            time.sleep(0.2)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1100, "height": 760})
-            page.goto("http://127.0.0.1:8767/", wait_until="load")
-            spec["frames"][-1]["replace"] = {"blue skirt": "pink skirt"}
-            board.write_text(yaml.safe_dump(spec, sort_keys=False))
-            page.wait_for_function(  # the shot's name is on the bar once its pass begins
-                "document.getElementById('framegen-live').textContent.startsWith('rendering threshold')"
-            )
-            page.screenshot(path=str(target))
-            browser.close()
-    finally:
-        stop.set()
-        loop.join(30)
-        shutil.rmtree(folder, ignore_errors=True)
+    with watching_demo(8767, "live-page-") as (board, spec), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto("http://127.0.0.1:8767/", wait_until="load")
+        spec["frames"][-1]["replace"] = {"blue skirt": "pink skirt"}
+        board.write_text(yaml.safe_dump(spec, sort_keys=False))
+        page.wait_for_function(  # the shot's name is on the bar once its pass begins
+            "document.getElementById('framegen-live').textContent.startsWith('rendering threshold')"
+        )
+        page.screenshot(path=str(target))
+        browser.close()
     print(f"wrote {target}")
 
 

@@ -34,8 +34,8 @@ class Watcher:
     """Sets `changed` when any of the watched files changes (their folders are watched, so
     an editor that saves by renaming is seen too); `follow` swaps the set being watched."""
 
-    def __init__(self, stop: threading.Event):
-        self.changed, self.stop = threading.Event(), stop
+    def __init__(self):
+        self.changed = threading.Event()
         self.files: set[Path] = set()
         self._thread, self._restart = None, threading.Event()
 
@@ -50,11 +50,11 @@ class Watcher:
         self._thread.start()
 
     def _run(self, restart: threading.Event) -> None:
+        """Until `restart` (set by the next `follow`, or by `close` when the loop ends)."""
         import watchfiles
 
         folders = {path if path.is_dir() else path.parent for path in self.files}
-        either = _either(restart, self.stop)
-        for changes in watchfiles.watch(*folders, stop_event=either, recursive=False, debounce=50, rust_timeout=200):
+        for changes in watchfiles.watch(*folders, stop_event=restart, recursive=False, debounce=50, rust_timeout=200):
             if any(Path(path).resolve() in self.files or Path(path).parent in self.files for _, path in changes):
                 self.changed.set()
 
@@ -62,16 +62,6 @@ class Watcher:
         self._restart.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def _either(a: threading.Event, b: threading.Event):
-    """An object with `is_set()` true when either event is (what watchfiles' stop_event reads)."""
-
-    class Either:
-        def is_set(self) -> bool:
-            return a.is_set() or b.is_set()
-
-    return Either()
 
 
 def watch(
@@ -85,7 +75,7 @@ def watch(
     from .live import Status, serve
 
     stop = stop or threading.Event()
-    watcher, pipes, status, server = Watcher(stop), {}, Status(), None
+    watcher, pipes, status, server = Watcher(), {}, Status(), None
     token = CANCEL.set(lambda: watcher.changed.is_set() or stop.is_set())
     try:
         while not stop.is_set():

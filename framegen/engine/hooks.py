@@ -132,11 +132,12 @@ class LatentsCallback(PipelineCallback):
 
 def _on_tensor(path: str, clock: StepClock, layers: LayerMap, on_output: OnOutput):
     """`on_output` for one path, with tokens seen as their image grid."""
+    layer = layers.layer_of(path)  # once, not at every call
 
     def deliver(tensor: torch.Tensor) -> torch.Tensor | None:
         if tensor.dim() != 3:
             return on_output(path, clock, tensor)
-        replaced = on_output(path, clock, to_grid(tensor, layers.layer_of(path).grid(*clock.latent_size)))
+        replaced = on_output(path, clock, to_grid(tensor, layer.grid(*clock.latent_size)))
         return None if replaced is None else from_grid(replaced, tensor)
 
     return deliver

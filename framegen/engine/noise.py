@@ -12,7 +12,7 @@ import torch
 
 from .anchor import AnchorState
 from .automask import AttentionStore, keep_mask
-from .encoding import encoded
+from .encoding import POSITIVE, encoded
 from .families import denoiser, family_of
 from .masks import MaskSource
 
@@ -48,55 +48,63 @@ class NoiseMask(MaskSource):
 
     @torch.no_grad()
     def compute(self, pipe, anchor_latents: torch.Tensor) -> torch.Tensor:
-        device, dtype = anchor_latents.device, anchor_latents.dtype
+        """One denoiser batch: NOISE_DRAWS draws under the anchor's prompt, then the same
+        draws under the frame's; |difference| averaged over draws and channels."""
+        device, dtype, n = anchor_latents.device, anchor_latents.dtype, NOISE_DRAWS
         generator = torch.Generator("cpu").manual_seed(self.seed)
-        noise = torch.randn((NOISE_DRAWS, *anchor_latents.shape[1:]), generator=generator).to(device, dtype)
+        noise = torch.randn((n, *anchor_latents.shape[1:]), generator=generator).to(device, dtype)
+        texts = [encoded(pipe, prompt, guided=False) for prompt in self.prompts]
+        text = {
+            key: torch.cat([t[key].expand(n, *t[key].shape[1:]) for t in texts]) for key in POSITIVE if key in texts[0]
+        }
         family = family_of(denoiser(pipe).config)
         predict = _flux if family.name == "flux" else _sd3 if family.name == "sd3" else _unet
-        anchor, frame = (predict(pipe, anchor_latents, noise, prompt, self.tokens) for prompt in self.prompts)
-        difference = (frame - anchor).abs().float().mean(dim=0)  # over the draws
-        if difference.dim() == 2:  # FLUX's packed tokens: (h/2 * w/2, channels) -> the token grid
-            difference = difference.T.reshape(-1, *self.tokens)
-        difference = difference.mean(dim=0).cpu()
+        predicted = predict(pipe, anchor_latents, noise, text, self.tokens).float()
+        difference = (predicted[n:] - predicted[:n]).abs()
+        if difference.dim() == 3:  # FLUX's packed tokens: (draws, h/2 * w/2, channels) -> the token grid
+            difference = difference.mean(dim=(0, 2)).reshape(self.tokens)
+        else:
+            difference = difference.mean(dim=(0, 1))
+        difference = difference.cpu()
         region = difference / difference.mean().clamp_min(1e-12)
         return keep_mask(region, tuple(region.shape), self.threshold, self.dilate)
 
 
-def _unet(pipe, latents, noise, prompt, tokens):
-    """The noise a U-Net predicts under `prompt` at NOISE_STRENGTH of its training schedule."""
+def _unet(pipe, latents, noise, text, tokens):
+    """The noise a U-Net predicts at NOISE_STRENGTH of its training schedule, for the
+    draws twice over (`text`: the two prompts' embeddings, a draw's worth each)."""
     steps = pipe.scheduler.config.num_train_timesteps
     timestep = int(steps * NOISE_STRENGTH)
     alpha_bar = pipe.scheduler.alphas_cumprod[timestep].to(latents.device, latents.dtype)
     noisy = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
-    embeds = encoded(pipe, prompt, guided=False)["prompt_embeds"].expand(len(noise), -1, -1)
-    t = torch.full((len(noise),), timestep, device=latents.device)
-    return pipe.unet(noisy, t, encoder_hidden_states=embeds).sample
+    t = torch.full((2 * len(noise),), timestep, device=latents.device)
+    return pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=text["prompt_embeds"]).sample
 
 
-def _sd3(pipe, latents, noise, prompt, tokens):
-    """SD3's velocity under `prompt` at sigma NOISE_STRENGTH (its timestep is sigma x 1000)."""
-    n, text = len(noise), encoded(pipe, prompt, guided=False)
+def _sd3(pipe, latents, noise, text, tokens):
+    """SD3's velocity at sigma NOISE_STRENGTH (its timestep is sigma x 1000), likewise."""
     noisy = (1 - NOISE_STRENGTH) * latents + NOISE_STRENGTH * noise
     return pipe.transformer(
-        hidden_states=noisy, timestep=torch.full((n,), NOISE_STRENGTH * 1000, device=latents.device),
-        encoder_hidden_states=text["prompt_embeds"].expand(n, -1, -1),
-        pooled_projections=text["pooled_prompt_embeds"].expand(n, -1), return_dict=False,
+        hidden_states=torch.cat([noisy, noisy]),
+        timestep=torch.full((2 * len(noise),), NOISE_STRENGTH * 1000, device=latents.device),
+        encoder_hidden_states=text["prompt_embeds"], pooled_projections=text["pooled_prompt_embeds"],
+        return_dict=False,
     )[0]  # fmt: skip
 
 
-def _flux(pipe, latents, noise, prompt, tokens):
-    """FLUX's velocity under `prompt` at sigma NOISE_STRENGTH, on its packed latents (an
-    (h, w) grid of `tokens`, whose row and column the image ids give)."""
-    n, text, model = len(noise), encoded(pipe, prompt), pipe.transformer
+def _flux(pipe, latents, noise, text, tokens):
+    """FLUX's velocity at sigma NOISE_STRENGTH on its packed latents (an (h, w) grid of
+    `tokens`, whose row and column the image ids give), likewise."""
+    n, model, device, dtype = 2 * len(noise), pipe.transformer, latents.device, latents.dtype
     noisy = (1 - NOISE_STRENGTH) * latents + NOISE_STRENGTH * noise
     h, w = tokens
-    ids = torch.zeros(h, w, 3, device=latents.device, dtype=latents.dtype)
-    ids[..., 1], ids[..., 2] = torch.arange(h, device=ids.device)[:, None], torch.arange(w, device=ids.device)
-    guidance = torch.full((n,), FLUX_GUIDANCE, device=latents.device) if model.config.guidance_embeds else None
+    ids = torch.zeros(h, w, 3, device=device, dtype=dtype)
+    ids[..., 1], ids[..., 2] = torch.arange(h, device=device)[:, None], torch.arange(w, device=device)
+    guidance = torch.full((n,), FLUX_GUIDANCE, device=device) if model.config.guidance_embeds else None
     embeds = text["prompt_embeds"]
     return model(
-        hidden_states=noisy, timestep=torch.full((n,), NOISE_STRENGTH, device=latents.device), guidance=guidance,
-        pooled_projections=text["pooled_prompt_embeds"].expand(n, -1), encoder_hidden_states=embeds.expand(n, -1, -1),
-        txt_ids=torch.zeros(embeds.shape[1], 3, device=latents.device, dtype=latents.dtype),
-        img_ids=ids.reshape(-1, 3), return_dict=False,
+        hidden_states=torch.cat([noisy, noisy]), timestep=torch.full((n,), NOISE_STRENGTH, device=device),
+        guidance=guidance, pooled_projections=text["pooled_prompt_embeds"], encoder_hidden_states=embeds,
+        txt_ids=torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype), img_ids=ids.reshape(-1, 3),
+        return_dict=False,
     )[0]  # fmt: skip

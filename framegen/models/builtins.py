@@ -18,10 +18,9 @@ def tiny_build(name: str, t5: bool = True):
 
 def tiny_config(name: str) -> tuple[dict, int]:
     """(the denoiser's config, the VAE's scale) of a built-in tiny model, without building it."""
-    if name == "tiny-random-flux":
-        return dict(tiny_dit.FLUX_TRANSFORMER, sample_size=NATIVE_SIZE[0] // VAE_SCALE), VAE_SCALE
-    if name == "tiny-random-sd3":
-        return dict(tiny_dit.SD3_TRANSFORMER, sample_size=NATIVE_SIZE[0] // VAE_SCALE), VAE_SCALE
+    transformers = {"tiny-random-flux": tiny_dit.FLUX_TRANSFORMER, "tiny-random-sd3": tiny_dit.SD3_TRANSFORMER}
+    if name in transformers:
+        return dict(transformers[name], sample_size=NATIVE_SIZE[0] // VAE_SCALE), VAE_SCALE
     return dict(SD1_UNET, mid_block_type="UNetMidBlock2DCrossAttn"), VAE_SCALE
 
 

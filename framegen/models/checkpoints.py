@@ -18,11 +18,10 @@ epsilon for SD1.x and SDXL, v for SD2.x (SD2.1 at 768; SD2.x-base is epsilon at 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dit_files
-from .dit_files import dit_family
 
 UNET = "model.diffusion_model."
 FAMILY_KEYS = {  # a key prefix each family's text encoder has
@@ -40,11 +39,13 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a single file's header tells: its family, and whether it carries a `v_pred` key."""
+    """What a single file's header tells: its family, whether it carries a `v_pred` key,
+    and its tensors' names (a transformer file's parts may be inside it)."""
 
     path: Path
     family: str
     v_pred_key: bool
+    keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @classmethod
     def read(cls, path: Path) -> Checkpoint:
@@ -57,13 +58,13 @@ class Checkpoint:
                 in_channels = checkpoint.get_slice(first).get_shape()[1] if first in keys else None
         except (OSError, SafetensorError) as error:
             raise CheckpointError(f"'{path}' cannot be read as safetensors: {error}") from None
-        family = dit_family(keys) or _family(path, keys, in_channels)
-        return cls(Path(path), family, V_PREDICTION_KEY in keys)
+        family = dit_files.dit_family(keys) or _family(path, keys, in_channels)
+        return cls(Path(path), family, V_PREDICTION_KEY in keys, frozenset(keys))
 
     @property
     def transformer(self) -> bool:
         """A FLUX.1 or SD3.x transformer file (dit_files.py), not an LDM checkpoint."""
-        return self.family.startswith(("flux", "sd3"))
+        return dit_files.kind(self.family) is not None
 
     def prediction(self, spec) -> str | None:
         """`epsilon` or `v` when set or marked in the file; None: the family's config says."""

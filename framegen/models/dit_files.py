@@ -42,17 +42,22 @@ def dit_family(keys: set[str]) -> str | None:
     return None
 
 
+def kind(family: str) -> str | None:
+    """`flux` or `sd3` (the engine's family) for a published family's name, else None."""
+    return next((name for name in PARTS if family.startswith(name)), None)
+
+
 def missing_parts(spec, family: str, keys: set[str]) -> list[str]:
     """The parts (clip_l, clip_g, t5xxl, vae) neither named in the model block nor in the file."""
-    kind = "flux" if family.startswith("flux") else "sd3"
-    wanted = [part for part in PARTS[kind] if not (part == "t5xxl" and kind == "sd3" and not spec.t5)]
+    optional = "t5xxl" if kind(family) == "sd3" and not spec.t5 else None  # SD3 without T5
+    wanted = [part for part in PARTS[kind(family)] if part != optional]
     return [p for p in wanted if getattr(spec, p) is None and not any(k.startswith(INCLUDED[p]) for k in keys)]
 
 
 def missing_line(path: Path, family: str, missing: list[str]) -> str:
-    label = "a FLUX.1" if family.startswith("flux") else "an SD3"
+    label = "a FLUX.1" if kind(family) == "flux" else "an SD3"
     keys = ", ".join(f"model.{part} ({KNOWN_AS[part]})" for part in missing)
-    t5 = "; or `t5: false` to render without T5" if family.startswith("sd3") and "t5xxl" in missing else ""
+    t5 = "; or `t5: false` to render without T5" if kind(family) == "sd3" and "t5xxl" in missing else ""
     return f"'{path}' is {label} transformer without its {' and '.join(missing)}: give {keys}{t5}"
 
 
@@ -62,7 +67,7 @@ def load(spec, checkpoint, dtype):
     import diffusers
 
     config = Path(checkpoint.config_folder(spec))
-    flux = checkpoint.family.startswith("flux")
+    flux = kind(checkpoint.family) == "flux"
     options = {"config": str(config), "local_files_only": True, "dtype": dtype}
     cls = diffusers.FluxTransformer2DModel if flux else diffusers.SD3Transformer2DModel
     parts = {"transformer": cls.from_single_file(str(checkpoint.path), subfolder="transformer", **options)}

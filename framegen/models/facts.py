@@ -145,12 +145,14 @@ def configs_online(model_id: str, revision: str | None = None) -> ModelConfig:
 
     try:
         index = DiffusionPipeline.load_config(model_id, revision=revision)
-        name = next(name for name in DENOISERS if name in index)
-        unet = UNet2DConditionModel.load_config(model_id, subfolder=name, revision=revision)
+        name = next((name for name in DENOISERS if name in index), None)
+        if name is None:
+            raise ValueError("its model_index.json names no U-Net or transformer")
+        config = UNet2DConditionModel.load_config(model_id, subfolder=name, revision=revision)  # any denoiser's
         vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
-    except (OSError, ValueError, StopIteration) as error:
-        reason = error_line(error) if not isinstance(error, StopIteration) else "it names no U-Net or transformer"
+    except (OSError, ValueError) as error:
+        reason = error_line(error)
         raise RenderFailure(
             f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
         ) from None
-    return ModelConfig(dict(unet), 2 ** (len(vae["block_out_channels"]) - 1))
+    return ModelConfig(dict(config), 2 ** (len(vae["block_out_channels"]) - 1))

@@ -85,17 +85,24 @@ def flow_scheduler(flux: bool):
     return FlowMatchEulerDiscreteScheduler(shift=3.0)
 
 
-def tiny_flux_pipeline():
-    """The `tiny-random-flux` FluxPipeline (CPU, float32)."""
+def _seeded(transformer_class, config: dict):
+    """The transformer and the VAE, each from its seed, and the CLIP and T5 tokenizers; the
+    text encoders the caller builds next draw from SEED + 2."""
     import torch
-    from diffusers import FluxPipeline, FluxTransformer2DModel
 
     torch.manual_seed(SEED)
-    transformer = FluxTransformer2DModel(**FLUX_TRANSFORMER)
+    transformer = transformer_class(**config)
     torch.manual_seed(SEED + 1)
     vae = _vae()
     torch.manual_seed(SEED + 2)
-    tokenizer, tokenizer_2 = tiny_tokenizer(), tiny_t5_tokenizer()
+    return transformer, vae, tiny_tokenizer(), tiny_t5_tokenizer()
+
+
+def tiny_flux_pipeline():
+    """The `tiny-random-flux` FluxPipeline (CPU, float32)."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    transformer, vae, tokenizer, tokenizer_2 = _seeded(FluxTransformer2DModel, FLUX_TRANSFORMER)
     text_encoder, text_encoder_2 = _clip(tokenizer, 32, projection=False), _t5(tokenizer_2, 32)
     return FluxPipeline(
         scheduler=flow_scheduler(flux=True), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
@@ -106,15 +113,9 @@ def tiny_flux_pipeline():
 def tiny_sd3_pipeline(t5: bool = True):
     """The `tiny-random-sd3` StableDiffusion3Pipeline (CPU, float32); without `t5`, as
     diffusers allows, the T5 encoder's place is zeros."""
-    import torch
     from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 
-    torch.manual_seed(SEED)
-    transformer = SD3Transformer2DModel(**SD3_TRANSFORMER)
-    torch.manual_seed(SEED + 1)
-    vae = _vae()
-    torch.manual_seed(SEED + 2)
-    tokenizer, tokenizer_3 = tiny_tokenizer(), tiny_t5_tokenizer()
+    transformer, vae, tokenizer, tokenizer_3 = _seeded(SD3Transformer2DModel, SD3_TRANSFORMER)
     text_encoder, text_encoder_2 = _clip(tokenizer, 32, projection=True), _clip(tokenizer, 32, projection=True)
     text_encoder_3 = _t5(tokenizer_3, 64)
     return StableDiffusion3Pipeline(

@@ -30,6 +30,7 @@ CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground
                "seconds"]  # fmt: skip
 # check name -> (the frame's field it limits, how a line names it)
 CHECKED = {"max_background_mse": ("background_mse", "background MSE"), "max_flicker": ("flicker", "flicker")}
+LABELS = dict(CHECKED.values())  # a frame's field -> how a line names it
 
 
 def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
@@ -74,7 +75,7 @@ def reconstruction(image: Image.Image, anchor: Image.Image, image_person: np.nda
 def measurement(frame: dict, field: str = "background_mse") -> float | str:
     """A frame's background MSE (or its `flicker`) as a finite number, or why it has none. A
     gate fails closed: whatever is not a finite number fails every limit."""
-    label = dict(CHECKED.values())[field]
+    label = LABELS[field]
     value = frame.get(field, "missing")
     if frame.get("blank"):
         return "blank frame (a single colour: the render produced NaN or nothing)"
@@ -251,7 +252,7 @@ def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, ref
     cache's state, bytes and the anchor's seconds are the caller's to fill."""
     spec = board.spec
     reference_person = segmenter.person(reference)
-    before = [anchor.convert("RGB"), segmenter.person(anchor)]  # the clip's first frame is the anchor
+    before = [np.asarray(anchor.convert("RGB")), segmenter.person(anchor)]  # the clip's first frame is the anchor
     frames = [measured(entry, out, reference, reference_person, segmenter, before) for entry in entries]
     return {
         "framegen_version": __version__,
@@ -280,7 +281,7 @@ def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, ref
 
 def measured(entry: dict, out: Path, reference: Image.Image, reference_person, segmenter, before=None) -> dict:
     """A frame's entry with its MSEs against `reference` and its render time; its heat-map
-    written. `before`, [image, person] of the video frame before, gives its flicker and
+    written. `before`, [pixels, person] of the video frame before, gives its flicker and
     becomes this frame's: the images are read once, in video order."""
     with Image.open(out / entry["image"]) as file:
         image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
@@ -290,11 +291,8 @@ def measured(entry: dict, out: Path, reference: Image.Image, reference_person, s
     if blank(image):  # NaN latents decode to one colour: no measurement, and every check fails
         scores.update(background_mse=None, foreground_mse=None, blank=True)
     if before is not None:
-        scores["flicker"] = None if scores.get("blank") else _mse(*_pixels(before[0], image), ~before[1] & ~person)
-        before[:] = [image, person]
+        pixels = np.asarray(image)
+        scores["flicker"] = None if scores.get("blank") else _mse(before[0], pixels, ~before[1] & ~person)
+        before[:] = [pixels, person]
     described = {key: value for key, value in entry.items() if key != "reused"}
     return {**described, **scores, "seconds": round(seconds, 3), "reused": entry["reused"]}
-
-
-def _pixels(a: Image.Image, b: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))

@@ -152,23 +152,21 @@ PART_KEYS = ("clip_l", "clip_g", "t5xxl", "vae")
 
 
 def parts_problems(board) -> list[str]:
-    """A transformer file's parts: the ones it needs and lacks, ones given to a model that
-    takes none, and `t5: false` where T5 cannot be left out."""
+    """A transformer file's parts: the ones it needs and lacks, and ones given to a model
+    that takes none."""
+    from ..engine.families import FAMILIES
     from ..models.checkpoints import Checkpoint
-    from ..models.dit_files import PARTS, missing_line, missing_parts
-    from ..models.locate import safetensors_header
+    from ..models.dit_files import PARTS, kind, missing_line, missing_parts
 
     model, problems = board.spec.model, []
     given = [part for part in PART_KEYS if getattr(model, part) is not None]
     checkpoint = Checkpoint.read(Path(model.id)) if model.id.endswith(".safetensors") else None
     if checkpoint is None or not checkpoint.transformer:
-        problems += [board.problem(("model", part), PART_WITHOUT_FILE) for part in given]
-        return problems
-    kind = "flux" if checkpoint.family.startswith("flux") else "sd3"
-    label = checkpoint.family.split("-")[0].upper()
-    for part in (part for part in given if part not in PARTS[kind]):
-        problems.append(board.problem(("model", part), f"{label} models take no {part} ({', '.join(PARTS[kind])})"))
-    missing = missing_parts(model, checkpoint.family, set(safetensors_header(Path(model.id))))
+        return [board.problem(("model", part), PART_WITHOUT_FILE) for part in given]
+    parts, label = PARTS[kind(checkpoint.family)], FAMILIES[kind(checkpoint.family)].label
+    for part in (part for part in given if part not in parts):
+        problems.append(board.problem(("model", part), f"{label} models take no {part} ({', '.join(parts)})"))
+    missing = missing_parts(model, checkpoint.family, checkpoint.keys)
     if missing:
         problems.append(board.problem(("model", "id"), missing_line(Path(model.id), checkpoint.family, missing)))
     return problems
