@@ -37,6 +37,7 @@ from framegen.models.tiny import acting_controlnet, stick_figure, tiny_pipeline
 from framegen.run.prepare import prepare
 from framegen.run.render import Renderer
 from framegen.storyboard import load_storyboard
+from framegen.storyboard.schema import InversionSpec
 
 BOARD = """
 version: 1
@@ -144,7 +145,7 @@ def main() -> None:
 
     def real_anchor(refine: int):
         real = Renderer(pipe, settings, AnchorCache(prepared.needed), AnchorState())
-        trajectory = real.invert(photo, anchor_prompt, refine=refine).trajectory
+        trajectory = real.invert(photo, anchor_prompt, how=InversionSpec(refine=refine)).trajectory
         real.anchor(anchor_prompt, trajectory=trajectory, negative_prompt=anchor_prompt)
 
     if not args.controlnet:  # inversion runs the plain U-Net: nothing of the ControlNet's to time

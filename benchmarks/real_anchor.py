@@ -93,7 +93,7 @@ def main() -> None:
                 prepared = prepare(board, pipe)
                 renderer = prepared.renderer()
                 began = time.perf_counter()
-                inverted = renderer.invert(prepared.anchor_image, edit.anchor_prompt, refine=inversion.get("refine", 0))
+                inverted = renderer.invert(prepared.anchor_image, edit.anchor_prompt, how=board.spec.anchor.inversion)
                 anchor = renderer.anchor(edit.anchor_prompt, None, inverted.trajectory, prepared.anchor_negative_prompt)
                 seconds[variant].append(time.perf_counter() - began)
                 recon[variant].append(psnr(image, anchor))

@@ -21,7 +21,7 @@ def test_what_a_family_cannot_do_is_one_line_naming_who_can():
     assert supported("transformer") == "FLUX.1 and SD3.x"
     sdxl = FAMILIES["sdxl"]
     assert unsupported(sdxl, "image_anchor", "a real-image anchor supports") == (
-        "a real-image anchor supports SD1.x/2.x pipelines"
+        "a real-image anchor supports SD1.x/2.x, FLUX.1 and SD3.x pipelines"
     )
     assert unsupported(FAMILIES["sd1"], "noise_masks", "noise masks support") is None
 

@@ -109,7 +109,7 @@ def test_a_real_image_anchor_on_sdxl_is_refused_before_loading(sdxl, tmp_path, c
     path.write_text(yaml.safe_dump(spec))
     assert main(["validate", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "anchor.image: a real-image anchor supports SD1.x/2.x pipelines" in line, line
+    assert "anchor.image: a real-image anchor supports SD1.x/2.x, FLUX.1 and SD3.x pipelines" in line, line
 
 
 def test_an_sdxl_controlnet_steers_frames_and_out_swaps_carry_the_anchors_control(sdxl, tmp_path, capsys):

@@ -92,7 +92,11 @@ CANNOT = [
         "swap[0].layers: 'FINAL' has no attention for a kv rule (known: D0, D1)",
     ),
     ("flux", {"swap.1.layers": ["S7"]}, "swap[1].layers: unknown layer 'S7' (known: D0, D1, S0, S1, FINAL, LATENTS, "),
-    ("sd3", {"anchor.image": "anchor.png"}, "anchor.image: a real-image anchor supports SD1.x/2.x pipelines"),
+    (
+        "flux",
+        {"anchor.image": "anchor.png", "anchor.inversion": {"method": "ddim", "guidance": 2.0}},
+        "anchor.inversion.guidance: FLUX.1 inverts with the render's embedded guidance",
+    ),
     (
         "flux",
         {"model.controlnet": [{"id": "demo-control"}], "anchor.control": ["anchor.png"]},

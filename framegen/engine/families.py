@@ -38,8 +38,8 @@ FAMILIES = {
         Family("sd2", "SD2.x", False, True, True, True, "cross-attention"),
         # its resnets take the pooled text through the time embedding: only the last block is a bound
         Family("sdxl", "SDXL", True, False, False, True, "last"),
-        Family("flux", "FLUX.1", True, True, False, False, "final", transformer=True, true_cfg=False),
-        Family("sd3", "SD3.x", True, True, False, False, "final", transformer=True),
+        Family("flux", "FLUX.1", True, True, True, False, "final", transformer=True, true_cfg=False),
+        Family("sd3", "SD3.x", True, True, True, False, "final", transformer=True),
     )
 }
 

@@ -203,7 +203,10 @@ def record(
 
     def store(path: str, clock: StepClock, tensor: torch.Tensor) -> None:
         stored.add((path, clock.step))
-        cache.store(path, clock, latents[clock.step - 1] if latents is not None and path == LATENTS else tensor)
+        if latents is not None and path == LATENTS:  # seen as the pass's own are: FLUX's packed as their grid
+            own = latents[clock.step - 1]
+            tensor = to_grid(own, (tensor.shape[-1], tensor.shape[-2])) if own.dim() == 3 else own
+        cache.store(path, clock, tensor)
 
     with hooked(pipe, num_steps, cache.layers, store) as clock, observing(pipe, clock, list(observers)):
         yield clock

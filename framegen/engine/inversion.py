@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .families import denoiser
 from .masks import true_values
 
 INVERSE_SCHEDULERS = {"DDIMScheduler": "DDIMInverseScheduler"}  # forward -> its inverse form in diffusers
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)  # inverted by inverse Euler (flow_inversion.py)
 
 
 @dataclass
@@ -65,12 +67,12 @@ def inverse_scheduler(scheduler):
 
 @torch.no_grad()
 def encode(pipe, image: Image.Image) -> torch.Tensor:
-    """The image's latents (the VAE posterior's mean, scaled): (1, C, h, w) in the U-Net's dtype."""
+    """The image's latents (the VAE posterior's mean, shifted and scaled): (1, C, h, w) in the denoiser's dtype."""
     vae = pipe.vae
     pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
     latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
     shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return ((latents - shift) * vae.config.scaling_factor).to(pipe.unet.dtype)
+    return ((latents - shift) * vae.config.scaling_factor).to(denoiser(pipe).dtype)
 
 
 @torch.no_grad()

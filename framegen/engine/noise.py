@@ -15,6 +15,7 @@ from .automask import AttentionStore, keep_mask
 from .encoding import POSITIVE, encoded
 from .families import denoiser, family_of
 from .masks import MaskSource
+from .velocity import velocity
 
 NOISE_THRESHOLD = 1.5  # times the mean difference
 NOISE_DILATE = 1
@@ -58,8 +59,8 @@ class NoiseMask(MaskSource):
             key: torch.cat([t[key].expand(n, *t[key].shape[1:]) for t in texts]) for key in POSITIVE if key in texts[0]
         }
         family = family_of(denoiser(pipe).config)
-        predict = _flux if family.name == "flux" else _sd3 if family.name == "sd3" else _unet
-        predicted = predict(pipe, anchor_latents, noise, text, self.tokens).float()
+        predict = _flow if family.transformer else _unet
+        predicted = predict(pipe, anchor_latents, noise, text, self.tokens if family.name == "flux" else None).float()
         difference = (predicted[n:] - predicted[:n]).abs()
         if difference.dim() == 3:  # FLUX's packed tokens: (draws, h/2 * w/2, channels) -> the token grid
             difference = difference.mean(dim=(0, 2)).reshape(self.tokens)
@@ -81,30 +82,8 @@ def _unet(pipe, latents, noise, text, tokens):
     return pipe.unet(torch.cat([noisy, noisy]), t, encoder_hidden_states=text["prompt_embeds"]).sample
 
 
-def _sd3(pipe, latents, noise, text, tokens):
-    """SD3's velocity at sigma NOISE_STRENGTH (its timestep is sigma x 1000), likewise."""
+def _flow(pipe, latents, noise, text, tokens):
+    """A flow transformer's velocity at sigma NOISE_STRENGTH, likewise (FLUX: on its packed
+    latents, an (h, w) grid of `tokens`; SD3: `tokens` is None)."""
     noisy = (1 - NOISE_STRENGTH) * latents + NOISE_STRENGTH * noise
-    return pipe.transformer(
-        hidden_states=torch.cat([noisy, noisy]),
-        timestep=torch.full((2 * len(noise),), NOISE_STRENGTH * 1000, device=latents.device),
-        encoder_hidden_states=text["prompt_embeds"], pooled_projections=text["pooled_prompt_embeds"],
-        return_dict=False,
-    )[0]  # fmt: skip
-
-
-def _flux(pipe, latents, noise, text, tokens):
-    """FLUX's velocity at sigma NOISE_STRENGTH on its packed latents (an (h, w) grid of
-    `tokens`, whose row and column the image ids give), likewise."""
-    n, model, device, dtype = 2 * len(noise), pipe.transformer, latents.device, latents.dtype
-    noisy = (1 - NOISE_STRENGTH) * latents + NOISE_STRENGTH * noise
-    h, w = tokens
-    ids = torch.zeros(h, w, 3, device=device, dtype=dtype)
-    ids[..., 1], ids[..., 2] = torch.arange(h, device=device)[:, None], torch.arange(w, device=device)
-    guidance = torch.full((n,), FLUX_GUIDANCE, device=device) if model.config.guidance_embeds else None
-    embeds = text["prompt_embeds"]
-    return model(
-        hidden_states=torch.cat([noisy, noisy]), timestep=torch.full((n,), NOISE_STRENGTH, device=device),
-        guidance=guidance, pooled_projections=text["pooled_prompt_embeds"], encoder_hidden_states=embeds,
-        txt_ids=torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype), img_ids=ids.reshape(-1, 3),
-        return_dict=False,
-    )[0]  # fmt: skip
+    return velocity(pipe, torch.cat([noisy, noisy]), NOISE_STRENGTH * 1000, text, tokens, FLUX_GUIDANCE)

@@ -125,7 +125,12 @@ def configs_offline(spec: ModelSpec) -> ModelConfig | None:
         return ModelConfig(*tiny_config(spec.id))
     location = locate(spec.id)
     folder = built_in(spec.id) if location.kind == "built-in" else Path(spec.id).expanduser()
-    return folder_configs(folder)
+    config = folder_configs(folder)
+    if config is not None and spec.id == "demo-flow":  # FLUX configs name no size; demo_flow's loader adds it
+        from . import demo_flow
+
+        config.denoiser["sample_size"] = demo_flow.NATIVE_SIZE[0] // demo_flow.VAE_SCALE
+    return config
 
 
 def folder_configs(folder: Path) -> ModelConfig | None:

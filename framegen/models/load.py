@@ -76,6 +76,10 @@ def _load(spec: ModelSpec, dtype):
         from .demo import load_pipeline as load_demo
 
         return load_demo(dtype=dtype)
+    if spec.id == "demo-flow":
+        from . import demo_flow
+
+        return demo_flow.load_pipeline(dtype=dtype)
     path = Path(spec.id).expanduser()
     if spec.id.endswith(".safetensors"):
         if not path.is_file():

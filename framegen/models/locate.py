@@ -1,5 +1,5 @@
 """Where a model, LoRA or ControlNet that a storyboard names is: one of framegen's own
-(the tiny models, `demo`, `demo-control`), a local file or folder (looked up relative to
+(the tiny models, `demo`, `demo-flow`, `demo-control`), a local file or folder (looked up relative to
 the storyboard's folder), or a hub id (`org/name`). One decision for all three, made
 before anything loads; what is at a local path is checked here too."""
 
@@ -18,14 +18,16 @@ MAX_SAFETENSORS_HEADER = 100 << 20  # bytes; safetensors' own limit
 def built_in(name: str) -> Path | None:
     """The folder of one of framegen's own models (None for `tiny-random`, built in
     code), by name; KeyError for other names."""
-    from .demo import CONTROLNET_DIR, WEIGHTS_DIR
+    from . import demo, demo_flow
 
     if name in TINY:
         return None
-    return {"demo": WEIGHTS_DIR, "demo-control": CONTROLNET_DIR}[name]
+    return {"demo": demo.WEIGHTS_DIR, "demo-flow": demo_flow.WEIGHTS_DIR, "demo-control": demo.CONTROLNET_DIR}[name]
 
 
-BUILT_IN = {"model": (*TINY, "demo"), "config": (), "controlnet": ("demo-control",), "lora": (), "part": ()}
+BUILT_IN = {
+    "model": (*TINY, "demo", "demo-flow"), "config": (), "controlnet": ("demo-control",), "lora": (), "part": (),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

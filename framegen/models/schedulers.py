@@ -24,13 +24,13 @@ SCHEDULER_CLASSES = {
 
 def configured(scheduler, spec: ModelSpec, image_anchor: bool = False):
     """`scheduler` (the model's own) as `spec` and the anchor ask for it."""
-    from ..engine.inversion import INVERSE_SCHEDULERS  # torch: not at import time (`framegen --help`)
+    from ..engine.inversion import FLOW_SCHEDULERS, INVERSE_SCHEDULERS  # torch: not at import time
 
     if spec.prediction:
         scheduler = with_prediction(scheduler, spec.prediction)
     if spec.scheduler:
         return named(scheduler, spec.scheduler)
-    if image_anchor and type(scheduler).__name__ not in INVERSE_SCHEDULERS:
+    if image_anchor and type(scheduler).__name__ not in (*INVERSE_SCHEDULERS, *FLOW_SCHEDULERS):
         return named(scheduler, "ddim")  # a real image inverts along the render's schedule
     return scheduler
 

@@ -80,11 +80,11 @@ class RembgSegmenter:
 
 def segmenter_for(background: Background, model_id: str, folder: Path):
     """The storyboard's segmenter. Unset, it is the demo model's own segmenter for
-    `demo`, none for `tiny-random` (random images hold no person), else rembg's u2net."""
+    `demo` and `demo-flow`, none for `tiny-random` (random images hold no person), else rembg's u2net."""
     tiny = model_id.startswith("tiny-random")
     if background.segmenter == "none" or (tiny and "segmenter" not in background.model_fields_set):
         return NoSegmenter()
-    model = background.model or ("demo" if model_id == "demo" else "u2net")
+    model = background.model or ("demo" if model_id in ("demo", "demo-flow") else "u2net")
     if background.model_path:
         return RembgSegmenter(model, folder / background.model_path)
     if model == "demo":

@@ -61,7 +61,7 @@ def render_anchor(prepared, renderer: Renderer, on_step=None, announce=None) -> 
         if announce is not None:
             announce("inversion")
         inversion = anchor.inversion
-        inverted = renderer.invert(prepared.anchor_image, anchor.prompt, on_step, inversion.guidance, inversion.refine)
+        inverted = renderer.invert(prepared.anchor_image, anchor.prompt, on_step, inversion)
         trajectory = inverted.trajectory
     if announce is not None:
         announce("anchor")

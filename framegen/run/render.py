@@ -21,6 +21,9 @@ from PIL import Image
 
 from ..engine.anchor import AnchorState
 from ..engine.cache import AnchorCache
+from ..engine.encoding import text_length
+from ..engine.families import denoiser, family_of
+from ..engine.flow_inversion import flow_latents, invert_flow
 from ..engine.hooks import StepClock, record, swapping
 from ..engine.inversion import Inversion, encode, invert
 from ..engine.swap import SwapRule
@@ -66,14 +69,23 @@ class Renderer:
         self.pipe, self.settings = pipe, settings
         self.cache, self.anchor_state = cache, anchor_state
 
-    def invert(self, image: Image.Image, prompt: str, on_step: OnStep | None = None, guidance: float = 1.0,
-               refine: int = 0) -> Inversion:  # fmt: skip
-        """A real image (at the render's size) inverted to the noise every later pass starts from."""
-        settings = self.settings
-        latents = encode(self.pipe, image)
-        inverted = invert(
-            self.pipe, latents, prompt, settings.steps, guidance, settings.negative_prompt, refine, on_step
-        )
+    def invert(self, image: Image.Image, prompt: str, on_step: OnStep | None = None, how=None) -> Inversion:
+        """A real image (at the render's size) inverted to the noise every later pass starts
+        from; `how`: the storyboard's InversionSpec (guidance, refine, nudge), else the defaults.
+        U-Nets invert along DDIM, flow transformers by inverse Euler (FLUX.1-dev with the
+        render's embedded guidance, so the anchor pass retraces it)."""
+        settings, pipe = self.settings, self.pipe
+        guidance, refine, nudge = (how.guidance, how.refine, how.nudge) if how is not None else (1.0, 0, 1.0)
+        if family_of(denoiser(pipe).config).transformer:
+            latents, grid = flow_latents(pipe, image)
+            inverted = invert_flow(
+                pipe, latents, prompt, settings.steps, guidance, settings.negative_prompt, refine, nudge, on_step,
+                grid, embedded_guidance=settings.guidance,
+            )  # fmt: skip
+        else:
+            latents = encode(pipe, image)
+            negative = settings.negative_prompt
+            inverted = invert(pipe, latents, prompt, settings.steps, guidance, negative, refine, on_step)
         self.anchor_state.noise = inverted.noise
         return inverted
 
@@ -154,7 +166,8 @@ class Renderer:
                 num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance,
                 generator=[torch.Generator("cpu").manual_seed(settings.seed) for _ in prompts],
-                latents=None if noise is None else noise.expand(len(prompts), -1, -1, -1).clone(),
+                latents=None if noise is None else noise.expand(len(prompts), *noise.shape[1:]).clone(),
+                **text_length(self.pipe),
                 callback_on_step_end=step_done,
                 **controlled,
             ).images

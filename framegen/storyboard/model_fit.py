@@ -74,7 +74,7 @@ def family_problems(board, family, scheduler: str | None = None) -> list[str]:
     for; and, when the scheduler it renders with is known, whether a real-image anchor
     can invert along it."""
     from ..engine.families import unsupported
-    from ..engine.inversion import INVERSE_SCHEDULERS
+    from ..engine.inversion import FLOW_SCHEDULERS, INVERSE_SCHEDULERS
 
     spec, problems = board.spec, []
     for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
@@ -89,12 +89,25 @@ def family_problems(board, family, scheduler: str | None = None) -> list[str]:
         problems += [board.problem(("model", "controlnet"), problem)] if problem else []
     if spec.anchor.image is not None:
         problem = unsupported(family, "image_anchor", "a real-image anchor supports")
-        if problem is None and scheduler is not None and scheduler not in INVERSE_SCHEDULERS:
+        if problem is None and scheduler is not None and scheduler not in (*INVERSE_SCHEDULERS, *FLOW_SCHEDULERS):
             problem = (
                 f"a real-image anchor needs a scheduler with an inverse form ({', '.join(INVERSE_SCHEDULERS)}); "
                 f"the pipe's is {scheduler} (set model.scheduler: ddim)"
             )
         problems += [board.problem(("anchor", "image"), problem)] if problem else []
+        problems += inversion_problems(board, family)
+    return problems
+
+
+def inversion_problems(board, family) -> list[str]:
+    """Inversion settings the family's inversion has no use for."""
+    inversion, where, problems = board.spec.anchor.inversion, ("anchor", "inversion"), []
+    if inversion.nudge != 1 and not family.transformer:
+        message = f"nudge applies to flow models (FLUX.1, SD3.x); {family.label} inverts along DDIM"
+        problems.append(board.problem(where + ("nudge",), message))
+    if inversion.guidance != 1 and not family.true_cfg:
+        message = f"{family.label} inverts with the render's embedded guidance; this guidance is classifier-free"
+        problems.append(board.problem(where + ("guidance",), message))
     return problems
 
 

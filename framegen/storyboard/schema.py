@@ -212,7 +212,9 @@ class InversionSpec(_Strict):
     # negative prompt, so it follows the inversion at any guidance; ddim: the render's
     method: Literal["negative-prompt", "ddim"] = "negative-prompt"
     guidance: float = Field(1.0, ge=1.0, allow_inf_nan=False)  # classifier-free guidance while inverting (ddim)
-    refine: int = Field(0, ge=0, le=10)  # fixed-point refinements per inversion step (each costs a U-Net call)
+    refine: int = Field(0, ge=0, le=10)  # fixed-point refinements per inversion step (each costs a denoiser call)
+    # flow models (FLUX, SD3): the image's latents scaled by this before inverting (Stable Flow's latent nudging, 1.15)
+    nudge: float = Field(1.0, ge=1.0, le=2.0, allow_inf_nan=False)
 
 
 class Anchor(_Strict):
@@ -255,7 +257,7 @@ class Video(_Strict):
 
 class Background(_Strict):
     segmenter: Literal["rembg", "none"] = "rembg"
-    model: str | None = None  # None: `demo` for the demo model, else rembg's u2net
+    model: str | None = None  # None: `demo` for the demo models, else rembg's u2net
     model_path: str | None = None
 
 
