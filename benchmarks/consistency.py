@@ -4,6 +4,8 @@ swap setting, over (seed, edit) pairs drawn from the scene grammar.
     python benchmarks/consistency.py [--pairs 20] [--first-seed 20000000] [--steps 30] [--guidance 3]
         [--sheet sheet.png] [--first-phase "OUT3, OUT4"]
         [--second-phase "OUT3, OUT4, OUT5, OUT6, OUT10" | LATENTS] [--per-pair]
+    python benchmarks/consistency.py --model demo-flow --steps 24 --guidance 1 --first-phase "D1, D2" \
+        --second-phase "D1, D2, S0"
 
 Settings: no swap; whole-tensor OUT3+OUT4 for the first 40% of steps (the paper's best
 whole-tensor setting); that plus a second phase for the remaining steps on
@@ -11,7 +13,11 @@ whole-tensor setting); that plus a second phase for the remaining steps on
 prompt-to-prompt's local blending): threshold (0.13, the paper's), relative threshold,
 mask (the anchor's person, found by the demo segmenter, inverted: the stand-in for a
 hand-drawn region), the same person drawn on an 8x8 grid (as the paper drew its regions),
-auto: attention, auto: noise.
+auto: attention, auto: noise. With `--model demo-flow`, the transformer literature's rows
+(tools/demo/evaluate.py FLOW_SETTINGS): whole image tokens of the vital blocks
+(`--first-phase`), their keys and values at every step (Stable Flow), every block's keys and
+values inside the hand mask (KV-Edit), and the two-phase rows with a hand mask, an attention
+mask, a relative threshold and local blending of the latents.
 Goals: issue #3, whole OUT3+OUT4 cuts background MSE >= 3x against no swap with edit
 success >= 80%; issue #5, auto: attention beats the absolute threshold on background MSE
 and comes within 10% of the hand mask, at edit success no lower than theirs.
@@ -29,9 +35,9 @@ import argparse
 import statistics
 import time
 
-from framegen.models.demo import load_pipeline
+from framegen.models import demo, demo_flow
 from framegen.output.files import contact_sheet
-from tools.demo.evaluate import SETTINGS, Evaluator, edits
+from tools.demo.evaluate import FLOW_SETTINGS, SETTINGS, Evaluator, edits
 
 
 def main() -> None:
@@ -54,6 +60,7 @@ def main() -> None:
     )
     parser.add_argument("--sheet", help="write a contact sheet (anchor + one column per setting) here")
     parser.add_argument("--weights", help="a demo-shaped diffusers folder to measure instead of the bundled one")
+    parser.add_argument("--model", choices=("demo", "demo-flow"), default="demo")
     parser.add_argument(
         "--per-pair", action="store_true", help="also print each pair's background MSE per setting (* = edit made)"
     )
@@ -66,7 +73,9 @@ def main() -> None:
         pipe = StableDiffusionPipeline.from_pretrained(args.weights, use_safetensors=True, local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
     else:
-        pipe = load_pipeline()
+        pipe = (demo_flow if args.model == "demo-flow" else demo).load_pipeline()
+    flow = args.model == "demo-flow"
+    settings = FLOW_SETTINGS if flow else SETTINGS
     evaluator = Evaluator(
         pipe,
         steps=args.steps,
@@ -75,23 +84,26 @@ def main() -> None:
         relative=args.relative,
         first_phase=args.first_phase,
         second_phase=args.second_phase,
+        templates=settings if flow else None,
+        settings=list(settings),
+        model="{id: demo-flow}" if flow else "{id: demo, scheduler: ddim}",
     )
-    rows = {name: [] for name in SETTINGS}
+    rows = {name: [] for name in settings}
     sheet_rows, anchor_found = [], []
     for edit in edits(args.pairs, args.first_seed):
         scored = evaluator.score(edit)
         anchor_found.append(scored["anchor"]["person_found"])
-        for name in SETTINGS:
+        for name in settings:
             rows[name].append(scored[name])
-        sheet_rows.append([scored["anchor"]["image"]] + [scored[name]["image"] for name in SETTINGS])
+        sheet_rows.append([scored["anchor"]["image"]] + [scored[name]["image"] for name in settings])
 
     def mean(values):
         values = [v for v in values if v is not None]
         return statistics.fmean(values) if values else float("nan")
 
     print(
-        f"{args.weights or 'demo model'}, {evaluator.size}, {args.pairs} (seed, edit) pairs, "
-        f"seeds {args.first_seed}+, {args.steps} DDIM steps, guidance {args.guidance}, "
+        f"{args.weights or args.model}, {evaluator.size}, {args.pairs} (seed, edit) pairs, "
+        f"seeds {args.first_seed}+, {args.steps} {'flow' if flow else 'DDIM'} steps, guidance {args.guidance}, "
         f"whole-tensor phase steps 1-{evaluator.phase} (two-phase rows: {args.first_phase}, then {args.second_phase}), "
         f"threshold {args.threshold}, relative threshold {args.relative}"
     )
@@ -108,11 +120,11 @@ def main() -> None:
         )
     if args.per_pair:
         print()
-        print("| seed | edit | anchor person found | " + " | ".join(SETTINGS) + " |")
-        print("|---" * (3 + len(SETTINGS)) + "|")
+        print("| seed | edit | anchor person found | " + " | ".join(settings) + " |")
+        print("|---" * (3 + len(settings)) + "|")
         for i, edit in enumerate(edits(args.pairs, args.first_seed)):
             cells = [
-                f"{rows[name][i]['background_mse']:.0f}{'*' if rows[name][i]['edited'] else ''}" for name in SETTINGS
+                f"{rows[name][i]['background_mse']:.0f}{'*' if rows[name][i]['edited'] else ''}" for name in settings
             ]
             print(
                 f"| {edit.seed} | {edit.attribute.split('_')[0]} → {edit.colour} | {anchor_found[i]:.0%} | "
@@ -122,13 +134,13 @@ def main() -> None:
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
     if args.sheet:
-        columns = ["anchor", *SETTINGS]
+        columns = ["anchor", *settings]
         tiles = [
             (f"{columns[c][:22]}" if r == 0 else "", image)
             for r, images in enumerate(sheet_rows)
             for c, image in enumerate(images)
         ]
-        contact_sheet(tiles, len(columns), tile_width=64).save(args.sheet)
+        contact_sheet(tiles, len(columns), tile_width=128 if flow else 64).save(args.sheet)
 
 
 if __name__ == "__main__":

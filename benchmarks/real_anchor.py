@@ -1,7 +1,8 @@
-"""A real image as the anchor on the demo model (issue #14): how well the inversion
+"""A real image as the anchor on the demo models (issues #14, #24): how well the inversion
 rebuilds drawn scenes the model never produced, and how edits of them keep the scene.
 
     python benchmarks/real_anchor.py [--scenes 20] [--first-seed 50000000] [--steps 30] [--guidance 3]
+    python benchmarks/real_anchor.py --model demo-flow --steps 24 --guidance 1 --vital "D1, D2"
 
 Each scene is drawn by the scene grammar (tools/demo/scenes.py) from a seed held apart from
 training, tuning (30,000,000+) and the consistency pairs (20,000,000+), and is the anchor
@@ -12,7 +13,10 @@ three settings: no swap; the sweep-found whole-tensor setting (IN8, OUT3-OUT6 fo
 attention mask for the remaining steps. Per inversion variant it prints the reconstruction's
 PSNR against the drawn image (with the VAE's own round trip, the bound), and per setting the
 edit success (the demo segmenter's person, its garment band's colour) and the background
-MSE against the drawn image (what a report measures).
+MSE against the drawn image (what a report measures). On demo-flow (128x128 scenes) the
+variants are inverse Euler along its flow schedule, with one fixed-point refinement, with
+Stable Flow's latent nudging (x1.15), and both; the whole-tensor layers are `--vital`; the
+last column is the inversion plus the reconstruction against one plain image of the prompt.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from framegen.models.demo import load_pipeline, segmenter_path
+from framegen.engine.hooks import StepClock
+from framegen.models import demo, demo_flow
 from framegen.output.report import compare, psnr
 from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import prepare
@@ -43,26 +48,36 @@ VARIANTS = {  # name -> anchor.inversion
     "negative-prompt, refine 1": {"method": "negative-prompt", "refine": 1},
     "ddim": {"method": "ddim"},
 }
-WHOLE = {"mode": "full", "layers": ["IN8", "OUT3", "OUT4", "OUT5", "OUT6"]}
-SETTINGS = {  # name -> the frame's swap rules; {phase} = last step of the whole-tensor phase
-    "no swap": lambda phase, steps: [],
-    "whole IN8+OUT3-6": lambda phase, steps: [{**WHOLE, "steps": f"1-{phase}"}],
-    "whole + local blend (attention)": lambda phase, steps: [
-        {**WHOLE, "steps": f"1-{phase}"},
+FLOW_VARIANTS = {  # demo-flow: inverse Euler, its refinement, Stable Flow's latent nudging
+    "inverse Euler (default)": {},
+    "inverse Euler, refine 1": {"refine": 1},
+    "inverse Euler, nudge 1.15": {"nudge": 1.15},
+    "inverse Euler, refine 1, nudge 1.15": {"refine": 1, "nudge": 1.15},
+}
+MODELS = {  # --model -> (its storyboard's model block, size, inversion variants, whole-tensor layers)
+    "demo": ({"id": "demo", "scheduler": "ddim"}, 64, VARIANTS, ["IN8", "OUT3", "OUT4", "OUT5", "OUT6"]),
+    "demo-flow": ({"id": "demo-flow"}, 128, FLOW_VARIANTS, None),  # layers: --vital
+}
+SETTINGS = {  # name -> the frame's swap rules from (whole-tensor rule, its last step, steps)
+    "no swap": lambda whole, phase, steps: [],
+    "whole (composition)": lambda whole, phase, steps: [{**whole, "steps": f"1-{phase}"}],
+    "whole + local blend (attention)": lambda whole, phase, steps: [
+        {**whole, "steps": f"1-{phase}"},
         {"mode": "mask", "layers": ["LATENTS"], "steps": f"{phase + 1}-{steps}", "mask": {"auto": "attention"}},
     ],
 }
 
 
-def storyboard(edit, inversion: dict, steps: int, guidance: float) -> dict:
-    phase = round(0.4 * steps)
+def storyboard(edit, model: dict, inversion: dict, layers: list[str], steps: int, guidance: float) -> dict:
+    phase, whole = round(0.4 * steps), {"mode": "full", "layers": layers}
     return {
         "version": 1,
-        "model": {"id": "demo", "scheduler": "ddim"},
+        "model": model,
         "render": {"steps": steps, "guidance": guidance},
         "anchor": {"prompt": edit.anchor_prompt, "image": "scene.png", "inversion": inversion},
         "frames": [
-            {"name": name, "prompt": edit.frame_prompt, "swap": rules(phase, steps)} for name, rules in SETTINGS.items()
+            {"name": name, "prompt": edit.frame_prompt, "swap": rules(whole, phase, steps)}
+            for name, rules in SETTINGS.items()
         ],
         "report": {"background": {"segmenter": "none"}},
     }
@@ -74,22 +89,27 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=50_000_000)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--model", choices=tuple(MODELS), default="demo")
+    parser.add_argument("--vital", default="D1, D2", help="demo-flow: the blocks of the whole-tensor phase")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    pipe = load_pipeline()
-    segmenter = RembgSegmenter("demo", segmenter_path())
-    recon = {name: [] for name in VARIANTS}
-    bound, seconds = [], {name: [] for name in VARIANTS}
-    scores = {(v, s): [] for v in VARIANTS for s in SETTINGS}
+    model, size, variants, layers = MODELS[args.model]
+    layers = layers or [name.strip() for name in args.vital.split(",")]
+    pipe = (demo_flow if args.model == "demo-flow" else demo).load_pipeline()
+    segmenter = RembgSegmenter("demo", demo.segmenter_path())
+    recon = {name: [] for name in variants}
+    bound, seconds, plain = [], {name: [] for name in variants}, []
+    scores = {(v, s): [] for v in variants for s in SETTINGS}
     for edit in edits(args.scenes, args.first_seed):
-        scene = draw_scene(sample_attributes(edit.seed))
+        scene = draw_scene(sample_attributes(edit.seed), (size, size))
         image = scene.image
         image_person = segmenter.person(image)
         with tempfile.TemporaryDirectory() as folder:
             image.save(Path(folder) / "scene.png")
-            for variant, inversion in VARIANTS.items():
-                board = load_storyboard(storyboard(edit, inversion, args.steps, args.guidance), folder=folder)
+            for variant, inversion in variants.items():
+                spec = storyboard(edit, model, inversion, layers, args.steps, args.guidance)
+                board = load_storyboard(spec, folder=folder)
                 prepared = prepare(board, pipe)
                 renderer = prepared.renderer()
                 began = time.perf_counter()
@@ -106,22 +126,30 @@ def main() -> None:
                             "edited": garment_colour(frame, person, edit.attribute) == edit.colour,
                         }
                     )
+            began = time.perf_counter()
+            renderer.generate([edit.anchor_prompt], None, StepClock(pipe.scheduler, args.steps))
+            plain.append(time.perf_counter() - began)
         latents = pipe.vae.encode(pixels(image)).latent_dist.mean
         through_vae = pipe.image_processor.postprocess(pipe.vae.decode(latents).sample.detach(), output_type="pil")[0]
         bound.append(psnr(image, through_vae))
-        print(f"scene {edit.seed}: " + ", ".join(f"{v} {recon[v][-1]:.1f} dB" for v in VARIANTS), flush=True)
+        print(f"scene {edit.seed}: " + ", ".join(f"{v} {recon[v][-1]:.1f} dB" for v in variants), flush=True)
 
+    schedule = "flow" if args.model == "demo-flow" else "DDIM"
     print(
-        f"\ndemo model, 64x64, {args.scenes} drawn scenes (seeds {args.first_seed}+), {args.steps} DDIM steps, "
-        f"guidance {args.guidance}, CPU\n"
+        f"\n{args.model}, {size}x{size}, {args.scenes} drawn scenes (seeds {args.first_seed}+), {args.steps} "
+        f"{schedule} steps, guidance {args.guidance}, whole-tensor layers {', '.join(layers)}, CPU; "
+        f"one plain image {statistics.mean(plain):.2f} s\n"
     )
-    print("| reconstruction | PSNR min | median | mean | max | scenes >= 25 dB | inversion + anchor s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| reconstruction | PSNR min | median | mean | max | scenes >= 25 dB | inversion + anchor s | x plain |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, values in [("VAE round trip (the bound)", bound), *recon.items()]:
-        time_column = f"{statistics.mean(seconds[name]):.1f}" if name in seconds else "-"
+        took = "- | -"
+        if name in seconds:
+            mean = statistics.mean(seconds[name])
+            took = f"{mean:.2f} | {mean / statistics.mean(plain):.2f}"
         print(
             f"| {name} | {min(values):.1f} | {statistics.median(values):.1f} | {statistics.mean(values):.1f} | "
-            f"{max(values):.1f} | {sum(v >= 25 for v in values)}/{len(values)} | {time_column} |"
+            f"{max(values):.1f} | {sum(v >= 25 for v in values)}/{len(values)} | {took} |"
         )
     print("\n| inversion | setting | edit success | background MSE vs the image: median | mean |")
     print("|---|---|---|---|---|")

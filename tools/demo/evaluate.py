@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from framegen.engine.families import denoiser
+from framegen.engine.layers import LayerMap
 from framegen.models.demo import segmenter_path
+from framegen.models.facts import facts_of
 from framegen.output.report import compare
 from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import Prepared, prepare
@@ -118,6 +121,21 @@ SETTINGS = {
         ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
     ),
 }
+# demo-flow (FLUX-shaped): {first} are the vital blocks, {blocks} every block; the rows the
+# transformer literature uses, beside the paper's
+FLOW_SETTINGS = {
+    "no swap": "[]",
+    "whole vital blocks": '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}]',
+    "kv whole (Stable Flow)": "[{{mode: kv, layers: [{first}], steps: all}}]",
+    "kv masked (KV-Edit)": "[{{mode: kv, layers: [{blocks}], steps: all, mask: {{image: mask.png}}}}]",
+    "whole + hand mask": SETTINGS["whole + hand mask"],
+    "whole + auto attention": SETTINGS["whole + auto attention"],
+    "whole + threshold": SETTINGS["whole + relative threshold"],
+    "whole + local blend": (
+        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
+        ' {{mode: mask, layers: [LATENTS], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
+    ),
+}
 # The anchor's background, pixel-exact (the issue's stand-in for a hand-drawn region) and
 # drawn on a coarse grid as the paper drew it (every cell holding some of the person is
 # freed): settings that name either file render in a second pass.
@@ -126,7 +144,7 @@ GRID_CELLS = 8  # per side: the paper drew on 10x14 cells at 640x896, 1/10 of th
 
 BOARD = """
 version: 1
-model: {{id: demo, scheduler: ddim}}
+model: {model}
 render: {{steps: {steps}, guidance: {guidance}, seed: {seed}}}
 anchor: {{prompt: "{anchor}"}}
 frames:
@@ -141,17 +159,19 @@ class Evaluator:
     def __init__(
         self, pipe, steps: int = 30, guidance: float = 3.0, threshold: float = 0.13, relative: float = 0.1,
         settings=None, first_phase: str = "OUT3, OUT4", second_phase: str = "OUT3, OUT4, OUT5, OUT6, OUT10",
-        templates: dict[str, str] | None = None,
+        templates: dict[str, str] | None = None, model: str = "{id: demo, scheduler: ddim}",
     ):  # fmt: skip
-        self.pipe = pipe
+        self.pipe, self.model = pipe, model
         self.first_phase, self.second_phase = first_phase, second_phase
         self.steps, self.guidance, self.threshold, self.relative = steps, guidance, threshold, relative
         self.phase = round(0.4 * steps)
         self.templates = {**SETTINGS, **(templates or {})}  # extra settings, e.g. mask variants to tune
         self.settings = settings or list(self.templates)
         self.segmenter = RembgSegmenter("demo", segmenter_path())
-        side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        side = facts_of(pipe).config.native
         self.size = f"{side}x{side}"
+        layers = LayerMap.of(denoiser(pipe)).layers
+        self.blocks = ", ".join(layer.name for layer in layers if layer.name[0] in "DS" and layer.name[1:].isdigit())
 
     def _prepared(self, folder: Path, edit: Edit, settings: list[str]) -> Prepared:
         frames = "\n".join(
@@ -164,6 +184,7 @@ class Evaluator:
                 relative=self.relative,
                 first=self.first_phase,
                 second=self.second_phase,
+                blocks=self.blocks,
             )
             + "}"
             for name in settings
@@ -171,7 +192,12 @@ class Evaluator:
         path = folder / f"{edit.seed}-{len(settings)}.yaml"
         path.write_text(
             BOARD.format(
-                steps=self.steps, guidance=self.guidance, seed=edit.seed, anchor=edit.anchor_prompt, frames=frames
+                model=self.model,
+                steps=self.steps,
+                guidance=self.guidance,
+                seed=edit.seed,
+                anchor=edit.anchor_prompt,
+                frames=frames,
             )
         )
         return prepare(load_storyboard(path), self.pipe)
