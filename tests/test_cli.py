@@ -211,7 +211,7 @@ def test_validate_hub_model_offline_defers_layer_check(capsys):
     assert code == 0 and "layer names are checked when the model loads" in out
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo-photo.yaml", "demo-walk.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-photo.yaml", "demo-walk.yaml", "demo-flow.yaml"])
 def test_the_shipped_demo_storyboards_validate(capsys, name):
     path = Path(__file__).resolve().parents[1] / "storyboards" / name
     code, out, err = run(capsys, "validate", path)

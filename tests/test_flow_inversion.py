@@ -71,6 +71,21 @@ def test_inverse_euler_round_trips_and_refinements_close_the_gap(flow_pipe):
     assert errors[-1] < 0.01 * errors[0], errors
 
 
+def test_a_refinement_costs_one_call_per_step_reusing_the_last_velocity(flow_pipe):
+    from framegen.engine.flow_inversion import flow_latents, invert_flow
+
+    latents, grid = flow_latents(flow_pipe, Image.new("RGB", (64, 64), "red"))
+    calls = []
+    handle = flow_pipe.transformer.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        for refine in (0, 1, 3):
+            calls.clear()
+            invert_flow(flow_pipe, latents, PROMPT, STEPS, refine=refine, grid=grid)
+            assert len(calls) == (STEPS if refine == 0 else 1 + STEPS * refine), (refine, len(calls))
+    finally:
+        handle.remove()
+
+
 def test_nudging_scales_the_latents_the_trajectory_ends_on(flow_pipe):
     from framegen.engine.flow_inversion import flow_latents, invert_flow
 

@@ -206,15 +206,13 @@ Rule = Annotated[FullRule | MaskRule | ThresholdRule | KvRule, Field(discriminat
 
 
 class InversionSpec(_Strict):
-    """How a real image becomes the noise every pass starts from (engine/inversion.py)."""
+    """How a real image becomes the noise every pass starts from (engine/inversion.py, flow_inversion.py)."""
 
-    # negative-prompt: the anchor pass (the reconstruction) uses the anchor's prompt as its
-    # negative prompt, so it follows the inversion at any guidance; ddim: the render's
+    # negative-prompt: the reconstruction takes the anchor's prompt as its negative (so follows the inversion)
     method: Literal["negative-prompt", "ddim"] = "negative-prompt"
     guidance: float = Field(1.0, ge=1.0, allow_inf_nan=False)  # classifier-free guidance while inverting (ddim)
     refine: int = Field(0, ge=0, le=10)  # fixed-point refinements per inversion step (each costs a denoiser call)
-    # flow models (FLUX, SD3): the image's latents scaled by this before inverting (Stable Flow's latent nudging, 1.15)
-    nudge: float = Field(1.0, ge=1.0, le=2.0, allow_inf_nan=False)
+    nudge: float = Field(1.0, ge=1.0, le=2.0, allow_inf_nan=False)  # flow models: latents x this (Stable Flow: 1.15)
 
 
 class Anchor(_Strict):
