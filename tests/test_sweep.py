@@ -141,7 +141,7 @@ def test_probe_swaps_each_cross_attention_layer_alone(tmp_path, capsys):
         (["--layers", "OUT3", "--thresholds", "0.1"], "add --then mask or --then threshold"),
         (["--frame", "nope", "--probe"], "--frame: no frame named 'nope' (frames: pants, hair)"),
         ([], "give --probe, or --layers"),
-        (["--probe", "--steps", "1-3"], "--probe swaps each layer alone"),
+        (["--probe", "--steps", "1-3,1-4"], "--probe swaps each layer alone over one step range"),
     ],
 )
 def test_bad_arguments_are_one_line_with_exit_2(tmp_path, capsys, argv, message):
@@ -184,3 +184,16 @@ def test_batched_sweep_gives_the_same_table(tmp_path, capsys):
     assert [r["key"] for r in one] == [r["key"] for r in four]
     for a, b in zip(one, four):  # within the batching tolerance (one 8-bit level somewhere)
         assert abs(float(a["background_mse"]) - float(b["background_mse"])) < 0.05
+
+
+def test_a_kv_probe_over_early_steps_swaps_each_layers_keys_and_values_there(tmp_path, capsys):
+    board = tmp_path / "board.yaml"
+    board.write_text(BOARD)
+    options = ("--probe", "--kv", "--steps", "1-2", "--layers", "IN1,OUT11", "-o", tmp_path / "p")
+    code, _, _ = sweep(capsys, board, *options)
+    assert code == 0
+    rows = rows_of(tmp_path / "p")
+    assert [json.loads(r["key"]) for r in rows[1:]] == [
+        [{"mode": "kv", "steps": "1-2", "layers": [name]}] for name in ("IN1", "OUT11")
+    ]
+    assert "| layer (kv, steps 1-2) |" in (tmp_path / "p" / "sweep.md").read_text()

@@ -44,8 +44,10 @@ def add_phase_arguments(sweep) -> None:
     sweep.add_argument(
         "--probe",
         action="store_true",
-        help="swap each layer alone at every step (default layers: every cross-attention layer)",
+        help="swap each layer alone at every step, or over one --steps range (default layers: every "
+        "cross-attention layer); a transformer's blocks each carry the whole image, so give it early steps",
     )
+    sweep.add_argument("--kv", action="store_true", help="with --probe: each layer's attention keys and values")
     sweep.add_argument("--layers", metavar="L,L", help="layers of the whole-tensor phase (or the probe's candidates)")
     sweep.add_argument(
         "--subsets",
@@ -227,15 +229,19 @@ def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) 
             "--then-layers, --thresholds, --relative and --mask belong to a second phase: "
             "add --then mask or --then threshold"
         )
+    if args.kv and not args.probe:
+        raise InvalidInput("--kv belongs to --probe")
     if args.probe:
-        if args.then or args.subsets or args.steps:
-            raise InvalidInput("--probe swaps each layer alone at every step: drop --steps, --subsets and --then")
+        ranges = parse_ranges(args.steps, total) if args.steps else [(1, total)]
+        if args.then or args.subsets or len(ranges) > 1:
+            raise InvalidInput("--probe swaps each layer alone over one step range: drop --subsets and --then")
         names = (
             parse_layers(args.layers, layers, "--layers")
             if args.layers
             else [layer.name for layer in layers.cross_attention_layers()]
         )
-        return plan_runs(total_steps=total, probe=names)
+        mode = "kv" if args.kv else "full"
+        return plan_runs(total_steps=total, probe=names, probe_mode=mode, probe_steps=ranges[0])
     if not args.layers:
         raise InvalidInput("give --probe, or --layers (with --steps) for whole-tensor runs")
     names = parse_layers(args.layers, layers, "--layers")

@@ -53,6 +53,8 @@ def plan_runs(
     *,
     total_steps: int,
     probe: list[str] | None = None,
+    probe_mode: str = "full",
+    probe_steps: tuple[int, int] | None = None,
     layers: list[str] | None = None,
     ranges: list[tuple[int, int]] = (),
     use_subsets: bool = False,
@@ -65,13 +67,17 @@ def plan_runs(
 ) -> list[Run]:
     """The no-swap baseline, then the runs of one protocol:
 
-    - probe: each layer alone, full, at every step;
+    - probe: each layer alone, full (or its keys and values: `probe_mode` kv), at every
+      step or over `probe_steps`;
     - whole: `layers` (or each subset of them) full over each step range;
     - then mask / threshold: `layers` full over each range, then `then_layers` (or each
       subset, the empty one included) by mask or by each threshold for the rest."""
     runs = [Run((), "", "no swap", "")]
     if probe is not None:
-        return runs + [Run((_full([n], 1, total_steps),), "probe", n, "all steps") for n in probe]
+        first, last = probe_steps or (1, total_steps)
+        col = "all steps" if (first, last) == (1, total_steps) else f"steps {first}-{last}"
+        rule = {"mode": probe_mode, "steps": f"{first}-{last}"}
+        return runs + [Run(({**rule, "layers": [n]},), "probe", n, f"{probe_mode}, {col}") for n in probe]
     for first, last in ranges:
         col = f"{first}-{last}"
         if then is None:

@@ -67,7 +67,7 @@ def tables_markdown(runs: list[Run], rows: dict[str, dict], min_foreground: floa
         lines.append(f"### {name}")
         lines.append("")
         if name == "probe":
-            lines += ["| layer | background MSE | foreground MSE |", "|---|---|---|"]
+            lines += [f"| layer ({col_names[0]}) | background MSE | foreground MSE |", "|---|---|---|"]
             for r in row_names:
                 found = cell[(r, col_names[0])]
                 weak = " *" if (number(found["foreground_mse"]) or 0.0) < min_foreground else ""
