@@ -3,6 +3,7 @@ gets what every frame gets (its masks written and reported), and a caller's pipe
 back from a render as it went in."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,3 +94,27 @@ def test_a_callers_pipe_comes_back_as_it_went_in(tmp_path):
     assert pipe.scheduler is scheduler
     assert pipe.get_list_adapters() == {"unet": ["mine"]} and pipe.get_active_adapters() == ["mine"]
     assert np.array_equal(plain(), before)
+
+
+def test_in_betweens_encode_each_prompt_once_and_match_the_direct_interpolation(tiny_pipe, monkeypatch):
+    from types import SimpleNamespace
+
+    import framegen.run.conditioning as conditioning
+    from framegen.engine.encoding import encoded
+    from framegen.engine.tween import between
+    from framegen.run.render import RenderSettings
+
+    calls = []
+
+    def counted(pipe, prompt, negative=None, guided=True):
+        calls.append(prompt)
+        return encoded(pipe, prompt, negative, guided)
+
+    monkeypatch.setattr(conditioning, "encoded", counted)
+    texts = conditioning.Conditioning(tiny_pipe, Path("."), RenderSettings(64, 64, 3, 5.0, 0, "blurry"))
+    start, end = "girl, red shirt", "girl, green shirt"
+    for t in (0.25, 0.5, 0.75):
+        shot = SimpleNamespace(prompt=end, between=SimpleNamespace(prompt=start, t=t))
+        got, expected = texts.text(shot), between(tiny_pipe, start, end, t, "blurry")
+        assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    assert calls == [start, end]

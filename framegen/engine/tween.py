@@ -31,4 +31,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def between(pipe, start: str, end: str, t: float, negative_prompt: str = "") -> dict:
     """Keyword arguments for `pipe(...)`: the conditioning `t` of the way from `start` to `end`."""
     a, b = encoded(pipe, start, negative_prompt or None), encoded(pipe, end, negative_prompt or None)
+    return between_encoded(a, b, t)
+
+
+def between_encoded(a: dict, b: dict, t: float) -> dict:
+    """The same from two prompts' encodings (`encoded`'s), so a prompt is encoded once."""
     return {key: slerp(a[key], b[key], t) if key in POSITIVE else value for key, value in a.items()}

@@ -8,23 +8,36 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..engine.encoding import encoded
 from ..engine.inversion import fitted_file
-from ..engine.tween import between
+from ..engine.tween import between_encoded
 from .render import RenderSettings
 from .shots import Shot
+
+KEPT_ENCODINGS = 4
 
 
 class Conditioning:
     def __init__(self, pipe, folder: Path, settings: RenderSettings):
         self.pipe, self.folder, self.settings = pipe, folder, settings
         self._images: dict[str, Image.Image] = {}  # control image path -> the image at the render's size
+        self._encoded: dict[str, dict] = {}  # the last few prompts' encodings: in-betweens share their ends
 
     def text(self, shot: Shot) -> str | dict:
         """The prompt, or an in-between's keyword arguments for the pipe (prompt_embeds, ...)."""
         if shot.between is None:
             return shot.prompt
-        b = shot.between
-        return between(self.pipe, b.prompt, shot.prompt, b.t, self.settings.negative_prompt)
+        return between_encoded(self.encoded(shot.between.prompt), self.encoded(shot.prompt), shot.between.t)
+
+    def encoded(self, prompt: str) -> dict:
+        """`prompt` encoded once while it is among the last KEPT_ENCODINGS used: a run of
+        in-betweens between two frames encodes the two prompts once, and a clip of any length
+        keeps a handful."""
+        if prompt not in self._encoded:
+            if len(self._encoded) == KEPT_ENCODINGS:
+                del self._encoded[next(iter(self._encoded))]
+            self._encoded[prompt] = encoded(self.pipe, prompt, self.settings.negative_prompt or None)
+        return self._encoded[prompt]
 
     def control(self, shot: Shot) -> list[Image.Image] | None:
         """One image per ControlNet, fitted as an anchor image is; an in-between's the frame

@@ -121,20 +121,20 @@ SETTINGS = {
         ' {{mode: mask, layers: [{second}], steps: "{after}-{steps}", mask: {{auto: noise}}}}]'
     ),
 }
-# demo-flow (FLUX-shaped): {first} are the vital blocks, {blocks} every block; the rows the
+# demo-flow (FLUX-shaped): {first} are the vital blocks, {blocks} every block. On a DiT the
+# colour of a garment is settled in the same early steps as the layout, so masks act from
+# step 1 (a whole-tensor phase first would fix the anchor's colours); the rows the
 # transformer literature uses, beside the paper's
 FLOW_SETTINGS = {
     "no swap": "[]",
     "whole vital blocks": '[{{mode: full, layers: [{first}], steps: "1-{phase}"}}]',
     "kv whole (Stable Flow)": "[{{mode: kv, layers: [{first}], steps: all}}]",
     "kv masked (KV-Edit)": "[{{mode: kv, layers: [{blocks}], steps: all, mask: {{image: mask.png}}}}]",
-    "whole + hand mask": SETTINGS["whole + hand mask"],
-    "whole + auto attention": SETTINGS["whole + auto attention"],
-    "whole + threshold": SETTINGS["whole + relative threshold"],
-    "whole + local blend": (
-        '[{{mode: full, layers: [{first}], steps: "1-{phase}"}},'
-        ' {{mode: mask, layers: [LATENTS], steps: "{after}-{steps}", mask: {{auto: attention}}}}]'
-    ),
+    "kv + auto attention": "[{{mode: kv, layers: [{blocks}], steps: all, mask: {{auto: attention}}}}]",
+    "hand mask": "[{{mode: mask, layers: [{first}], steps: all, mask: {{image: mask.png}}}}]",
+    "auto attention": "[{{mode: mask, layers: [{first}], steps: all, mask: {{auto: attention}}}}]",
+    "threshold": "[{{mode: threshold, layers: [{first}], steps: all, threshold: {relative}, relative: true}}]",
+    "local blend": "[{{mode: mask, layers: [LATENTS], steps: all, mask: {{auto: attention}}}}]",
 }
 # The anchor's background, pixel-exact (the stand-in for a hand-drawn region) and
 # drawn on a coarse grid as the paper drew it (every cell holding some of the person is
