@@ -14,8 +14,8 @@ attention mask for the remaining steps. Per inversion variant it prints the reco
 PSNR against the drawn image (with the VAE's own round trip, the bound), and per setting the
 edit success (the demo segmenter's person, its garment band's colour) and the background
 MSE against the drawn image (what a report measures). On demo-flow (128x128 scenes) the
-variants are inverse Euler along its flow schedule, with one fixed-point refinement, with
-Stable Flow's latent nudging (x1.15), and both; the whole-tensor layers are `--vital`; the
+variants are inverse Euler along its flow schedule, with one fixed-point refinement, and
+with Stable Flow's latent nudging (x1.15); the whole-tensor layers are `--vital`; the
 last column is the inversion plus the reconstruction against one plain image of the prompt.
 """
 
@@ -52,7 +52,6 @@ FLOW_VARIANTS = {  # demo-flow: inverse Euler, its refinement, Stable Flow's lat
     "inverse Euler (default)": {},
     "inverse Euler, refine 1": {"refine": 1},
     "inverse Euler, nudge 1.15": {"nudge": 1.15},
-    "inverse Euler, refine 1, nudge 1.15": {"refine": 1, "nudge": 1.15},
 }
 MODELS = {  # --model -> (its storyboard's model block, size, inversion variants, whole-tensor layers)
     "demo": ({"id": "demo", "scheduler": "ddim"}, 64, VARIANTS, ["IN8", "OUT3", "OUT4", "OUT5", "OUT6"]),
