@@ -13,6 +13,8 @@ from PIL import Image
 from framegen.cli import main
 from framegen.models.builtins import tiny_build
 
+from .test_real_anchor import photo as real_anchor_photo
+
 STEPS = 6
 PROMPT = "girl, white hair, red shirt, blue skirt"
 FAMILIES = ("tiny-random-flux", "tiny-random-sd3")
@@ -26,12 +28,9 @@ def flow_pipe(request):
 
 
 def photo(folder):
-    """A 64x64 picture with a sky, a ground and a figure."""
-    image = Image.new("RGB", (64, 64), (40, 60, 160))
-    image.paste((40, 150, 50), (0, 40, 64, 64))
-    image.paste((220, 40, 40), (26, 20, 38, 50))
-    image.save(folder / "photo.png")
-    return image
+    """test_real_anchor's 64x64 picture (a sky, a ground, a figure) as folder/photo.png, opened."""
+    with Image.open(real_anchor_photo(folder)) as image:
+        return image.convert("RGB")
 
 
 def test_the_inversion_walks_the_pipelines_own_schedule(flow_pipe):

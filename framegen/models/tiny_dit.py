@@ -26,21 +26,21 @@ SD3_TRANSFORMER = dict(
 )  # fmt: skip
 
 
-def tiny_t5_tokenizer():
+def tiny_t5_tokenizer(words: tuple[str, ...] = (), length: int = T5_LENGTH):
     """A T5 tokenizer (SentencePiece unigram, no start token, `</s>` at the end) over
-    printable ASCII, one token per character."""
+    printable ASCII, one token per character, and each of `words` one piece (demo-flow's)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)] + [
-        (chr(c), -2.0) for c in range(32, 127)
-    ]
+    space, char = (-3.0, -4.0) if words else (-1.0, -2.0)  # a word's piece outscores its letters
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", space)]
+    pieces += [("\u2581" + word, -1.0) for word in words] + [(chr(c), char) for c in range(32, 127)]
     tokenizer = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
     tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return T5TokenizerFast(
         tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0,
-        model_max_length=T5_LENGTH,
+        model_max_length=length,
     )  # fmt: skip
 
 

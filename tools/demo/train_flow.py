@@ -42,21 +42,11 @@ TRANSFORMER = dict(
 T5 = dict(d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4, dropout_rate=0.0)
 
 
-def t5_tokenizer(words=GRAMMAR_WORDS):
-    """A T5 tokenizer (SentencePiece unigram, `</s>` at the end, no start token) in which
-    every grammar word is one piece; other text falls back to characters."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+def t5_tokenizer():
+    """A T5 tokenizer in which every grammar word is one piece; other text falls back to characters."""
+    from framegen.models.tiny_dit import tiny_t5_tokenizer
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
-    pieces += [("\u2581" + word, -1.0) for word in words] + [(chr(c), -4.0) for c in range(32, 127)]
-    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
-    tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(
-        tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0,
-        model_max_length=T5_LENGTH,
-    )  # fmt: skip
+    return tiny_t5_tokenizer(GRAMMAR_WORDS, T5_LENGTH)
 
 
 def scheduler():
