@@ -13,10 +13,10 @@ from PIL import Image
 from framegen.cli import main
 from framegen.models.builtins import tiny_build
 
+from .test_real_anchor import PROMPT, STEPS, pixels
+from .test_real_anchor import board as real_anchor_board
 from .test_real_anchor import photo as real_anchor_photo
 
-STEPS = 6
-PROMPT = "girl, white hair, red shirt, blue skirt"
 FAMILIES = ("tiny-random-flux", "tiny-random-sd3")
 
 
@@ -96,23 +96,11 @@ def test_nudging_scales_the_latents_the_trajectory_ends_on(flow_pipe):
 
 
 def board(model: str, **anchor) -> dict:
-    return {
-        "version": 1,
-        "model": {"id": model},
-        "render": {"width": 64, "height": 64, "steps": STEPS, "guidance": 3.0, "seed": 3},
-        "anchor": {"prompt": PROMPT, "image": "photo.png", **anchor},
-        "swap": [{"mode": "full", "layers": ["D0"], "steps": "1-3"}],
-        "frames": [
-            {"name": "green", "replace": {"red shirt": "green shirt"}},
-            {"name": "kept", "replace": {"red shirt": "green shirt"},
-             "swap": [{"mode": "full", "layers": ["LATENTS"], "steps": "all"}]},
-        ],
-        "report": {"background": {"segmenter": "none"}},
-    }  # fmt: skip
-
-
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
+    """test_real_anchor's storyboard on `model`, its whole-tensor rule on D0, guidance 3."""
+    changes = {f"anchor.{key}": value for key, value in anchor.items()}
+    spec = real_anchor_board(**{"model.id": model, "render.guidance": 3.0, **changes})
+    spec["swap"] = [{"mode": "full", "layers": ["D0"], "steps": "1-3"}]
+    return spec
 
 
 @pytest.mark.parametrize("model", FAMILIES)

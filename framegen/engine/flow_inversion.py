@@ -36,8 +36,7 @@ def flow_latents(pipe, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int
     if family_of(pipe.transformer.config).name != "flux":
         return latents, None
     _, c, h, w = latents.shape
-    packed = latents.view(1, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, (h // 2) * (w // 2), c * 4)
-    return packed, (h // 2, w // 2)
+    return pipe._pack_latents(latents, 1, c, h, w), (h // 2, w // 2)
 
 
 def schedule(pipe, steps: int, tokens: int):
@@ -67,8 +66,8 @@ def invert_flow(
     `guidance` > 1: SD3's classifier-free guidance against `negative_prompt` while inverting;
     `embedded_guidance`: FLUX.1-dev's guidance embedding (the render's, so that the anchor
     pass retraces the inversion). `on_step(i)` after each of the `steps` steps."""
-    flux = grid is not None
-    tokens = latents.shape[1] if flux else (latents.shape[2] // 2) * (latents.shape[3] // 2)
+    flux, patch = grid is not None, pipe.transformer.config.get("patch_size", 1)
+    tokens = latents.shape[1] if flux else (latents.shape[2] // patch) * (latents.shape[3] // patch)
     scheduler = schedule(pipe, steps, tokens)
     sigmas, times = scheduler.sigmas.tolist(), scheduler.timesteps.tolist() + [0.0]
     guided = guidance > 1 and not flux

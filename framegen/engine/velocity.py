@@ -8,14 +8,6 @@ from __future__ import annotations
 import torch
 
 
-def image_ids(grid: tuple[int, int], device, dtype) -> torch.Tensor:
-    """FLUX's image position ids for an (h, w) grid of packed tokens: (h * w, 3), row and column."""
-    h, w = grid
-    ids = torch.zeros(h, w, 3, device=device, dtype=dtype)
-    ids[..., 1], ids[..., 2] = torch.arange(h, device=device)[:, None], torch.arange(w, device=device)
-    return ids.reshape(-1, 3)
-
-
 def velocity(pipe, latents: torch.Tensor, t: float | torch.Tensor, text: dict, grid=None, guidance=None):
     """The velocity at `latents` for `text` (`prompt_embeds`, `pooled_prompt_embeds`, a row
     per latents row); `grid`: FLUX's (h, w) of packed tokens; `guidance`: FLUX.1-dev's
@@ -32,5 +24,5 @@ def velocity(pipe, latents: torch.Tensor, t: float | torch.Tensor, text: dict, g
     return model(
         hidden_states=latents, timestep=timestep / 1000, guidance=embedded, pooled_projections=pooled,
         encoder_hidden_states=embeds, txt_ids=torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype),
-        img_ids=image_ids(grid, device, dtype), return_dict=False,
+        img_ids=pipe._prepare_latent_image_ids(n, *grid, device, dtype), return_dict=False,
     )[0]  # fmt: skip

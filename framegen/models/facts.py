@@ -31,6 +31,7 @@ class ModelConfig:
     denoiser: dict
     vae_scale: int
     modules: frozenset[str] | None = None  # a loaded denoiser's module paths (raw layer paths then resolve)
+    vae_size: int | None = None  # the VAE config's sample_size: the side in pixels a FLUX config does not name
 
     @property
     def family(self) -> Family:
@@ -42,7 +43,7 @@ class ModelConfig:
 
     @property
     def native(self) -> int:
-        return native_size(self.denoiser, self.vae_scale)
+        return native_size(self.denoiser, self.vae_scale, self.vae_size)
 
     @property
     def size_step(self) -> int:
@@ -86,15 +87,15 @@ def facts_of(pipe) -> ModelFacts:
     """The facts of a loaded pipeline."""
     model = denoiser(pipe)
     modules = frozenset(name for name, _ in model.named_modules() if name)
-    config = ModelConfig(dict(model.config), pipe.vae_scale_factor, modules)
+    config = ModelConfig(dict(model.config), pipe.vae_scale_factor, modules, pipe.vae.config.get("sample_size"))
     return ModelFacts(config, pipe.scheduler, str(model.dtype).removeprefix("torch."), pipe.device.type)
 
 
-def native_size(config, vae_scale: int) -> int:
+def native_size(config, vae_scale: int, vae_size: int | None = None) -> int:
     """The side in pixels a denoiser config was trained at (sample_size x the VAE's scale;
-    FLUX.1's config has none: it was trained at 1024)."""
+    a FLUX config has none: its VAE's sample_size, else FLUX.1's 1024)."""
     if "sample_size" not in config and family_of(config).name == "flux":
-        return 1024
+        return vae_size or 1024
     sample = config["sample_size"] if "sample_size" in config else 64
     return (sample if isinstance(sample, int) else sample[0]) * vae_scale
 
@@ -125,12 +126,7 @@ def configs_offline(spec: ModelSpec) -> ModelConfig | None:
         return ModelConfig(*tiny_config(spec.id))
     location = locate(spec.id)
     folder = built_in(spec.id) if location.kind == "built-in" else Path(spec.id).expanduser()
-    config = folder_configs(folder)
-    if config is not None and spec.id == "demo-flow":  # FLUX configs name no size; demo_flow's loader adds it
-        from . import demo_flow
-
-        config.denoiser["sample_size"] = demo_flow.NATIVE_SIZE[0] // demo_flow.VAE_SCALE
-    return config
+    return folder_configs(folder)
 
 
 def folder_configs(folder: Path) -> ModelConfig | None:
@@ -138,10 +134,9 @@ def folder_configs(folder: Path) -> ModelConfig | None:
     found = [folder / name / "config.json" for name in DENOISERS if (folder / name / "config.json").is_file()]
     if not found:
         return None
-    vae, scale = folder / "vae" / "config.json", 8
-    if vae.is_file():
-        scale = 2 ** (len(json.loads(vae.read_text())["block_out_channels"]) - 1)
-    return ModelConfig(json.loads(found[0].read_text()), scale)
+    vae = json.loads((folder / "vae" / "config.json").read_text()) if (folder / "vae" / "config.json").is_file() else {}
+    scale = 2 ** (len(vae["block_out_channels"]) - 1) if vae else 8
+    return ModelConfig(json.loads(found[0].read_text()), scale, vae_size=vae.get("sample_size"))
 
 
 def configs_online(model_id: str, revision: str | None = None) -> ModelConfig:
@@ -160,4 +155,4 @@ def configs_online(model_id: str, revision: str | None = None) -> ModelConfig:
         raise RenderFailure(
             f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
         ) from None
-    return ModelConfig(dict(config), 2 ** (len(vae["block_out_channels"]) - 1))
+    return ModelConfig(dict(config), 2 ** (len(vae["block_out_channels"]) - 1), vae_size=vae.get("sample_size"))

@@ -11,7 +11,7 @@ Weights come from fixed seeds, so two builds are bit-identical on the same machi
 
 from __future__ import annotations
 
-from .tiny import SEED, TEXT_LENGTH, tiny_tokenizer
+from .tiny import NATIVE_SIZE, SEED, TEXT_LENGTH, tiny_tokenizer
 
 T5_LENGTH = 64  # tokens the tiny T5 encodes (FLUX.1 uses 512, SD3 256)
 
@@ -68,7 +68,7 @@ def _vae():
     return AutoencoderKL(
         block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, latent_channels=4, norm_num_groups=4,
-        scaling_factor=1.5, shift_factor=0.1,
+        scaling_factor=1.5, shift_factor=0.1, sample_size=NATIVE_SIZE[0],  # the native size FLUX's config lacks
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ own) and its control images at the render's size (an in-between's cross-faded)."
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from PIL import Image
@@ -21,7 +22,8 @@ class Conditioning:
     def __init__(self, pipe, folder: Path, settings: RenderSettings):
         self.pipe, self.folder, self.settings = pipe, folder, settings
         self._images: dict[str, Image.Image] = {}  # control image path -> the image at the render's size
-        self._encoded: dict[str, dict] = {}  # the last few prompts' encodings: in-betweens share their ends
+        # a run of in-betweens between two frames encodes the two prompts once; a clip of any length keeps a few
+        self.encoded = functools.lru_cache(maxsize=KEPT_ENCODINGS)(self._encode)
 
     def text(self, shot: Shot) -> str | dict:
         """The prompt, or an in-between's keyword arguments for the pipe (prompt_embeds, ...)."""
@@ -29,15 +31,8 @@ class Conditioning:
             return shot.prompt
         return between_encoded(self.encoded(shot.between.prompt), self.encoded(shot.prompt), shot.between.t)
 
-    def encoded(self, prompt: str) -> dict:
-        """`prompt` encoded once while it is among the last KEPT_ENCODINGS used: a run of
-        in-betweens between two frames encodes the two prompts once, and a clip of any length
-        keeps a handful."""
-        if prompt not in self._encoded:
-            if len(self._encoded) == KEPT_ENCODINGS:
-                del self._encoded[next(iter(self._encoded))]
-            self._encoded[prompt] = encoded(self.pipe, prompt, self.settings.negative_prompt or None)
-        return self._encoded[prompt]
+    def _encode(self, prompt: str) -> dict:
+        return encoded(self.pipe, prompt, self.settings.negative_prompt or None)
 
     def control(self, shot: Shot) -> list[Image.Image] | None:
         """One image per ControlNet, fitted as an anchor image is; an in-between's the frame

@@ -28,6 +28,7 @@ from ..engine.hooks import StepClock, record, swapping
 from ..engine.inversion import Inversion, encode, invert
 from ..engine.swap import SwapRule
 from ..errors import Cancelled, RenderFailure
+from ..storyboard.schema import InversionSpec
 
 # `render --watch` sets a check that gives a pass up between steps when the inputs changed
 CANCEL: ContextVar[Callable[[], bool] | None] = ContextVar("framegen_cancel", default=None)
@@ -71,21 +72,19 @@ class Renderer:
 
     def invert(self, image: Image.Image, prompt: str, on_step: OnStep | None = None, how=None) -> Inversion:
         """A real image (at the render's size) inverted to the noise every later pass starts
-        from; `how`: the storyboard's InversionSpec (guidance, refine, nudge), else the defaults.
+        from; `how`: the storyboard's InversionSpec (guidance, refine, nudge), else its defaults.
         U-Nets invert along DDIM, flow transformers by inverse Euler (FLUX.1-dev with the
         render's embedded guidance, so the anchor pass retraces it)."""
-        settings, pipe = self.settings, self.pipe
-        guidance, refine, nudge = (how.guidance, how.refine, how.nudge) if how is not None else (1.0, 0, 1.0)
+        settings, pipe, how = self.settings, self.pipe, how or InversionSpec()
+        steps, negative = settings.steps, settings.negative_prompt
         if family_of(denoiser(pipe).config).transformer:
             latents, grid = flow_latents(pipe, image)
             inverted = invert_flow(
-                pipe, latents, prompt, settings.steps, guidance, settings.negative_prompt, refine, nudge, on_step,
-                grid, embedded_guidance=settings.guidance,
+                pipe, latents, prompt, steps, how.guidance, negative, how.refine, how.nudge, on_step, grid,
+                embedded_guidance=settings.guidance,
             )  # fmt: skip
         else:
-            latents = encode(pipe, image)
-            negative = settings.negative_prompt
-            inverted = invert(pipe, latents, prompt, settings.steps, guidance, negative, refine, on_step)
+            inverted = invert(pipe, encode(pipe, image), prompt, steps, how.guidance, negative, how.refine, on_step)
         self.anchor_state.noise = inverted.noise
         return inverted
 

@@ -254,6 +254,12 @@ def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents
     pred = unet(noise_scheduler.add_noise(latents, noise, t), t, text_encoder(tokens)[0]).sample
     snr = noise_scheduler.alphas_cumprod[t] / (1 - noise_scheduler.alphas_cumprod[t])
     loss = ((snr.clamp(max=5.0) / snr).view(-1, 1, 1, 1) * (pred - noise) ** 2).mean()
+    return optimise(loss, opt, params, ema, decay)
+
+
+def optimise(loss, opt, params, ema, decay: float) -> float:
+    """The step every demo training takes: backward, the gradient norm clipped at 1, the
+    optimiser's step, then the EMA of `params` moved 1 - decay of the way; the loss."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -262,6 +268,13 @@ def denoiser_step(unet, text_encoder, noise_scheduler, opt, params, ema, latents
         for e, p in zip(ema, params):
             e.lerp_(p, 1 - decay)
     return loss.item()
+
+
+def load_ema(ema, params) -> None:
+    """The EMA weights into `params` (what the trainings save)."""
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            p.copy_(e)
 
 
 def train_denoiser(
@@ -304,9 +317,7 @@ def train_denoiser(
                 f"{(step + 1) * batch / (time.time() - t0):.1f} samples/s"
             )
         step += 1
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
+    load_ema(ema, params)
     unet.eval().requires_grad_(False)
     text_encoder.eval().requires_grad_(False)
     return step, losses

@@ -30,7 +30,7 @@ from PIL import Image
 from framegen.models.demo import load_pipeline
 
 from .scenes import make_scene
-from .train import TEXT_LENGTH, lr_at, save_grid, start_run, to_tensor
+from .train import TEXT_LENGTH, load_ema, lr_at, optimise, save_grid, start_run, to_tensor
 
 CONDITION_CHANNELS = (16, 32, 64)  # two stride-2 convolutions: 64 px -> the 16x16 latent
 
@@ -107,22 +107,12 @@ def main(argv=None):
         down, mid = controlnet(noisy, t, text, controlnet_cond=conditions[idx], return_dict=False)
         pred = unet(noisy, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(0.995, (1 + step) / (10 + step))
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - decay)
-        losses.append(loss.item())
+        losses.append(optimise(loss, opt, params, ema, min(0.995, (1 + step) / (10 + step))))
         if step % 25 == 0:
             log(f"step {step} loss {np.mean(losses[-25:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"{(step + 1) * args.batch / (time.time() - start):.1f} samples/s")  # fmt: skip
         step += 1
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
+    load_ema(ema, params)
     controlnet.eval().requires_grad_(False)
     log(f"done: {step} steps at batch {args.batch}, loss (last 100) {np.mean(losses[-100:]):.4f}, "
         f"{(time.time() - start) / 60:.1f} min")  # fmt: skip

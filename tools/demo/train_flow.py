@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .scenes import GRAMMAR_WORDS, make_scene
-from .train import SAMPLE_PROMPTS, install_problem, lr_at, save_grid, start_run, to_tensor
+from .train import SAMPLE_PROMPTS, install_problem, load_ema, lr_at, optimise, save_grid, start_run, to_tensor
 
 SIZE = 128  # px; the demo VAE's scale 4 and FLUX's 2x2 packing: a 16x16 token grid
 T5_LENGTH = 32
@@ -140,22 +140,12 @@ def train(pipe, data, *, seconds, batch, lr, rng, log, device) -> tuple[int, lis
         z = (mean[idx] + std[idx] * torch.randn_like(mean[idx]) - shift) * scale
         x0 = FluxPipeline._pack_latents(z, batch, z.shape[1], z.shape[2], z.shape[3])
         loss = flow_step(pipe, x0, clip_ids[idx], t5_ids[idx], image_ids, text_ids)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(0.998, (1 + step) / (10 + step))
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - decay)
-        losses.append(loss.item())
+        losses.append(optimise(loss, opt, params, ema, min(0.998, (1 + step) / (10 + step))))
         if step % 25 == 0:
             rate = (step + 1) * batch / (time.time() - t0)
             log(f"step {step} loss {np.mean(losses[-25:]):.4f} lr {opt.param_groups[0]['lr']:.2e} {rate:.1f} samples/s")
         step += 1
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
+    load_ema(ema, params)
     for m in modules:
         m.eval().requires_grad_(False)
     return step, losses
@@ -187,7 +177,9 @@ def main(argv=None):
     mean, std = latents_of(pipe.vae, np.stack([np.asarray(s.image) for s in scenes]), device)
     del scenes
     if not args.resume:  # FLUX's latents are (z - shift) * scale: centred, unit variance
-        pipe.vae.register_to_config(shift_factor=mean.mean().item(), scaling_factor=1 / mean.std().item())
+        pipe.vae.register_to_config(
+            shift_factor=mean.mean().item(), scaling_factor=1 / mean.std().item(), sample_size=SIZE
+        )  # sample_size: the native size framegen reads (FLUX transformer configs name none)
     data = (mean, std, *text_inputs(pipe, captions, device))
     log(f"data: {len(captions)} scenes at {SIZE} px, latents {tuple(mean.shape)} in {time.time() - t0:.0f}s")
     metrics["params"] = {name: sum(p.numel() for p in getattr(pipe, name).parameters())

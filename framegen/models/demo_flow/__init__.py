@@ -15,13 +15,12 @@ from pathlib import Path
 
 WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
 NATIVE_SIZE = (128, 128)  # width, height: 32x32 latents, a 16x16 grid of image tokens
-VAE_SCALE = 4
 T5_LENGTH = 32  # the T5 tokens it was trained with (its tokenizer's model_max_length)
 
 
 def load_pipeline(dtype=None):
-    """The demo-flow FluxPipeline, loaded offline from safetensors in WEIGHTS_DIR. Its
-    transformer's config carries the native size (FLUX.1's own configs have none)."""
+    """The demo-flow FluxPipeline, loaded offline from safetensors in WEIGHTS_DIR (its VAE's
+    config names the native size, which FLUX transformer configs do not)."""
     import torch
     from diffusers import FluxPipeline
 
@@ -33,6 +32,5 @@ def load_pipeline(dtype=None):
     pipe = FluxPipeline.from_pretrained(
         WEIGHTS_DIR, dtype=dtype or torch.float32, use_safetensors=True, local_files_only=True
     )
-    pipe.transformer.register_to_config(sample_size=NATIVE_SIZE[0] // VAE_SCALE)
     pipe.set_progress_bar_config(disable=True)
     return pipe
