@@ -36,7 +36,7 @@ from PIL import Image
 
 from framegen.engine.hooks import StepClock
 from framegen.models import demo, demo_flow
-from framegen.output.report import compare, psnr
+from framegen.output.measure import compare, psnr
 from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import prepare
 from framegen.storyboard import load_storyboard

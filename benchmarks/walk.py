@@ -28,7 +28,7 @@ import numpy as np
 
 from framegen.models.demo import segmenter_path
 from framegen.models.load import load_pipeline
-from framegen.output.report import compare
+from framegen.output.measure import compare
 from framegen.output.segmenters import RembgSegmenter
 from framegen.run.anchor import render_anchor
 from framegen.run.prepare import prepare

@@ -16,7 +16,7 @@ _WHERE = {
     "load_storyboard": "storyboard",
     "Storyboard": "storyboard",
     "render_storyboard": "run.job",
-    "RenderResult": "run.job",
+    "RenderResult": "run.finish",
     "prepare": "run.prepare",
     "Prepared": "run.prepare",
     "Renderer": "run.render",

@@ -48,7 +48,7 @@ def test_whole_tensor_swap_halves_background_mse_and_keeps_the_edit(pipe, index)
 def test_attention_mask_local_blend_keeps_the_background_and_the_edit(pipe, tmp_path, index):
     from PIL import Image
 
-    from framegen.output.report import compare
+    from framegen.output.measure import compare
     from framegen.storyboard import load_storyboard
     from tools.demo.evaluate import Evaluator, edits, garment_colour
 

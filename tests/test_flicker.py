@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from framegen.cli import main
-from framegen.output.page import chart
+from framegen.output.chart import Chart
 
 EXACT = ["IN1", "IN2", "IN4", "IN5", "IN7", "IN8", "MID"] + [f"OUT{i}" for i in range(3, 12)]  # tiny-random's bound
 SAME = {"mode": "full", "layers": EXACT, "steps": "all"}
@@ -83,7 +83,10 @@ def test_check_without_limits_uses_none_when_the_storyboard_sets_none(tmp_path, 
 
 def test_the_chart_leaves_room_for_long_axis_labels_and_puts_limits_off_the_bars():
     frames = [{"name": "a", "background_mse": 11100.0, "flicker": 50.0}, {"name": "b", "background_mse": 20.0}]
-    svg = chart(frames, 9000.0, set(), 40.0)
+    chart = Chart(len(frames))
+    for frame in frames:
+        chart.add(frame, "pass")
+    svg = chart.svg(9000.0, 40.0)
     assert ">1.11e+04</text>" in svg  # the top tick, whole: it read "11e+04" when cut at the left edge
     first_bar_x = float(svg.split('<rect class="bar')[1].split('x="')[1].split('"')[0])
     assert first_bar_x >= 10 + 7 * len("1.11e+04")

@@ -83,15 +83,18 @@ def test_a_measurement_that_is_no_finite_number_fails_the_gate_naming_the_frame(
 def test_a_blank_frame_is_reported_as_blank_not_as_a_number(tmp_path):
     from PIL import Image
 
-    from framegen.output.report import measured, run_checks
+    from framegen.output.measure import Measure
+    from framegen.output.report import run_checks
     from framegen.output.segmenters import NoSegmenter
 
     (tmp_path / "frames").mkdir()
     Image.new("RGB", (16, 16), "black").save(tmp_path / "frames" / "0001.png")  # NaN latents decode to this
     entry = {"name": "nan", "index": 1, "image": "frames/0001.png", "heatmap": "heatmaps/0001.png", "reused": False}
     reference = Image.new("RGB", (16, 16), "gray")
-    frame = measured(entry, tmp_path, reference, NoSegmenter().person(reference), NoSegmenter())
+    image = Image.open(tmp_path / "frames" / "0001.png")
+    frame = Measure(reference, reference, NoSegmenter()).frame(entry, image, 1.0, tmp_path)
     assert frame["blank"] and frame["background_mse"] is None and frame["foreground_mse"] is None
+    assert frame["flicker"] is None
     assert run_checks([frame], 1e9)[0]["failing_frames"] == ["nan"]
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from framegen.output.report import compare, junit_xml, recheck, run_checks
+from framegen.output.measure import compare
+from framegen.output.report import junit_xml, recheck, run_checks
 from framegen.output.segmenters import RembgSegmenter, segmenter_for
 from framegen.storyboard import Background
 
@@ -45,7 +46,7 @@ def test_checks_and_junit():
     assert run_checks(report["frames"], None) == []
     checked, code = recheck(report, 70)
     assert code == 1
-    suites = ET.fromstring(junit_xml(checked))
+    suites = ET.fromstring("".join(junit_xml(checked)))
     (suite,) = suites
     assert suites.tag == "testsuites" and suite.tag == "testsuite"
     assert suite.get("tests") == "3" and suite.get("failures") == "2"

@@ -44,14 +44,14 @@ def cmd_render(args) -> int:
         result = render_storyboard(board, output)
     if result is None:  # another process of a distributed render writes the output
         return EXIT_OK
-    for line in failure_lines(result.report):
+    for line in failure_lines(result.failing_report):
         print(line, file=sys.stderr)
     if wants_github(args):
-        print_annotations(result.report, frame_lines(str(board.path), board.marks))
+        print_annotations(result.failing_report, frame_lines(str(board.path), board.marks))
     if not args.quiet:
         print(
-            f"wrote {output}/ ({len(result.frames)} frames, clip.mp4, report.json, report.html, sheet.png); "
-            f"anchor cache {result.anchor_cache}, {result.report['cache_bytes']:,} bytes"
+            f"wrote {output}/ ({result.count} frames, clip.mp4, report.json, report.html, sheet.png); "
+            f"anchor cache {result.anchor_cache}, {result.summary['cache_bytes']:,} bytes"
         )
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 

@@ -94,7 +94,7 @@ def watch(
                 result = render_storyboard(board, target, pipe=pipes[model], progress=status)
                 status.update(state="done", shot=None, renders=status.value["renders"] + 1)
                 if not quiet:
-                    print(f"wrote {target}/ ({len(result.frames)} frames); watching {len(watcher.files)} files")
+                    print(f"wrote {target}/ ({result.count} frames); watching {len(watcher.files)} files")
             except Cancelled:
                 continue  # a save came in: start over at once
             except InvalidInput as error:  # the last good output stays as it is

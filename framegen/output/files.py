@@ -4,12 +4,15 @@ output whole; the clip is decoded and counted before it replaces the earlier one
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from PIL import Image
@@ -56,10 +59,11 @@ def write_png(image: Image.Image, path: Path, text: dict[str, str] | None = None
 
 
 def read_png_text(path: Path) -> dict[str, str]:
-    """The tEXt chunks of a PNG written by `write_png`; {} when absent or unreadable."""
+    """The tEXt chunks of a PNG written by `write_png` (which puts them before the pixels,
+    so they are read without decoding the image); {} when absent or unreadable."""
     try:
         with Image.open(path) as image:
-            return dict(getattr(image, "text", {}))
+            return {key: value for key, value in image.info.items() if isinstance(value, str)}
     except (OSError, ValueError):
         return {}
 
@@ -71,43 +75,104 @@ def atomic_write(path: Path, save) -> None:
         save(temporary)
 
 
-def write_text(text: str, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text file open for writing that lands at `path` only when complete."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as file:
+        yield file
 
 
-def write_mp4(frames: Iterable[tuple[Image.Image, int]], path: Path, fps: float, crf: int = 18) -> int:
-    """Encode (image, hold) pairs as H.264 / yuv420p at the images' exact size, each
-    image shown `hold` times, one image in memory at a time. The clip replaces `path`
-    only once ffmpeg is done and a decode counts every frame; else the earlier file
-    stays and RenderFailure says why. Returns the number of video frames."""
-    import imageio_ffmpeg
+def write_text(text: str | Iterable[str], path: Path) -> None:
+    """`text`, or its pieces one at a time (an iterable of strings: a long report's)."""
+    with atomic_file(path) as file:
+        file.writelines([text] if isinstance(text, str) else text)
 
-    count, writer = 0, None
-    with atomic_path(path) as temporary:
+
+def json_chunks(document) -> Iterator[str]:
+    """`document` as json.dumps(document, indent=2) writes it, in pieces, with two kinds of
+    value written lazily: an iterator is written as a list item by item as it yields, and
+    a callable is called when the writer reaches it. So report.json is written as frames
+    are measured, with the checks their measuring decides after them, none held whole."""
+
+    def lazy(value):
+        if callable(value):
+            return value()
+        if isinstance(value, Iterator):
+            first = next(value, _END)
+            return [] if first is _END else _Streamed(chain([first], value))
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    return json.JSONEncoder(indent=2, default=lazy).iterencode(document)
+
+
+_END = object()
+
+
+class _Streamed(list):
+    """A non-empty list that json's encoder walks lazily (it iterates lists; with `indent`
+    it is the pure-Python encoder, which calls __iter__)."""
+
+    def __init__(self, items: Iterator):
+        super().__init__()
+        self.items = items
+
+    def __iter__(self):
+        return self.items
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class Clip:
+    """An MP4 being encoded (`clip_writer`): `add` one image at a time, shown `hold` times."""
+
+    def __init__(self, path: Path, temporary: Path, fps: float, crf: int):
+        self.path, self.temporary, self.fps, self.crf = path, temporary, fps, crf
+        self.count, self.writer = 0, None
+
+    def add(self, image: Image.Image, hold: int = 1) -> None:
         try:
-            for image, hold in frames:
-                if writer is None:
-                    writer = _mp4_writer(temporary, image.size, fps, crf)
-                data = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-                for _ in range(hold):
-                    writer.send(data)
-                    count += 1
+            if self.writer is None:
+                self.writer = _mp4_writer(self.temporary, image.size, self.fps, self.crf)
+            data = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+            for _ in range(hold):
+                self.writer.send(data)
+                self.count += 1
         except (OSError, RuntimeError) as error:  # BrokenPipeError: ffmpeg died
             raise RenderFailure(
-                f"{path}: video encoding failed ({_cause(path, error)}); the earlier clip is kept"
+                f"{self.path}: video encoding failed ({_cause(self.path, error)}); the earlier clip is kept"
             ) from None
-        finally:
-            if writer is not None:
-                writer.close()
+
+    def check(self) -> None:
+        """Raise RenderFailure unless a decode of the finished file counts every frame."""
+        import imageio_ffmpeg
+
         try:
-            decoded, _ = imageio_ffmpeg.count_frames_and_secs(str(temporary))
-            found = f"it decodes to {decoded} of {count} frames"
+            decoded, _ = imageio_ffmpeg.count_frames_and_secs(str(self.temporary))
+            found = f"it decodes to {decoded} of {self.count} frames"
         except (OSError, RuntimeError) as error:
-            decoded, found = None, _cause(path, error)
-        if decoded != count:
-            raise RenderFailure(f"{path}: the encoded clip is incomplete ({found}); the earlier clip is kept")
-    return count
+            decoded, found = None, _cause(self.path, error)
+        if decoded != self.count:
+            raise RenderFailure(f"{self.path}: the encoded clip is incomplete ({found}); the earlier clip is kept")
+
+
+@contextmanager
+def clip_writer(path: Path, fps: float, crf: int = 18) -> Iterator[Clip]:
+    """H.264 / yuv420p at the images' exact size, one image in memory at a time. The clip
+    replaces `path` only once ffmpeg is done and a decode counts every frame; else the
+    earlier file stays and RenderFailure says why.
+
+        with clip_writer(out / "clip.mp4", fps=24) as clip:
+            clip.add(image, hold=2)
+    """
+    with atomic_path(Path(path)) as temporary:
+        clip = Clip(Path(path), temporary, fps, crf)
+        try:
+            yield clip
+        finally:
+            if clip.writer is not None:
+                clip.writer.close()
+        clip.check()
 
 
 def _mp4_writer(path: Path, size: tuple[int, int], fps: float, crf: int):

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import difflib
 import re
+import shutil
+import tempfile
 from html import escape
 from pathlib import Path
 
-from .files import write_text
-from .review import HEAT_MAX, HEAT_STOPS, UNMEASURED, failing_frames, write_sheet
+from PIL import Image
+
+from .chart import Chart
+from .files import atomic_file
+from .review import HEAT_MAX, HEAT_STOPS, UNMEASURED, Sheet, failing_frames
 
 GENERATOR = "framegen"  # <meta name="generator" content="framegen X">: how framegen knows its own page
 STYLE = """
@@ -62,10 +67,54 @@ figure img { display: block; width: 128px; height: auto; image-rendering: pixela
 """
 
 
+class Review:
+    """report.html and sheet.png, fed one measured frame at a time in video order. A frame's
+    entry goes to a temporary file at once (it has no name: the OS removes it if the render
+    dies); the page is put together at the end, when the verdict and the chart above the
+    frames are known. Held in memory: the chart's bars, the sheet's tiles, the failing names."""
+
+    def __init__(self, out: Path, report: dict, anchor: Image.Image | Path, total: int, limit: float | None):
+        self.out, self.report, self.limit = out, report, limit  # limit: max_background_mse, shown by each frame
+        self.reference = "the image" if "psnr" in report["anchor"] else "the anchor"  # a real image should stay
+        self.chart, self.sheet = Chart(total), Sheet(anchor, total)
+        self.entries = tempfile.TemporaryFile("w+", encoding="utf-8", dir=out)
+        self.failing: list[str] = []
+        self.seconds = 0.0  # rendered now, not reused
+
+    def add(self, frame: dict, state: str, image: Image.Image | Path) -> None:
+        """The next frame's entry, its `state` (pass, fail or none) and its image (or file)."""
+        self.entries.write(frame_entry(frame, state, self.report["anchor"]["prompt"], self.limit, self.reference))
+        self.entries.write("\n")
+        self.chart.add(frame, state)
+        self.sheet.add(frame, image, state == "fail")
+        self.failing += [frame["name"]] if state == "fail" else []
+        self.seconds += 0 if frame.get("reused") else frame["seconds"]
+
+    def write(self, report: dict) -> None:
+        """report.html and sheet.png, for `report` (report.json's content but its frames)."""
+        self.entries.seek(0)
+        with atomic_file(self.out / "report.html") as page:
+            page.write(page_head(report, self.failing, self.seconds, self.chart, self.reference))
+            shutil.copyfileobj(self.entries, page)
+            page.write("</div></body></html>\n")
+        self.entries.close()
+        self.sheet.write(self.out / "sheet.png")
+
+
 def write_review(report: dict, out: Path) -> None:
-    """report.html and sheet.png in the output folder `out`, for report.json's content."""
-    write_text(report_html(report), out / "report.html")
-    write_sheet(report, out)
+    """report.html and sheet.png in the output folder `out`, for report.json's content
+    (`framegen report`): the frames' images are read only where the sheet shows them."""
+    limit = dict(report_limits(report)).get("max_background_mse")
+    review = Review(out, report, out / report["anchor"]["image"], len(report["frames"]), limit)
+    failing = failing_frames(report)
+    for frame in report["frames"]:
+        state = "none" if not report["checks"] else "fail" if frame["name"] in failing else "pass"
+        review.add(frame, state, out / frame["image"])
+    review.write(report)
+
+
+def report_limits(report: dict) -> list[tuple[str, float]]:
+    return [(check["name"], check["limit"]) for check in report["checks"]]
 
 
 def is_report_page(text: str) -> bool:
@@ -73,16 +122,11 @@ def is_report_page(text: str) -> bool:
     return text.startswith("<!doctype html>") and f'<meta name="generator" content="{GENERATOR} ' in text[:400]
 
 
-def report_html(report: dict) -> str:
-    """The page for report.json's content `report`."""
-    resolved = report["storyboard"]["resolved"]
-    render = resolved["render"]
-    failing = failing_frames(report)
-    limit = next((c["limit"] for c in report["checks"] if c["name"] == "max_background_mse"), None)
-    flicker_limit = next((c["limit"] for c in report["checks"] if c["name"] == "max_flicker"), None)
-    reference = "the image" if "psnr" in report["anchor"] else "the anchor"  # a real anchor image is what should stay
+def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, reference: str) -> str:
+    """The page down to its frames: settings, verdict, clip, chart, heat-map scale, anchor."""
+    render = report["storyboard"]["resolved"]["render"]
+    limits = dict(report_limits(report))
     name = Path(report["storyboard"]["path"]).stem
-    frame_seconds = sum(f["seconds"] for f in report["frames"] if not f.get("reused"))
     settings = {
         "storyboard": report["storyboard"]["path"],
         "model": f"{report['model']['id']} ({report['model']['dtype']}, {report['model']['device']})",
@@ -91,7 +135,7 @@ def report_html(report: dict) -> str:
         "guidance": render["guidance"],
         "seed": render["seed"],
         "cache": f"{render['cache']}, {report['cache_bytes']:,} bytes, anchor {report['anchor_cache']}",
-        "timings": f"anchor {report['anchor']['seconds']} s, frames {frame_seconds:.1f} s rendered now",
+        "timings": f"anchor {report['anchor']['seconds']} s, frames {seconds:.1f} s rendered now",
         "segmenter": report["segmenter"],
         "framegen": report["framegen_version"],
     }
@@ -112,72 +156,23 @@ def report_html(report: dict) -> str:
         f'<source src="{escape(report["video"]["path"])}" type="video/mp4"></video>',
         f"<p class=facts>{report['video']['frame_count']} video frames at {report['video']['fps']} fps</p>",
         "<h2>Background MSE per frame, and flicker</h2>",
-        chart(report["frames"], limit, failing, flicker_limit),
+        chart.svg(limits.get("max_background_mse"), limits.get("max_flicker")),
         "<h2>Frames</h2>",
         heat_scale(reference),
         '<div class="frames">',
         anchor_entry(report),
-        *(frame_entry(frame, report["anchor"]["prompt"], failing, limit, reference) for frame in report["frames"]),
-        "</div></body></html>",
     ]
     return "\n".join(parts) + "\n"
 
 
-def verdict(report: dict, failing: set[str]) -> str:
+def verdict(report: dict, failing: list[str]) -> str:
     if not report["checks"]:
         return '<p class="verdict none">no checks set (checks.max_background_mse, checks.max_flicker)</p>'
     if failing:
-        names = ", ".join(sorted(failing))
+        names = ", ".join(sorted(failing[:20])) + (f" and {len(failing) - 20} more" if len(failing) > 20 else "")
         return f'<p class="verdict fail">check failed on {len(failing)} frame(s): {escape(names)}</p>'
     limits = ", ".join(f"{c['name']} {c['limit']}" for c in report["checks"])
     return f'<p class="verdict pass">every frame passes {escape(limits)}</p>'
-
-
-def status(frame: dict, failing: set[str], limit) -> str:
-    if limit is None:
-        return "none"
-    return "fail" if frame["name"] in failing else "pass"
-
-
-def chart(frames: list[dict], limit: float | None, failing: set[str], flicker_limit: float | None = None) -> str:
-    """One bar per frame (its background MSE) and a line through each frame's flicker (its
-    change from the video frame before), each check's limit as a dashed line."""
-    values = [f["background_mse"] for f in frames]
-    flicker = [f.get("flicker") for f in frames]
-    limits = [v for v in (limit, flicker_limit) if v is not None]
-    top = max([v for v in values + flicker if v is not None] + limits + [1e-9]) * 1.1
-    ticks = [f"{tick:.3g}" for tick in (0, top / 2 / 1.1, top / 1.1)]
-    left = max(48, 10 + 7 * max(len(tick) for tick in ticks))  # room for "1.11e+04"
-    bar, gap, height, bottom = max(2, min(24, 900 // max(1, len(frames)))), 1, 200, 20
-    width, full = max(420, left + len(frames) * (bar + gap) + 10), height + bottom + 10
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{full}" '
-           f'viewBox="0 0 {width} {full}" role="img" aria-label="background MSE and flicker per frame">']  # fmt: skip
-    for tick, label in zip((0, top / 2 / 1.1, top / 1.1), ticks):
-        y = 10 + height - tick / top * height
-        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
-    for i, (frame, value) in enumerate(zip(frames, values)):
-        x = left + i * (bar + gap)
-        h = 0 if value is None else value / top * height
-        shown = "no shared background" if value is None else f"{value:.2f}"
-        out.append(
-            f'<rect class="bar {status(frame, failing, limit)}" x="{x}" y="{10 + height - h:.1f}" width="{bar}" '
-            f'height="{max(h, 0.5):.1f}"><title>{escape(frame["name"])}: {shown}</title></rect>'
-        )
-    points = [f"{left + i * (bar + gap) + bar / 2:.1f},{10 + height - v / top * height:.1f}"
-              for i, v in enumerate(flicker) if v is not None]  # fmt: skip
-    if points:
-        out.append(f'<polyline class="flicker" points="{" ".join(points)}"><title>flicker</title></polyline>')
-    for name, value, css in (("limit", limit, "limit"), ("flicker limit", flicker_limit, "limit flicker-limit")):
-        if value is None:
-            continue
-        y = 10 + height - value / top * height
-        out.append(f'<line class="{css}" x1="{left}" x2="{width - 5}" y1="{y:.1f}" y2="{y:.1f}">'
-                   f"<title>{name} {value}</title></line>")  # fmt: skip
-        out.append(f'<text x="{width - 6}" y="{y - 4:.1f}" text-anchor="end">{name} {value}</text>')  # off the bars
-    legend = "bars: background MSE against the anchor; line: flicker, the change from the video frame before"
-    out.append(f'<text x="{left}" y="{height + bottom + 5}">frames 1-{len(frames)}, in video order. {legend}</text>')
-    out.append("</svg>")
-    return "".join(out)
 
 
 def heat_scale(reference: str = "the anchor") -> str:
@@ -211,8 +206,7 @@ def anchor_entry(report: dict) -> str:
     )
 
 
-def frame_entry(frame: dict, anchor_prompt: str, failing: set[str], limit, reference: str = "the anchor") -> str:
-    state = status(frame, failing, limit)
+def frame_entry(frame: dict, state: str, anchor_prompt: str, limit, reference: str = "the anchor") -> str:
     name = frame["name"]
     images = [figure(frame["image"], "frame", name)]
     if frame.get("heatmap"):

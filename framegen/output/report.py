@@ -1,75 +1,27 @@
-"""Consistency report: background MSE of each frame against the anchor, flicker, and checks.
-
-Background is what the segmenter does not call the person. `background_mse` is the
-mean squared error over RGB on the 0-255 scale over pixels that are background in
-both the anchor and the frame (the paper's metric); `foreground_mse` is the same over
-the other pixels, which shows that the edit happened. `flicker` is the background MSE
-between a frame and the video frame before it (the anchor for the first; in-betweens in
-their place; a held frame's repeats change nothing), in the same units: what a video
-editor sees first, and what a clip can show even when every frame is close to the anchor. With a real anchor image
-(`anchor.image`) frames are measured against that image (what should stay), and the
-anchor entry gives the reconstruction's PSNR and its own MSEs against it.
+"""report.json: its shape, its checks (limits on background MSE and flicker, failing
+closed), and what CI reads of it (the CSV, JUnit XML, GitHub annotations). A frame's
+numbers are measured in measure.py; the render writes the report as frames are measured
+(run/finish.py).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from xml.sax.saxutils import escape as escape_xml
+from xml.sax.saxutils import quoteattr
 
 from .. import __version__
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput
-from .review import write_heatmap
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "flicker",
                "seconds"]  # fmt: skip
 # check name -> (the frame's field it limits, how a line names it)
 CHECKED = {"max_background_mse": ("background_mse", "background MSE"), "max_flicker": ("flicker", "flicker")}
 LABELS = dict(CHECKED.values())  # a frame's field -> how a line names it
-
-
-def _mse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
-    if not where.any():
-        return None
-    difference = a[where].astype(np.float64) - b[where].astype(np.float64)
-    return float(np.mean(difference**2))
-
-
-def compare(anchor: Image.Image, frame: Image.Image, anchor_person: np.ndarray, frame_person: np.ndarray) -> dict:
-    a = np.asarray(anchor.convert("RGB"))
-    b = np.asarray(frame.convert("RGB"))
-    background = ~anchor_person & ~frame_person
-    return {
-        "background_mse": _mse(a, b, background),
-        "foreground_mse": _mse(a, b, ~background),
-        "background_fraction": float(background.mean()),
-    }
-
-
-def blank(image: Image.Image) -> bool:
-    """Whether the image is a single colour (what a render that went NaN decodes to)."""
-    low, high = zip(*image.convert("RGB").getextrema())
-    return low == high
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    """Peak signal-to-noise ratio of two 8-bit images, in dB (inf when equal)."""
-    error = np.mean((np.asarray(a.convert("RGB"), np.float64) - np.asarray(b.convert("RGB"), np.float64)) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))
-
-
-def reconstruction(image: Image.Image, anchor: Image.Image, image_person: np.ndarray, segmenter) -> dict:
-    """How well the anchor pass rebuilt a real anchor image: PSNR, and the same MSEs as frames get."""
-    value = psnr(image, anchor)
-    return {
-        "psnr": None if value == float("inf") else round(value, 2),
-        **compare(image, anchor, image_person, segmenter.person(anchor)),
-    }
 
 
 def measurement(frame: dict, field: str = "background_mse") -> float | str:
@@ -90,22 +42,47 @@ def measurement(frame: dict, field: str = "background_mse") -> float | str:
     return float(value)
 
 
-def run_checks(frames: list[dict], max_background_mse: float | None, max_flicker: float | None = None) -> list[dict]:
-    """Each limit given as {name, limit, passed, failing_frames}. A frame whose measure is
-    no finite number (no shared background, a blank frame, NaN, a hand-edited value)
-    cannot show consistency, so it fails."""
-    checks = []
-    for name, limit in (("max_background_mse", max_background_mse), ("max_flicker", max_flicker)):
-        if limit is None:
-            continue
-        field = CHECKED[name][0]
-        failing = [
-            f.get("name", f"#{i + 1}")
-            for i, f in enumerate(frames)
-            if not isinstance(value := measurement(f, field), float) or value > limit
+class Checks:
+    """The checks' verdicts, decided one frame at a time as frames are measured: each
+    limit's failing frames, and the entries of every frame that fails one (what failure
+    lines and annotations need), so no one holds every frame. A frame whose measure is no
+    finite number (no shared background, a blank frame, NaN, a hand-edited value) cannot
+    show consistency, so it fails."""
+
+    def __init__(self, max_background_mse: float | None, max_flicker: float | None = None):
+        limits = {"max_background_mse": max_background_mse, "max_flicker": max_flicker}
+        self.limits = {name: limit for name, limit in limits.items() if limit is not None}
+        self.failing: dict[str, list[str]] = {name: [] for name in self.limits}
+        self.failing_entries: list[dict] = []
+        self.count = 0
+
+    def add(self, frame: dict) -> str:
+        """Decide `frame` (the next in video order): "pass", "fail", or "none" with no limits."""
+        self.count += 1
+        failed = False
+        for name, limit in self.limits.items():
+            value = measurement(frame, CHECKED[name][0])
+            if not isinstance(value, float) or value > limit:
+                self.failing[name].append(frame.get("name", f"#{self.count}"))
+                failed = True
+        if failed:
+            self.failing_entries.append(frame)
+        return "none" if not self.limits else "fail" if failed else "pass"
+
+    def result(self) -> list[dict]:
+        """Each limit given as {name, limit, passed, failing_frames}."""
+        return [
+            {"name": name, "limit": limit, "passed": not self.failing[name], "failing_frames": self.failing[name]}
+            for name, limit in self.limits.items()
         ]
-        checks.append({"name": name, "limit": limit, "passed": not failing, "failing_frames": failing})
-    return checks
+
+
+def run_checks(frames: list[dict], max_background_mse: float | None, max_flicker: float | None = None) -> list[dict]:
+    """`Checks` of every frame of `frames` at these limits."""
+    checks = Checks(max_background_mse, max_flicker)
+    for frame in frames:
+        checks.add(frame)
+    return checks.result()
 
 
 def failure_lines(report: dict) -> list[str]:
@@ -117,13 +94,11 @@ def failure_lines(report: dict) -> list[str]:
     ]
 
 
-def report_csv(report: dict) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+def csv_writer(file) -> csv.DictWriter:
+    """report.csv's writer on an open text file, its header written: `.writerow(frame)` per frame."""
+    writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for frame in report["frames"]:
-        writer.writerow(frame)
-    return buffer.getvalue()
+    return writer
 
 
 def failure_message(frame: dict, check: dict) -> str:
@@ -134,32 +109,31 @@ def failure_message(frame: dict, check: dict) -> str:
     return f"frame '{frame['name']}': {label} {value:.2f} > {check['name']} {check['limit']}"
 
 
-def junit_xml(report: dict) -> str:
-    """JUnit XML in the common form (testsuites > testsuite > testcase): one test case per
-    (check, frame), named after the frame, its time the frame's render time; a failing
-    frame's case has a <failure> naming the frame, its MSE and the limit."""
-    from xml.etree import ElementTree
-
+def junit_xml(report: dict) -> Iterator[str]:
+    """JUnit XML in the common form (testsuites > testsuite > testcase), in pieces, one test
+    case at a time: one case per (check, frame), named after the frame, its time the frame's
+    render time; a failing frame's case has a <failure> naming the frame, its MSE and the
+    limit."""
     name = Path(report["storyboard"]["path"]).stem if "storyboard" in report else "framegen"
-    cases = []
-    for check in report["checks"]:
-        for frame in report["frames"]:
-            case = ElementTree.Element(
-                "testcase", classname=f"framegen.{check['name']}", name=frame["name"], time=f"{frame['seconds']:.3f}"
-            )
-            if frame["name"] in check["failing_frames"]:
-                message = failure_message(frame, check)
-                failure = ElementTree.SubElement(case, "failure", message=message, type=check["name"])
-                failure.text = f"{frame['image']}: {message}"
-            cases.append(case)
-    failures = sum(len(case) for case in cases)
-    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": "0"}
-    seconds = f"{sum(frame['seconds'] for frame in report['frames']):.3f}"
-    suites = ElementTree.Element("testsuites", name="framegen", time=seconds, **counts)
-    suite = ElementTree.SubElement(suites, "testsuite", name=name, time=seconds, **counts)
-    suite.extend(cases)
-    ElementTree.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
+    frames, checks = report["frames"], report["checks"]
+    failures = sum(len(check["failing_frames"]) for check in checks)
+    counts = f'tests="{len(checks) * len(frames)}" failures="{failures}" errors="0" skipped="0"'
+    seconds = f"{sum(frame['seconds'] for frame in frames):.3f}"
+    yield '<?xml version="1.0" encoding="utf-8"?>\n'
+    yield f'<testsuites name="framegen" time="{seconds}" {counts}>\n'
+    yield f'  <testsuite name={quoteattr(name)} time="{seconds}" {counts}>\n'
+    for check in checks:
+        failing = set(check["failing_frames"])
+        for frame in frames:
+            case = f'<testcase classname="framegen.{check["name"]}" name={quoteattr(frame["name"])} ' \
+                   f'time="{frame["seconds"]:.3f}"'  # fmt: skip
+            if frame["name"] not in failing:
+                yield f"    {case} />\n"
+                continue
+            message = failure_message(frame, check)
+            yield f'    {case}>\n      <failure message={quoteattr(message)} type="{check["name"]}">'
+            yield f"{escape_xml(frame['image'] + ': ' + message)}</failure>\n    </testcase>\n"
+    yield "  </testsuite>\n</testsuites>\n"
 
 
 def github_annotations(report: dict, frame_line) -> list[str]:
@@ -244,55 +218,30 @@ def recheck(report: dict, max_background_mse: float | None, max_flicker: float |
     return checked, EXIT_OK if all(c["passed"] for c in checked["checks"]) else EXIT_CHECK_FAILED
 
 
-def build_report(board, entries: list[dict], out: Path, anchor: Image.Image, reference: Image.Image, segmenter,
-                 frame_count: int, model: dict, size: tuple[int, int]) -> dict:  # fmt: skip
-    """report.json's content: every video frame's entry (as the run describes it) with its
-    image read back from `out`, one at a time, and scored against `reference` (a real
-    anchor image itself, else the anchor), its heat-map written to heatmaps/. The anchor
-    cache's state, bytes and the anchor's seconds are the caller's to fill."""
+def report_head(board, size: tuple[int, int], model: dict, segmenter: str, anchor: dict, cache: dict) -> dict:
+    """report.json's content down to its frames: the storyboard as resolved (its frames
+    dumped one at a time as the report is written), the model, the anchor cache's state
+    (`cache`: cache_bytes, cache_entries, anchor_cache) and the anchor's entry."""
     spec = board.spec
-    reference_person = segmenter.person(reference)
-    before = [np.asarray(anchor.convert("RGB")), segmenter.person(anchor)]  # the clip's first frame is the anchor
-    frames = [measured(entry, out, reference, reference_person, segmenter, before) for entry in entries]
+    resolved = {**spec.model_dump(mode="json", exclude={"frames"}), "frames": lambda: _dumped(spec.frames)}
     return {
         "framegen_version": __version__,
-        "storyboard": {
-            "path": str(board.path),
-            "resolved": spec.model_dump(mode="json"),
-            "width": size[0],
-            "height": size[1],
-        },
+        "storyboard": {"path": str(board.path), "resolved": resolved, "width": size[0], "height": size[1]},
         "model": {"id": spec.model.id, **model},
-        "cache_bytes": 0,
-        "cache_entries": 0,
-        "anchor_cache": None,
-        "segmenter": segmenter.name,
-        "anchor": {
-            "prompt": spec.anchor.prompt,
-            "image": "anchor.png",
-            "seconds": None,
-            **(reconstruction(reference, anchor, reference_person, segmenter) if spec.anchor.image else {}),
-        },
-        "frames": frames,
-        "video": {"path": "clip.mp4", "fps": spec.video.fps, "frame_count": frame_count},
-        "checks": run_checks(frames, spec.checks.max_background_mse, spec.checks.max_flicker),
+        **cache,
+        "segmenter": segmenter,
+        "anchor": anchor,
     }
 
 
-def measured(entry: dict, out: Path, reference: Image.Image, reference_person, segmenter, before=None) -> dict:
-    """A frame's entry with its MSEs against `reference` and its render time; its heat-map
-    written. `before`, [pixels, person] of the video frame before, gives its flicker and
-    becomes this frame's: the images are read once, in video order."""
-    with Image.open(out / entry["image"]) as file:
-        image, seconds = file.convert("RGB"), float(file.text.get("framegen-seconds", "0"))
-    person = segmenter.person(image)
-    write_heatmap(reference, image, ~reference_person & ~person, out / entry["heatmap"])
-    scores = compare(reference, image, reference_person, person)
-    if blank(image):  # NaN latents decode to one colour: no measurement, and every check fails
-        scores.update(background_mse=None, foreground_mse=None, blank=True)
-    if before is not None:
-        pixels = np.asarray(image)
-        scores["flicker"] = None if scores.get("blank") else _mse(before[0], pixels, ~before[1] & ~person)
-        before[:] = [pixels, person]
-    described = {key: value for key, value in entry.items() if key != "reused"}
-    return {**described, **scores, "seconds": round(seconds, 3), "reused": entry["reused"]}
+def _dumped(frames) -> Iterator[dict]:
+    return (frame.model_dump(mode="json") for frame in frames)
+
+
+def summary_of(report: dict) -> dict:
+    """`report` without its frames, nor the resolved storyboard's: what a render keeps of it."""
+    storyboard = report["storyboard"]
+    resolved = {key: value for key, value in storyboard["resolved"].items() if key != "frames"}
+    return {key: value for key, value in report.items() if key != "frames"} | {
+        "storyboard": {**storyboard, "resolved": resolved}
+    }

@@ -1,5 +1,5 @@
 """What a reviewer looks at besides the numbers: where each frame drifted from the anchor
-(a heat-map of its background), and every frame on one labelled contact sheet.
+(a heat-map of its background), and the clip on one labelled contact sheet.
 
 A heat-map colours each background pixel by its RMS difference from the anchor over R, G
 and B (0-255 scale) on a fixed scale, the same for every frame and every render: black is
@@ -18,6 +18,7 @@ from PIL import Image
 from .. import __version__
 from .files import contact_sheet, write_png
 
+SHEET_TILES = 64  # the anchor and up to 63 frames: a longer clip's are chosen from it
 HEAT_MAX = 64.0  # RMS difference shown in the brightest colour
 UNMEASURED = (70, 90, 110)  # blue-grey: person pixels, not measured
 # an inferno-like ramp: black, purple, red, orange, pale yellow
@@ -48,32 +49,48 @@ def write_heatmap(reference: Image.Image, frame: Image.Image, background: np.nda
     write_png(heatmap(reference, frame, background), path, HEATMAP_TEXT)
 
 
-def sheet(report: dict, out: Path) -> Image.Image:
-    """The anchor and every video frame in order, each labelled with its name and its
-    background MSE, and FAIL where a check failed on it."""
-    failing = failing_frames(report)
-    width = 160 if len(report["frames"]) < 64 else 96  # 500 frames: a sheet of 63 rows
-    tiles = [("anchor", _tile(out / report["anchor"]["image"], width))]
-    for frame in report["frames"]:
-        mse = frame["background_mse"]
-        shown = "bg MSE -" if mse is None else f"bg MSE {mse:.1f}"
-        label = f"{frame['name']}\n{shown}{'  FAIL' if frame['name'] in failing else ''}"
-        tiles.append((label, _tile(out / frame["image"], width)))
-    return contact_sheet(tiles, min(8, len(tiles)), tile_width=width)
+class Sheet:
+    """sheet.png, built as frames are measured, holding only its tiles (each shrunk): the
+    anchor and every frame of a clip of up to SHEET_TILES - 1 frames; of a longer clip,
+    that many frames spread evenly over it, where a failing frame takes the place of the
+    nearest chosen one (the first that fails near it), so a long clip's sheet still shows
+    every stretch that fails. Each tile is labelled with the frame's name, its background
+    MSE, and FAIL where a check failed on it."""
+
+    def __init__(self, anchor: Image.Image | Path, total: int):
+        self.total, self.slots = total, min(total, SHEET_TILES - 1)
+        self.width = 160 if total < 64 else 96
+        self.anchor = _tile(anchor, self.width)
+        self.tiles: list[tuple[str, Image.Image, bool] | None] = [None] * self.slots
+        self.position = 0
+
+    def add(self, frame: dict, image: Image.Image | Path, failed: bool) -> None:
+        """The next frame in video order; `image` (or its file) is read only when it is shown."""
+        position, self.position = self.position, self.position + 1
+        spread = (self.slots - 1) / max(1, self.total - 1)
+        slot = round(position * spread)
+        own = (round(slot / spread) if spread else 0) == position  # the frame the slot is spread to
+        held = self.tiles[slot]
+        if (own and held is None) or (failed and (held is None or not held[2])):
+            mse = frame["background_mse"]
+            label = f"{frame['name']}\n{'bg MSE -' if mse is None else f'bg MSE {mse:.1f}'}{'  FAIL' if failed else ''}"
+            self.tiles[slot] = (label, _tile(image, self.width), failed)
+
+    def write(self, path: Path) -> None:
+        tiles = [("anchor", self.anchor)] + [(label, tile) for label, tile, _ in filter(None, self.tiles)]
+        write_png(contact_sheet(tiles, min(8, len(tiles)), tile_width=self.width), path, SHEET_TEXT)
 
 
 def failing_frames(report: dict) -> set[str]:
     return {name for check in report["checks"] for name in check["failing_frames"]}
 
 
-def write_sheet(report: dict, out: Path) -> None:
-    write_png(sheet(report, out), out / "sheet.png", SHEET_TEXT)
-
-
-def _tile(path: Path, width: int) -> Image.Image:
-    """The image, shrunk to `width` when larger (one in memory at a time, not 500 full frames)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+def _tile(image: Image.Image | Path, width: int) -> Image.Image:
+    """The image (or the one in a file), shrunk to `width` when larger."""
+    if isinstance(image, Path):
+        with Image.open(image) as file:
+            image = file.convert("RGB")
+    image = image.convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
     return image

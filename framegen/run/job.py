@@ -20,11 +20,9 @@ process 0 writes the MP4 and the report.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from itertools import chain
 from pathlib import Path
 
 from ..engine.cache import CACHE_FILE, DiskCache
@@ -33,13 +31,13 @@ from ..engine.masks import mask_png
 from ..errors import RenderFailure
 from ..models.facts import ModelFacts, facts_from_files, facts_of
 from ..models.load import borrowed, load_pipeline, set_lora_scales
-from ..output.files import atomic_write, write_mp4, write_png, write_text
+from ..output.files import atomic_write, write_png
 from ..output.folder import OutputFolder
-from ..output.page import write_review
-from ..output.report import build_report, report_csv
+from ..output.report import report_head
 from ..output.segmenters import segmenter_for
 from ..storyboard import Storyboard
 from .anchor import Anchor, in_place, load_anchor_image, obtain_anchor, read_image
+from .finish import RenderResult, finish
 from .identity import Identity, key
 from .prepare import Prepared, prepare
 from .rules import describe_rules
@@ -55,35 +53,6 @@ class Quiet:
     def image(self, name: str, total_steps: int, count: int = 1) -> None: ...
 
     def step(self, step: int) -> None: ...
-
-
-@dataclass
-class RenderResult:
-    """What a render wrote: `report` is report.json's content."""
-
-    output: Path
-    report: dict
-
-    @property
-    def frames(self) -> list[dict]:
-        return self.report["frames"]
-
-    @property
-    def checks(self) -> list[dict]:
-        return self.report["checks"]
-
-    @property
-    def passed(self) -> bool:
-        """Every `checks` limit held."""
-        return all(check["passed"] for check in self.checks)
-
-    @property
-    def anchor_cache(self) -> str:
-        """`built`, `reused` (from the disk cache) or `not needed` (every frame was in place)."""
-        return self.report["anchor_cache"]
-
-    def to_json(self) -> str:
-        return json.dumps(self.report, indent=2) + "\n"
 
 
 def process_state():
@@ -163,8 +132,8 @@ class Job:
             self.state.wait_for_everyone()  # every frame is on disk
         if not main:
             return None
-        entries = [report_entry(s, describe_rules(s.rules, identity.module, board), s.image in done) for s in shots[1:]]
-        return self.finish(shots, facts, entries, anchor, reference, cache, segmenter, identity.settings)
+        entry = lambda shot: report_entry(shot, describe_rules(shot.rules, identity.module, board), shot.image in done)  # noqa: E731
+        return self.finish(shots, facts, entry, anchor, reference, cache, segmenter, identity.settings)
 
     def render_shots(self, prepared: Prepared, identity: Identity, shots: list[Shot], todo: list[Shot]):
         """The anchor (built or reused), then every shot of `todo` this process renders."""
@@ -207,9 +176,9 @@ class Job:
                 text["framegen-process"] = str(self.state.process_index)
             write_png(result.image, self.out / shot.image, text)
 
-    def finish(self, shots, facts, entries, anchor: Anchor, reference, cache, segmenter, settings) -> RenderResult:
-        """The clip and the report, one frame in memory at a time."""
-        out, board = self.out, self.board
+    def finish(self, shots, facts, entry, anchor: Anchor, reference, cache, segmenter, settings) -> RenderResult:
+        """The clip and the report (finish.py), once every frame is on disk."""
+        out = self.out
         for shot in shots[1:] if self.state is not None else []:  # frames other processes wrote
             if not in_place(out, shot.image, shot.key):
                 raise RenderFailure(f"frame '{shot.name}' is missing from {out / 'frames'}")
@@ -217,16 +186,12 @@ class Job:
                 if (out / name).is_file() and not self.folder.owns(name):
                     self.folder.ledger.wrote(out / name)
         self.folder.remove_stale(set(output_names(shots[1:])))
-        shown = chain([(anchor.image, 1)], ((read_image(out / shot.image), shot.hold) for shot in shots[1:]))
-        frame_count = write_mp4(shown, out / "clip.mp4", board.spec.video.fps, board.spec.video.crf)
-        measured = reference if reference is not None else anchor.image  # what should stay
         model = {"dtype": facts.dtype, "device": facts.device}
-        size = (settings.width, settings.height)
-        report = build_report(board, entries, out, anchor.image, measured, segmenter, frame_count, model, size)
-        report.update(anchor_cache=anchor.how, cache_bytes=cache.nbytes if cache else 0, cache_entries=len(cache or ()))
-        report["anchor"]["seconds"] = round(anchor.seconds, 3)
-        result = RenderResult(out, report)
-        write_text(report_csv(report), out / "report.csv")
-        write_text(result.to_json(), out / "report.json")
-        write_review(report, out)
-        return result
+        state = {
+            "cache_bytes": cache.nbytes if cache else 0,
+            "cache_entries": len(cache or ()),
+            "anchor_cache": anchor.how,
+        }
+        prompt = {"prompt": self.board.spec.anchor.prompt, "image": "anchor.png", "seconds": round(anchor.seconds, 3)}
+        head = report_head(self.board, (settings.width, settings.height), model, segmenter.name, prompt, state)
+        return finish(self.board, out, shots[1:], entry, anchor, reference, head, segmenter)

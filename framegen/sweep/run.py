@@ -20,7 +20,7 @@ from ..models.facts import facts_of
 from ..models.load import set_lora_scales
 from ..output.files import write_png, write_text
 from ..output.folder import OutputFolder
-from ..output.report import compare
+from ..output.measure import compare
 from ..output.segmenters import segmenter_for
 from ..run.anchor import render_anchor
 from ..run.identity import Identity

@@ -24,7 +24,7 @@ from framegen.engine.families import denoiser
 from framegen.engine.layers import LayerMap
 from framegen.models.demo import segmenter_path
 from framegen.models.facts import facts_of
-from framegen.output.report import compare
+from framegen.output.measure import compare
 from framegen.output.segmenters import RembgSegmenter
 from framegen.run.prepare import Prepared, prepare
 from framegen.storyboard import load_storyboard
