@@ -25,17 +25,20 @@ from .sweep import cmd_sweep
 
 
 def cmd_render(args) -> int:
-    from ..output.report import failure_lines
-    from ..run.job import render_storyboard
-    from ..run.shots import shots_of
     from ..storyboard import load_storyboard
 
-    quiet_libraries()
     if args.watch:
         from .watch import watch
 
+        quiet_libraries()
         return watch(Path(args.storyboard), Path(args.output) if args.output else None, args.quiet, port=args.port)
+    # before torch and diffusers import: what parsing a long storyboard leaves free, their imports fill
     board = load_storyboard(args.storyboard)
+    quiet_libraries()
+    from ..output.report import failure_lines
+    from ..run.job import render_storyboard
+    from ..run.shots import shots_of
+
     output = Path(args.output) if args.output else board.output_dir
     if show_progress(args):
         with RichProgress(len(shots_of(board)) + (board.spec.anchor.image is not None)) as progress:

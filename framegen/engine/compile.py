@@ -52,12 +52,18 @@ class Compiler:
         # frames share what they can: a drawn mask is read and resized once, an anchor map observed once
         self._drawn: dict[MaskPlan, DrawnMask] = {}
         self._stores: dict[tuple, AttentionStore] = {}
+        self._shared: dict[RuleSpec, SwapRule] = {}
 
     def rules(self, specs: tuple[RuleSpec, ...] | list[RuleSpec], edit: Edit) -> list[SwapRule]:
         return [self.rule(spec, edit) for spec in specs]
 
     def rule(self, spec: RuleSpec, edit: Edit) -> SwapRule:
-        return SwapRule(
+        """`spec` compiled for a frame with `edit`; a rule that reads nothing of the edit (no
+        mask, or a drawn one) compiles once and is shared by every frame that has it."""
+        shared = spec.mask is None or spec.mask.auto is None
+        if shared and spec in self._shared:
+            return self._shared[spec]
+        rule = SwapRule(
             mode=spec.mode,
             layers=frozenset(self.module_path(name, spec.where + ("layers", i)) for i, name in enumerate(spec.layers)),
             steps=frozenset(spec.steps),
@@ -66,6 +72,9 @@ class Compiler:
             reduce=spec.reduce,
             relative=spec.relative,
         )
+        if shared:
+            self._shared[spec] = rule
+        return rule
 
     def module_path(self, name: str, where: tuple) -> str:
         try:

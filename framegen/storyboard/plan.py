@@ -11,6 +11,7 @@ names (checks.py). What the model can do is checked against its config before lo
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class Storyboard:
     path: Path  # the file, or for YAML text and mappings `<storyboard>` in `folder`
     spec: StoryboardSpec
     frames: list[FramePlan]
-    marks: dict[tuple, tuple[int, int]] = field(repr=False)
+    marks: Mapping[tuple, tuple[int, int]] = field(repr=False)  # source.Marks: positions, found when asked
 
     @property
     def folder(self) -> Path:

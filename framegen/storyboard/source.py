@@ -9,6 +9,8 @@ says it in the user's words:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 from typing import Any, get_args
 
 import yaml
@@ -30,10 +32,9 @@ def dotted(path: tuple) -> str:
 # --------------------------------------------------------------------- YAML + marks
 
 
-def read_yaml(text: str, path: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
-    """Parse YAML safely and record the 1-based (line, col) of every value, keyed by
-    its path; a mapping key's own place is stored under path + ('<key>',). `path`
-    names the text in error lines."""
+def read_yaml(text: str, path: str) -> tuple[Any, Marks]:
+    """Parse YAML safely; the marks give the 1-based (line, col) of every value by its
+    path. `path` names the text in error lines."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()  # aliases stay shared nodes here: composing costs what the text does
@@ -49,31 +50,60 @@ def read_yaml(text: str, path: str) -> tuple[Any, dict[tuple, tuple[int, int]]]:
         raise InvalidInput(f"{place}: invalid YAML: {error.problem or error.context}") from None
     finally:
         loader.dispose()
-
-    marks: dict[tuple, tuple[int, int]] = {}
-    problems: list[str] = []
-
-    def walk(node, at: tuple):
-        marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, value_node in node.value:
-                key = key_node.value
-                if key in seen:
-                    line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                    problems.append(f"{path}:{line}:{col}: {dotted(at + (key,))}: duplicate key '{key}'")
-                seen.add(key)
-                marks[at + (key, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                walk(value_node, at + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, at + (i,))
-
-    if node is not None:
-        walk(node, ())
+    problems = [
+        f"{path}:{line}:{col}: {dotted(at[:-1])}: duplicate key '{at[-2]}'"
+        for at, (line, col) in _places(node, duplicates=True)
+    ]
     if problems:
         raise InvalidInput(problems)
-    return data, marks
+    return data, Marks(text)
+
+
+class Marks(Mapping):
+    """The 1-based (line, col) of every value of a YAML text, keyed by its path in the data;
+    a mapping key's own place is under path + ('<key>',). Worked out from the text when
+    first asked (an error line, an annotation), so a loaded storyboard keeps its text, not
+    a position per value. Only for text that `read_yaml` accepted."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @cached_property
+    def _table(self) -> dict[tuple, tuple[int, int]]:
+        loader = yaml.SafeLoader(self.text)
+        try:
+            return dict(_places(loader.get_single_node()))
+        finally:
+            loader.dispose()
+
+    def __getitem__(self, path: tuple) -> tuple[int, int]:
+        return self._table[path]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _places(node, at: tuple = (), duplicates: bool = False) -> Iterator[tuple[tuple, tuple[int, int]]]:
+    """(path, (line, col)) of `node` and every value and mapping key below it; with
+    `duplicates`, only the keys that repeat one before them in their mapping."""
+    if node is None:
+        return
+    if not duplicates:
+        yield at, (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if not duplicates or key in seen:
+                yield at + (key, "<key>"), (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            seen.add(key)
+            yield from _places(value_node, at + (key,), duplicates)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _places(item, at + (i,), duplicates)
 
 
 # ------------------------------------------------------------------------- validation
