@@ -48,31 +48,15 @@ def storyboard(frames: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/report-page"))
-    args = parser.parse_args()
-
+def page_timings(page_path: Path, repeats: int, profile: Path) -> tuple[list[float], list[float], list[float]]:
+    """Seconds from navigation to DOMContentLoaded, to the load event and to the first
+    screen's images decoded, for `page_path` opened `repeats` times, each in a fresh
+    headless Chromium (Debian's, through Playwright) with its own profile."""
     from playwright.sync_api import sync_playwright
-
-    from framegen.cli import main as framegen
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    board = args.out / "board.yaml"
-    board.write_text(yaml.safe_dump(storyboard(args.frames), sort_keys=False))
-    start = time.perf_counter()
-    framegen(["render", "-q", str(board), "-o", str(args.out / "render")])  # exit 1 if a check fails: still timed
-    print(f"render of {args.frames} frames: {time.perf_counter() - start:.0f} s (or reused)")
-    page_path = args.out / "render" / "report.html"
-    size = page_path.stat().st_size
-    images = len(list((args.out / "render").glob("*/*.png")))
 
     loaded, content, first_screen = [], [], []
     with sync_playwright() as playwright:
-        for _ in range(args.repeats):
-            profile = args.out / "profile"
+        for _ in range(repeats):
             shutil.rmtree(profile, ignore_errors=True)
             browser = playwright.chromium.launch_persistent_context(
                 str(profile), executable_path=chromium(), args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 900}
@@ -89,7 +73,30 @@ def main() -> None:
             content.append(timing["domContentLoadedEventEnd"] / 1000)
             loaded.append(timing["loadEventEnd"] / 1000)
             browser.close()
-    shutil.rmtree(args.out / "profile", ignore_errors=True)
+    shutil.rmtree(profile, ignore_errors=True)
+    return content, loaded, first_screen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/report-page"))
+    args = parser.parse_args()
+
+    from framegen.cli import main as framegen
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    board = args.out / "board.yaml"
+    board.write_text(yaml.safe_dump(storyboard(args.frames), sort_keys=False))
+    start = time.perf_counter()
+    framegen(["render", "-q", str(board), "-o", str(args.out / "render")])  # exit 1 if a check fails: still timed
+    print(f"render of {args.frames} frames: {time.perf_counter() - start:.0f} s (or reused)")
+    page_path = args.out / "render" / "report.html"
+    size = page_path.stat().st_size
+    images = len(list((args.out / "render").glob("*/*.png")))
+
+    content, loaded, first_screen = page_timings(page_path, args.repeats, args.out / "profile")
     print(f"report.html: {size:,} bytes, {args.frames} frames, {images} images in the folder")
     print(f"median of {args.repeats} fresh Chromium starts, seconds from navigation:")
     print(f"  DOMContentLoaded      {statistics.median(content):.3f}")

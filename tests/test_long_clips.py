@@ -127,3 +127,34 @@ def test_a_render_keeps_only_its_failing_frames_and_reads_the_rest_from_its_repo
     assert {k: v for k, v in written.items() if k != "frames"} | {
         "storyboard": {**written["storyboard"], "resolved": result.summary["storyboard"]["resolved"]}
     } == result.summary
+
+
+def test_a_long_clip_gets_pages_of_frames_and_a_shorter_render_drops_them_but_not_a_users(tmp_path, monkeypatch):
+    import framegen.output.pages as pages
+
+    monkeypatch.setattr(pages, "PAGE_FRAMES", 2)
+    board = {
+        "version": 1,
+        "model": {"id": "tiny-random"},
+        "render": {"width": 64, "height": 64, "steps": 1, "seed": 3},
+        "anchor": {"prompt": "girl, white hair, blue skirt, grass"},
+        "frames": [{"name": f"n{i}", "add": f"pose {i}"} for i in range(5)],
+        "report": {"background": {"segmenter": "none"}},
+    }
+    path, out = tmp_path / "board.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(board))
+    assert main(["render", "-q", str(path), "-o", str(out)]) == 0
+    shown = {name: (out / name).read_text() for name in ("report.html", "report-2.html", "report-3.html")}
+    for name, frames in zip(shown, (["n0", "n1"], ["n2", "n3"], ["n4"])):
+        assert shown[name].count('<article class="frame ') == len(frames) + (name == "report.html")  # + the anchor
+        assert all(f'id="frame-{frame}"' in shown[name] for frame in frames)
+        assert shown[name].rstrip().endswith("</div></body></html>")
+    assert '<a href="report-3.html">frames 5-5</a>' in shown["report.html"] and "<b>frames 1-2</b>" in shown["report.html"]
+    assert '<a href="report.html">' in shown["report-2.html"] and "<b>frames 3-4</b>" in shown["report-2.html"]
+
+    (out / "report-7.html").write_text("my notes")  # a user's file with a page's name
+    board["frames"] = board["frames"][:2]
+    path.write_text(yaml.safe_dump(board))
+    assert main(["render", "-q", str(path), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("report*.html")) == ["report-7.html", "report.html"]
+    assert (out / "report-7.html").read_text() == "my notes"

@@ -80,7 +80,7 @@ def frame_lines(path: str, marks: dict):
 
 def cmd_report(args) -> int:
     from ..output.folder import OutputFolder
-    from ..output.page import write_review
+    from ..output.pages import page_names, write_review
     from ..output.report import read_report
 
     out = Path(args.output_dir)
@@ -95,7 +95,7 @@ def cmd_report(args) -> int:
         raise InvalidInput(f"{out}: {gone[0]}{more} named in report.json are gone; render again to restore them")
     with OutputFolder(out).open() as folder:
         if not args.force:
-            folder.check_replaceable(["report.html", "sheet.png"])
+            folder.check_replaceable([*page_names(len(report["frames"])), "sheet.png"])
         try:
             write_review(report, out)
         except (KeyError, TypeError, ValueError, AttributeError, OSError) as error:

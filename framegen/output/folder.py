@@ -32,6 +32,7 @@ from .legacy import legacy_owns
 LOCK = ".framegen.lock"
 SUBFOLDERS = ("frames", "masks", "heatmaps", "anchor-cache")
 FRAME_NAME = re.compile(r"\d{4}(-\d+)?\.png")  # keyframes, and in-betweens (-k)
+PAGE_NAME = re.compile(r"report-\d+\.html")  # report.html's further pages
 MASK_NAME = re.compile(r"\d{4}(~\d+)?(-\d+)?\.png")  # an in-between's (~k), the n-th of a frame (-n)
 
 
@@ -113,11 +114,13 @@ class OutputFolder:
         return self.ledger.owns(path) or (self.legacy and legacy_owns(self.path, name))
 
     def remove_stale(self, written: set[str]) -> None:
-        """Drop frames and masks of an earlier, longer storyboard: framegen's names that
-        framegen wrote, not among `written`."""
-        for folder, pattern in (("frames", FRAME_NAME), ("masks", MASK_NAME), ("heatmaps", MASK_NAME)):
-            for path in sorted((self.path / folder).glob("*.png")):
-                name = f"{folder}/{path.name}"
+        """Drop frames, masks and pages of an earlier, longer storyboard: framegen's names
+        that framegen wrote, not among `written`."""
+        places = (("frames/*.png", FRAME_NAME), ("masks/*.png", MASK_NAME), ("heatmaps/*.png", MASK_NAME),
+                  ("report-*.html", PAGE_NAME))  # fmt: skip
+        for files, pattern in places:
+            for path in sorted(self.path.glob(files)):
+                name = path.relative_to(self.path).as_posix()
                 if pattern.fullmatch(path.name) and name not in written and self.owns(name):
                     path.unlink()
 

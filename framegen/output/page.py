@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import difflib
 import re
-import shutil
-import tempfile
 from html import escape
 from pathlib import Path
 
-from PIL import Image
-
 from .chart import Chart
-from .files import atomic_file
-from .review import HEAT_MAX, HEAT_STOPS, UNMEASURED, Sheet, failing_frames
+from .review import HEAT_MAX, HEAT_STOPS, UNMEASURED
 
+PAGE_END = "</div></body></html>\n"
 GENERATOR = "framegen"  # <meta name="generator" content="framegen X">: how framegen knows its own page
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d232a; background: #f6f7f9; }
@@ -63,54 +59,9 @@ figure img { display: block; width: 128px; height: auto; image-rendering: pixela
 .prompt ins { background: #c8f0cf; text-decoration: none; }
 .prompt del { background: #f7cdc9; }
 .facts { color: #3e4852; margin: .2rem 0; }
+nav.pages { margin: .5rem 0; line-height: 1.8; }
 .rules { margin: .2rem 0; padding-left: 1.2rem; font-family: ui-monospace, monospace; font-size: 12px; }
 """
-
-
-class Review:
-    """report.html and sheet.png, fed one measured frame at a time in video order. A frame's
-    entry goes to a temporary file at once (it has no name: the OS removes it if the render
-    dies); the page is put together at the end, when the verdict and the chart above the
-    frames are known. Held in memory: the chart's bars, the sheet's tiles, the failing names."""
-
-    def __init__(self, out: Path, report: dict, anchor: Image.Image | Path, total: int, limit: float | None):
-        self.out, self.report, self.limit = out, report, limit  # limit: max_background_mse, shown by each frame
-        self.reference = "the image" if "psnr" in report["anchor"] else "the anchor"  # a real image should stay
-        self.chart, self.sheet = Chart(total), Sheet(anchor, total)
-        self.entries = tempfile.TemporaryFile("w+", encoding="utf-8", dir=out)
-        self.failing: list[str] = []
-        self.seconds = 0.0  # rendered now, not reused
-
-    def add(self, frame: dict, state: str, image: Image.Image | Path) -> None:
-        """The next frame's entry, its `state` (pass, fail or none) and its image (or file)."""
-        self.entries.write(frame_entry(frame, state, self.report["anchor"]["prompt"], self.limit, self.reference))
-        self.entries.write("\n")
-        self.chart.add(frame, state)
-        self.sheet.add(frame, image, state == "fail")
-        self.failing += [frame["name"]] if state == "fail" else []
-        self.seconds += 0 if frame.get("reused") else frame["seconds"]
-
-    def write(self, report: dict) -> None:
-        """report.html and sheet.png, for `report` (report.json's content but its frames)."""
-        self.entries.seek(0)
-        with atomic_file(self.out / "report.html") as page:
-            page.write(page_head(report, self.failing, self.seconds, self.chart, self.reference))
-            shutil.copyfileobj(self.entries, page)
-            page.write("</div></body></html>\n")
-        self.entries.close()
-        self.sheet.write(self.out / "sheet.png")
-
-
-def write_review(report: dict, out: Path) -> None:
-    """report.html and sheet.png in the output folder `out`, for report.json's content
-    (`framegen report`): the frames' images are read only where the sheet shows them."""
-    limit = dict(report_limits(report)).get("max_background_mse")
-    review = Review(out, report, out / report["anchor"]["image"], len(report["frames"]), limit)
-    failing = failing_frames(report)
-    for frame in report["frames"]:
-        state = "none" if not report["checks"] else "fail" if frame["name"] in failing else "pass"
-        review.add(frame, state, out / frame["image"])
-    review.write(report)
 
 
 def report_limits(report: dict) -> list[tuple[str, float]]:
@@ -122,8 +73,9 @@ def is_report_page(text: str) -> bool:
     return text.startswith("<!doctype html>") and f'<meta name="generator" content="{GENERATOR} ' in text[:400]
 
 
-def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, reference: str) -> str:
-    """The page down to its frames: settings, verdict, clip, chart, heat-map scale, anchor."""
+def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, reference: str, nav: str = "") -> str:
+    """The page down to its frames: settings, verdict, clip, chart, links to the further
+    pages (`nav`), heat-map scale, anchor."""
     render = report["storyboard"]["resolved"]["render"]
     limits = dict(report_limits(report))
     name = Path(report["storyboard"]["path"]).stem
@@ -158,6 +110,7 @@ def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, re
         "<h2>Background MSE per frame, and flicker</h2>",
         chart.svg(limits.get("max_background_mse"), limits.get("max_flicker")),
         "<h2>Frames</h2>",
+        nav,
         heat_scale(reference),
         '<div class="frames">',
         anchor_entry(report),

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..output.files import atomic_file, clip_writer, json_chunks
 from ..output.measure import Measure
-from ..output.page import Review
+from ..output.pages import Review
 from ..output.report import Checks, csv_writer, summary_of
 from ..storyboard import Storyboard
 from .anchor import Anchor
@@ -64,7 +64,8 @@ class RenderResult:
 
     @property
     def anchor_cache(self) -> str:
-        """`built`, `reused` (from the disk cache) or `not needed` (every frame was in place)."""
+        """`built`, `reused` (from the disk cache), `kept` (from a loop's last render, as
+        render --watch keeps it) or `not needed` (every frame was in place)."""
         return self.summary["anchor_cache"]
 
     def to_json(self) -> str:
@@ -90,7 +91,7 @@ def finish(board: Storyboard, out: Path, frames: list[Shot], entry: Callable[[Sh
         head["anchor"].update(measure.reconstruction(anchor.image))
     checks = Checks(spec.checks.max_background_mse, spec.checks.max_flicker)
     review = Review(out, head, anchor.image, len(frames), spec.checks.max_background_mse)
-    with atomic_file(out / "report.json") as report, atomic_file(out / "report.csv") as table:
+    with atomic_file(out / "report.json") as report, atomic_file(out / "report.csv") as table, review:
         rows = csv_writer(table)
         with clip_writer(out / "clip.mp4", spec.video.fps, spec.video.crf) as clip:
             clip.add(anchor.image, 1)

@@ -33,10 +33,11 @@ from ..models.facts import ModelFacts, facts_from_files, facts_of
 from ..models.load import borrowed, load_pipeline, set_lora_scales
 from ..output.files import atomic_write, write_png
 from ..output.folder import OutputFolder
+from ..output.pages import page_names
 from ..output.report import report_head
 from ..output.segmenters import segmenter_for
 from ..storyboard import Storyboard
-from .anchor import Anchor, in_place, load_anchor_image, obtain_anchor, read_image
+from .anchor import Anchor, KeptAnchor, in_place, load_anchor_image, obtain_anchor, read_image
 from .finish import RenderResult, finish
 from .identity import Identity, key
 from .prepare import Prepared, prepare
@@ -44,7 +45,7 @@ from .rules import describe_rules
 from .shots import Shot, output_names, report_entry, shots_of
 
 MASK_TEXT = {"framegen-mask": "white = kept from the anchor"}  # marks framegen's masks (output/folder.py)
-SUMMARY_FILES = ("anchor.png", "clip.mp4", "report.json", "report.csv", "report.html", "sheet.png")
+SUMMARY_FILES = ("anchor.png", "clip.mp4", "report.json", "report.csv", "sheet.png")  # and the pages: page_names
 
 
 class Quiet:
@@ -67,18 +68,23 @@ def process_state():
     return state if state.num_processes > 1 else None
 
 
-def render_storyboard(board: Storyboard, output: Path | None = None, pipe=None, progress=None) -> RenderResult | None:
+def render_storyboard(
+    board: Storyboard, output: Path | None = None, pipe=None, progress=None, kept: KeptAnchor | None = None
+) -> RenderResult | None:
     """Render every shot and write the output folder; raises FramegenError on failure.
     `output` (default: the storyboard's) may lie anywhere: giving it is consent. A
-    caller's `pipe` comes back as it went in (models.load.borrowed). Returns None in the
+    caller's `pipe` comes back as it went in (models.load.borrowed). A loop that renders
+    again with the same pipe (render --watch) passes one `kept` to every render: an anchor
+    pass is then kept in memory and reused while its keys hold. Returns None in the
     processes of a distributed render other than the main one."""
     out = Path(output) if output is not None else board.output_dir
-    job = Job(board, out, progress or Quiet(), process_state(), shots_of(board))
+    job = Job(board, out, progress or Quiet(), process_state(), shots_of(board), kept=kept)
     if job.state is not None and not job.state.is_main_process:  # the main process holds the folder
         return job.run(pipe)
     with OutputFolder(out).open() as folder:
         cache = [f"anchor-cache/{p.name}" for p in (out / "anchor-cache").glob("*") if CACHE_FILE.fullmatch(p.name)]
-        folder.check_replaceable([*SUMMARY_FILES, *output_names(job.shots[1:]), *(cache if job.disk_cache else [])])
+        names = [*SUMMARY_FILES, *page_names(len(job.shots) - 1), *output_names(job.shots[1:])]
+        folder.check_replaceable(names + (cache if job.disk_cache else []))
         job.folder = folder
         return job.run(pipe)
 
@@ -91,6 +97,7 @@ class Job:
     state: object  # accelerate's PartialState, or None
     shots: list[Shot]  # the anchor, then the video order (keys filled in by `render`)
     folder: OutputFolder | None = None  # held by the main process
+    kept: KeptAnchor | None = None  # a loop's last anchor (render --watch), reused while its keys hold
 
     @property
     def disk_cache(self) -> bool:
@@ -141,10 +148,13 @@ class Job:
         cache = None
         if self.disk_cache:
             cache = DiskCache(prepared.needed, out / "anchor-cache", write=atomic_write)  # recorded as framegen's
-        renderer = prepared.renderer(cache)
         fields = identity.cache_fields(shots[1:])
         keys = (identity.anchor, key(fields))
-        anchor = obtain_anchor(prepared, renderer, out, keys, fields, self.progress) if self.folder else None
+        kept = self.kept if self.kept is not None and self.kept.keys == keys else None
+        renderer = prepared.renderer(kept.cache if kept else cache)
+        anchor = obtain_anchor(prepared, renderer, out, keys, fields, self.progress, kept) if self.folder else None
+        if self.kept is not None and anchor is not None and anchor.how == "built":
+            self.kept.hold(keys, anchor.image, renderer.cache, prepared.anchor_state)
         if state is not None:
             state.wait_for_everyone()  # the cache on disk is complete
             if self.folder is None and todo:
@@ -185,7 +195,7 @@ class Job:
             for name in (shot.image, *shot.mask_images):  # checked: now framegen's by the record too
                 if (out / name).is_file() and not self.folder.owns(name):
                     self.folder.ledger.wrote(out / name)
-        self.folder.remove_stale(set(output_names(shots[1:])))
+        self.folder.remove_stale({*output_names(shots[1:]), *page_names(len(shots) - 1)})
         model = {"dtype": facts.dtype, "device": facts.device}
         state = {
             "cache_bytes": cache.nbytes if cache else 0,
