@@ -84,7 +84,10 @@ def invert(
     pipelines). Each step predicts the noise where it starts; `refine` > 0 predicts it
     again where the step lands, that many times (a fixed-point iteration: the forward
     step uses the noise at its own start, so each refinement brings the reconstruction
-    closer, at one U-Net call each). `on_step(i)` after each of the `steps` steps."""
+    closer, at one U-Net call each). A refined step's last prediction was made next to
+    where the next step starts, one timestep earlier: it stands in for that step's first
+    (as the flow inversion reuses its velocity), so `refine: 1` costs steps + 1 U-Net
+    calls, not twice `steps`. `on_step(i)` after each of the `steps` steps."""
     inverse = inverse_scheduler(pipe.scheduler)
     inverse.set_timesteps(steps, device=latents.device)
     guided = guidance > 1
@@ -98,11 +101,14 @@ def invert(
         unconditional, conditional = noise.chunk(2)
         return unconditional + guidance * (conditional - unconditional)
 
-    visited = [latents]
+    visited, noise = [latents], None
     for i, t in enumerate(inverse.timesteps, start=1):
-        landed = inverse.step(noise_at(latents, t), t, latents).prev_sample
+        if noise is None or not refine:
+            noise = noise_at(latents, t)
+        landed = inverse.step(noise, t, latents).prev_sample
         for _ in range(refine):
-            landed = inverse.step(noise_at(landed, t), t, latents).prev_sample
+            noise = noise_at(landed, t)
+            landed = inverse.step(noise, t, latents).prev_sample
         latents = landed
         visited.append(latents)
         if on_step is not None:
