@@ -93,6 +93,34 @@ def test_a_render_whose_inputs_change_gives_up_between_steps_and_keeps_finished_
     assert kept == {p: data for p, data in files.items() if p.name != "framegen-files.jsonl"}  # nothing half-written
 
 
+def test_a_loop_keeps_its_anchor_pass_while_its_keys_hold_and_frames_come_out_the_same(tmp_path, tiny_pipe):
+    from PIL import Image
+
+    from framegen.run.anchor import KeptAnchor
+    from framegen.run.job import render_storyboard
+
+    spec = json.loads(json.dumps(SPEC))
+    spec["swap"] = [
+        {"mode": "full", "layers": ["OUT3"], "steps": "1-2"},
+        {"mode": "mask", "layers": ["LATENTS"], "steps": "3-4", "mask": {"auto": "attention"}},
+    ]
+    spec["frames"][1]["replace"] = {"white hair": "red hair"}
+    kept, path = KeptAnchor(), tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    first = render_storyboard(load_storyboard(path), tmp_path / "out", pipe=tiny_pipe, kept=kept)
+    spec["frames"][1]["add"] = "red hat"  # a one-word change: the anchor's keys hold
+    path.write_text(yaml.safe_dump(spec))
+    again = render_storyboard(load_storyboard(path), tmp_path / "out", pipe=tiny_pipe, kept=kept)
+    fresh = render_storyboard(load_storyboard(path), tmp_path / "fresh", pipe=tiny_pipe)
+    assert (first.anchor_cache, again.anchor_cache, fresh.anchor_cache) == ("built", "kept", "built")
+    for name in ("anchor.png", "frames/0002.png", "masks/0002.png"):  # its attention mask read the kept maps
+        with Image.open(tmp_path / "out" / name) as kept_image, Image.open(tmp_path / "fresh" / name) as image:
+            assert kept_image.tobytes() == image.tobytes(), name
+    spec["render"]["seed"] = 4  # the anchor's own key changes: built again
+    path.write_text(yaml.safe_dump(spec))
+    assert render_storyboard(load_storyboard(path), tmp_path / "out", pipe=tiny_pipe, kept=kept).anchor_cache == "built"
+
+
 def test_the_files_watched_are_the_storyboard_and_every_local_file_it_names(tmp_path):
     from PIL import Image
 

@@ -2,7 +2,8 @@
 of a file it names (mask, control and anchor images, LoRA files, a local model's files).
 
 Only shots whose keys changed render again (a render reuses the rest, as always); the model
-is loaded once and lent to every render while the storyboard's model block stays the same.
+is loaded once and lent to every render while the storyboard's model block stays the same,
+and the anchor pass is kept in memory and reused while its keys hold.
 A save that does not validate prints its one line and leaves the last good output as it
 is; a save during a render gives it up between two denoising steps (the files it finished
 stay whole; the one it was writing is dropped) and starts over. Ctrl-C ends it as it ends a
@@ -69,13 +70,14 @@ def watch(
 ) -> int:
     """The loop; `port` serves the live page (live.py) on 127.0.0.1 (0: a free port)."""
     from ..models.load import load_pipeline
+    from ..run.anchor import KeptAnchor
     from ..run.job import render_storyboard
     from ..run.render import CANCEL
     from ..storyboard import load_storyboard
     from .live import Status, serve
 
     stop = stop or threading.Event()
-    watcher, pipes, status, server = Watcher(), {}, Status(), None
+    watcher, pipes, status, server, kept = Watcher(), {}, Status(), None, KeptAnchor()
     token = CANCEL.set(lambda: watcher.changed.is_set() or stop.is_set())
     try:
         while not stop.is_set():
@@ -89,9 +91,10 @@ def watch(
                     print(f"live page: http://127.0.0.1:{server.server_address[1]}/", flush=True)
                 status.update(state="rendering", shot=None, error=None)
                 model = json.dumps(board.spec.model.model_dump(mode="json", exclude={"lora"}), sort_keys=True)
-                if model not in pipes:  # a new model block: the earlier pipe goes
+                if model not in pipes:  # a new model block: the earlier pipe goes, and its anchor
                     pipes = {model: load_pipeline(board.spec.model, image_anchor=board.spec.anchor.image is not None)}
-                result = render_storyboard(board, target, pipe=pipes[model], progress=status)
+                    kept = KeptAnchor()
+                result = render_storyboard(board, target, pipe=pipes[model], progress=status, kept=kept)
                 status.update(state="done", shot=None, renders=status.value["renders"] + 1)
                 if not quiet:
                     print(f"wrote {target}/ ({result.count} frames); watching {len(watcher.files)} files")

@@ -24,8 +24,19 @@ from .render import Renderer, RenderSettings
 @dataclass
 class Anchor:
     image: Image.Image
-    how: str  # built | reused (from the disk cache) | not needed (every frame was in place)
+    how: str  # built | reused (from the disk cache) | kept (from a loop's last render) | not needed
     seconds: float = 0.0
+
+
+class KeptAnchor:
+    """The last anchor pass of a loop of renders with one pipe (render --watch): its keys,
+    image, filled cache and the state it leaves (attention maps, latents), held in memory."""
+
+    def __init__(self):
+        self.keys, self.image, self.cache, self.state = None, None, None, None
+
+    def hold(self, keys: tuple[str, str], image: Image.Image, cache, anchor_state) -> None:
+        self.keys, self.image, self.cache, self.state = keys, image, cache, anchor_state.to_tensors()
 
 
 def load_anchor_image(board: Storyboard, settings: RenderSettings) -> Image.Image | None:
@@ -79,14 +90,21 @@ def read_image(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def obtain_anchor(prepared, renderer: Renderer, out: Path, keys: tuple[str, str], fields: dict, progress) -> Anchor:
-    """The anchor for frames to swap from: `reused` from a sound disk cache (its tensors
-    loaded into the anchor state), or `built` by the anchor pass (sealing the disk cache
-    if there is one). `keys` are the anchor's and the cache's; the output's anchor.png ends
-    up this anchor's."""
+def obtain_anchor(
+    prepared, renderer: Renderer, out: Path, keys: tuple[str, str], fields: dict, progress, kept=None
+) -> Anchor:
+    """The anchor for frames to swap from: `kept` from a loop's last render (the renderer
+    already holds its cache), `reused` from a sound disk cache (its tensors loaded into the
+    anchor state), or `built` by the anchor pass (sealing the disk cache if there is one).
+    `keys` are the anchor's and the cache's; the output's anchor.png ends up this anchor's."""
     anchor_key, cache_key = keys
     anchor_path = out / "anchor.png"
     cache = renderer.cache
+    if kept is not None:
+        prepared.anchor_state.load_tensors(kept.state, prepared.pipe.device, denoiser(prepared.pipe).dtype)
+        if not in_place(out, "anchor.png", anchor_key):
+            write_png(kept.image, anchor_path, {"framegen-key": anchor_key})
+        return Anchor(kept.image, "kept")
     if isinstance(cache, DiskCache):
         status, tensors = cache.reopen(cache_key)
         if status == "reused":
