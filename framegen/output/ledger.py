@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,10 +33,11 @@ TEMP_PREFIX = ".framegen-tmp-"  # every temporary file framegen makes starts so 
 class Ledger:
     def __init__(self, root: Path, record: Path):
         self.root, self.record = Path(os.path.abspath(root)), Path(record)
-        self._entries: dict[str, list[list]] | None = None
+        self._entries: dict[str, bytes] | None = None
 
-    def entries(self) -> dict[str, list[list]]:
-        """Relative path -> every [sha256, identity] recorded for it."""
+    def entries(self) -> dict[str, bytes]:
+        """Relative path -> every (sha256, identity) recorded for it, packed (`_pack`): a long
+        render records three files a frame, so each costs bytes, not objects."""
         if self._entries is None:
             self._entries = {}
             try:
@@ -45,10 +47,18 @@ class Ledger:
             for line in lines:
                 try:
                     entry = json.loads(line)
-                    self._entries.setdefault(entry["path"], []).append([entry["sha256"], entry["identity"]])
-                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+                    self._add(entry["path"], entry["sha256"], entry["identity"])
+                except (ValueError, KeyError, TypeError, struct.error):  # a line cut short by a kill
                     continue
         return self._entries
+
+    def _add(self, name: str, digest: str, identity: list[int]) -> None:
+        self._entries[name] = self._entries.get(name, b"") + _pack(digest, identity)
+
+    def recorded(self, name: str) -> list[tuple[str, list[int]]]:
+        """Every (sha256, identity) recorded for the relative path `name`, oldest first."""
+        packed = self.entries().get(name, b"")
+        return [_unpack(packed[i : i + _RECORD.size]) for i in range(0, len(packed), _RECORD.size)]
 
     def covers(self, path: Path) -> bool:
         return Path(os.path.abspath(path)).is_relative_to(self.root)
@@ -57,12 +67,13 @@ class Ledger:
         """Record `content` (default: the file at `path`) as what framegen wrote at `path`."""
         content = Path(content or path)
         entry = {"path": self._name(path), "sha256": sha256(content), "identity": _identity(content)}
+        self.entries()  # read before this line joins the record
         self.record.parent.mkdir(parents=True, exist_ok=True)
         with open(self.record, "a", encoding="utf-8") as file:
             file.write(json.dumps(entry) + "\n")
             file.flush()
             os.fsync(file.fileno())
-        self.entries().setdefault(entry["path"], []).append([entry["sha256"], entry["identity"]])
+        self._add(entry["path"], entry["sha256"], entry["identity"])
 
     def wrote_there(self, path: Path) -> bool:
         """Whether framegen ever wrote a file at `path`, whatever it holds now."""
@@ -78,7 +89,7 @@ class Ledger:
     def _written_digest(self, path: Path) -> str | None:
         """The SHA-256 framegen recorded for what `path` holds now, or None: taken from the
         record when the file's identity is as recorded, else the file is hashed."""
-        recorded, identity = self.entries().get(self._name(path), []), _identity(path)
+        recorded, identity = self.recorded(self._name(path)), _identity(path)
         known = next((digest for digest, at in recorded if at == identity), None)
         if known is not None or not recorded:
             return known
@@ -89,23 +100,36 @@ class Ledger:
         """Rewrite the record with one entry per file still there: what it holds when that
         is what framegen wrote, else the last thing framegen wrote there (so a file a
         user changed stays the user's, and framegen still knows it wrote that name)."""
-        kept = []
-        for name, recorded in self.entries().items():
-            path = self.root / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            digest = self._written_digest(path)
-            if digest is not None:
-                kept.append({"path": name, "sha256": digest, "identity": _identity(path)})
-            else:
-                kept.append({"path": name, "sha256": recorded[-1][0], "identity": recorded[-1][1]})
         temporary = self.record.with_name(TEMP_PREFIX + self.record.name)
-        temporary.write_text("".join(json.dumps(entry) + "\n" for entry in kept), encoding="utf-8")
+        with open(temporary, "w", encoding="utf-8") as file:
+            for name in self.entries():
+                path = self.root / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                digest = self._written_digest(path)
+                if digest is not None:
+                    entry = {"path": name, "sha256": digest, "identity": _identity(path)}
+                else:
+                    last, identity = self.recorded(name)[-1]
+                    entry = {"path": name, "sha256": last, "identity": identity}
+                file.write(json.dumps(entry) + "\n")
         os.replace(temporary, self.record)
         self._entries = None
 
     def _name(self, path: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
+
+
+_RECORD = struct.Struct("<32sQQq")  # sha256, size, inode, mtime_ns
+
+
+def _pack(digest: str, identity: list[int]) -> bytes:
+    return _RECORD.pack(bytes.fromhex(digest), *identity)
+
+
+def _unpack(packed: bytes) -> tuple[str, list[int]]:
+    digest, *identity = _RECORD.unpack(packed)
+    return digest.hex(), identity
 
 
 def _identity(path: Path) -> list[int]:
