@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,7 +93,7 @@ class OutputFolder:
                     if leftover.is_file() and not leftover.is_symlink():
                         leftover.unlink(missing_ok=True)
 
-    def check_replaceable(self, names: list[str]) -> None:
+    def check_replaceable(self, names: Iterable[str]) -> None:
         """Raise InvalidInput naming every existing file among `names` (relative paths) that
         framegen did not write: it would be replaced."""
         foreign = [name for name in names if (self.path / name).exists() and not self.owns(name)]

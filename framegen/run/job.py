@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 from ..engine.cache import CACHE_FILE, DiskCache
@@ -83,8 +84,8 @@ def render_storyboard(
         return job.run(pipe)
     with OutputFolder(out).open() as folder:
         cache = [f"anchor-cache/{p.name}" for p in (out / "anchor-cache").glob("*") if CACHE_FILE.fullmatch(p.name)]
-        names = [*SUMMARY_FILES, *page_names(len(job.shots) - 1), *output_names(job.shots[1:])]
-        folder.check_replaceable(names + (cache if job.disk_cache else []))
+        names = chain(SUMMARY_FILES, page_names(len(job.shots) - 1), output_names(job.shots[1:]))
+        folder.check_replaceable(chain(names, cache if job.disk_cache else []))
         job.folder = folder
         return job.run(pipe)
 

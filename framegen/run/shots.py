@@ -13,6 +13,7 @@ Its key (identity.py) is filled in once the model's facts are known.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..engine.specs import RuleSpec
 from ..storyboard import FramePlan, Storyboard
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Between:
     """An in-between's conditioning: the k-th of n before its keyframe, its text and
     control images `t` = k / (n + 1) of the way from the frame before's (the anchor's for
@@ -36,7 +37,7 @@ class Between:
         return self.k / (self.n + 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shot:
     kind: str  # anchor | frame | tween
     name: str  # a keyframe's name; an in-between is `name~k`
@@ -107,9 +108,9 @@ def shots_of(board: Storyboard) -> list[Shot]:
     return shots
 
 
-def output_names(shots: list[Shot]) -> list[str]:
+def output_names(shots: list[Shot]) -> Iterator[str]:
     """Every file the shots' images, masks and heat-maps take in the output folder."""
-    return [name for shot in shots for name in (shot.image, *shot.mask_images, shot.heatmap)]
+    return (name for shot in shots for name in (shot.image, *shot.mask_images, shot.heatmap))
 
 
 def report_entry(shot: Shot, rules: list[dict], reused: bool) -> dict:

@@ -25,7 +25,7 @@ from .schema import OutputSpec, StoryboardSpec
 from .source import dotted, mark
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FramePlan:
     index: int  # 1-based, the frame's file number
     name: str
