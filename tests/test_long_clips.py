@@ -149,7 +149,9 @@ def test_a_long_clip_gets_pages_of_frames_and_a_shorter_render_drops_them_but_no
         assert shown[name].count('<article class="frame ') == len(frames) + (name == "report.html")  # + the anchor
         assert all(f'id="frame-{frame}"' in shown[name] for frame in frames)
         assert shown[name].rstrip().endswith("</div></body></html>")
-    assert '<a href="report-3.html">frames 5-5</a>' in shown["report.html"] and "<b>frames 1-2</b>" in shown["report.html"]
+    assert (
+        '<a href="report-3.html">frames 5-5</a>' in shown["report.html"] and "<b>frames 1-2</b>" in shown["report.html"]
+    )
     assert '<a href="report.html">' in shown["report-2.html"] and "<b>frames 3-4</b>" in shown["report-2.html"]
 
     (out / "report-7.html").write_text("my notes")  # a user's file with a page's name
