@@ -73,7 +73,7 @@ def is_report_page(text: str) -> bool:
     return text.startswith("<!doctype html>") and f'<meta name="generator" content="{GENERATOR} ' in text[:400]
 
 
-def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, reference: str, nav: str = "") -> str:
+def page_head(report: dict, failing: set[str], seconds: float, chart: Chart, reference: str, nav: str = "") -> str:
     """The page down to its frames: settings, verdict, clip, chart, links to the further
     pages (`nav`), heat-map scale, anchor."""
     render = report["storyboard"]["resolved"]["render"]
@@ -92,11 +92,7 @@ def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, re
         "framegen": report["framegen_version"],
     }
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta name="generator" content="{GENERATOR} {escape(report["framegen_version"])}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>framegen: {escape(name)}</title><style>{STYLE}</style></head><body>",
+        html_head(report, name),
         f"<header><h1>{escape(name)}</h1>",
         '<dl class="settings">',
         *(f"<dt>{key}</dt><dd>{escape(str(value))}</dd>" for key, value in settings.items()),
@@ -118,11 +114,22 @@ def page_head(report: dict, failing: list[str], seconds: float, chart: Chart, re
     return "\n".join(parts) + "\n"
 
 
-def verdict(report: dict, failing: list[str]) -> str:
+def html_head(report: dict, title: str) -> str:
+    """A page's start, down to its <body>: framegen's generator mark, the title, the style."""
+    return "\n".join([
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="generator" content="{GENERATOR} {escape(report["framegen_version"])}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>framegen: {escape(title)}</title><style>{STYLE}</style></head><body>",
+    ])  # fmt: skip
+
+
+def verdict(report: dict, failing: set[str]) -> str:
     if not report["checks"]:
         return '<p class="verdict none">no checks set (checks.max_background_mse, checks.max_flicker)</p>'
     if failing:
-        names = ", ".join(sorted(failing[:20])) + (f" and {len(failing) - 20} more" if len(failing) > 20 else "")
+        names = ", ".join(sorted(failing)[:20]) + (f" and {len(failing) - 20} more" if len(failing) > 20 else "")
         return f'<p class="verdict fail">check failed on {len(failing)} frame(s): {escape(names)}</p>'
     limits = ", ".join(f"{c['name']} {c['limit']}" for c in report["checks"])
     return f'<p class="verdict pass">every frame passes {escape(limits)}</p>'

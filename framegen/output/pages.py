@@ -16,7 +16,7 @@ from PIL import Image
 
 from .chart import Chart
 from .files import atomic_file
-from .page import GENERATOR, PAGE_END, STYLE, frame_entry, page_head, report_limits
+from .page import PAGE_END, frame_entry, html_head, page_head, report_limits
 from .review import Sheet, failing_frames
 
 PAGE_FRAMES = 500  # frames per page (a page of 500 opens in well under 2 s in Chromium)
@@ -28,7 +28,7 @@ class Review:
     wait in a temporary file (it has no name: the OS removes it if the render dies) until
     the verdict and the chart above them are known; further pages are written as their
     frames come. Every page lands at `write`, none if the render fails first. Held in
-    memory: the chart's bars, the sheet's tiles, the failing frames' names.
+    memory: the chart's bars and the sheet's tiles.
 
         with Review(out, head, anchor, total, limit) as review:
             review.add(frame, "pass", image)
@@ -42,7 +42,6 @@ class Review:
         self.pages = ExitStack()  # pages 2, 3, ...: each lands when the stack closes
         self.entries = self.pages.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", dir=out))
         self.page, self.total, self.position = self.entries, total, 0
-        self.failing: list[str] = []
         self.seconds = 0.0  # rendered now, not reused
 
     def __enter__(self) -> Review:
@@ -64,18 +63,17 @@ class Review:
         self.page.write("\n")
         self.chart.add(frame, state)
         self.sheet.add(frame, image, state == "fail")
-        self.failing += [frame["name"]] if state == "fail" else []
         self.seconds += 0 if frame.get("reused") else frame["seconds"]
 
     def write(self, report: dict) -> None:
-        """Every page and sheet.png, for `report` (report.json's content but its frames)."""
+        """Every page and sheet.png, for `report` (report.json's content but its frames, with
+        its checks)."""
         if self.page is not self.entries:
             self.page.write(PAGE_END)
         self.entries.seek(0)
         with atomic_file(self.out / "report.html") as page:
-            page.write(
-                page_head(report, self.failing, self.seconds, self.chart, self.reference, pages_nav(self.total, 1))
-            )
+            nav = pages_nav(self.total, 1)
+            page.write(page_head(report, failing_frames(report), self.seconds, self.chart, self.reference, nav))
             shutil.copyfileobj(self.entries, page)
             page.write(PAGE_END)
         self.pages.close()
@@ -105,14 +103,10 @@ def pages_nav(total: int, current: int) -> str:
 
 def further_page_head(report: dict, number: int, total: int) -> str:
     """A page after the first: its frames' entries follow, as on the first page."""
-    name = escape(Path(report["storyboard"]["path"]).stem)
+    name = f"{Path(report['storyboard']['path']).stem}, page {number}"
     return "\n".join([
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta name="generator" content="{GENERATOR} {escape(report["framegen_version"])}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>framegen: {name}, page {number}</title><style>{STYLE}</style></head><body>",
-        f'<header><h1>{name}, page {number}</h1><p><a href="report.html">settings, checks, clip and chart</a></p>',
+        html_head(report, name),
+        f'<header><h1>{escape(name)}</h1><p><a href="report.html">settings, checks, clip and chart</a></p>',
         pages_nav(total, number),
         '</header><div class="frames">',
     ]) + "\n"  # fmt: skip

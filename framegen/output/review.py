@@ -62,14 +62,14 @@ class Sheet:
         self.width = 160 if total < 64 else 96
         self.anchor = _tile(anchor, self.width)
         self.tiles: list[tuple[str, Image.Image, bool] | None] = [None] * self.slots
+        self.spread = (self.slots - 1) / max(1, total - 1)  # slots per frame
         self.position = 0
 
     def add(self, frame: dict, image: Image.Image | Path, failed: bool) -> None:
         """The next frame in video order; `image` (or its file) is read only when it is shown."""
         position, self.position = self.position, self.position + 1
-        spread = (self.slots - 1) / max(1, self.total - 1)
-        slot = round(position * spread)
-        own = (round(slot / spread) if spread else 0) == position  # the frame the slot is spread to
+        slot = round(position * self.spread)
+        own = (round(slot / self.spread) if self.spread else 0) == position  # the frame the slot is spread to
         held = self.tiles[slot]
         if (own and held is None) or (failed and (held is None or not held[2])):
             mse = frame["background_mse"]
@@ -90,7 +90,8 @@ def _tile(image: Image.Image | Path, width: int) -> Image.Image:
     if isinstance(image, Path):
         with Image.open(image) as file:
             image = file.convert("RGB")
-    image = image.convert("RGB")
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
     return image

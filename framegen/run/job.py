@@ -20,6 +20,7 @@ process 0 writes the MP4 and the report.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -140,7 +141,8 @@ class Job:
             self.state.wait_for_everyone()  # every frame is on disk
         if not main:
             return None
-        entry = lambda shot: report_entry(shot, describe_rules(shot.rules, identity.module, board), shot.image in done)  # noqa: E731
+        described = functools.cache(lambda rules: describe_rules(rules, identity.module, board))  # frames share rules
+        entry = lambda shot: report_entry(shot, described(shot.rules), shot.image in done)  # noqa: E731
         return self.finish(shots, facts, entry, anchor, reference, cache, segmenter, identity.settings)
 
     def render_shots(self, prepared: Prepared, identity: Identity, shots: list[Shot], todo: list[Shot]):
