@@ -37,8 +37,8 @@ class Chart:
         top = max([v for v in values if v is not None] + [1e-9]) * 1.1
         ticks = [f"{tick:.3g}" for tick in (0, top / 2 / 1.1, top / 1.1)]
         left = max(48, 10 + 7 * max(len(tick) for tick in ticks))  # room for "1.11e+04"
-        bar, gap, height, bottom = max(2, min(24, 900 // max(1, len(runs)))), 1, 200, 20
-        width, full = max(420, left + len(runs) * (bar + gap) + 10), height + bottom + 10
+        bar, gap, height, bottom = max(2, min(80, 700 // max(1, len(runs)))), 1, 200, 20
+        width, full = max(760, left + len(runs) * (bar + gap) + 10), height + bottom + 10  # 760: the legend's line
         label = "background MSE and flicker per frame"
         out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{full}" '
                f'viewBox="0 0 {width} {full}" role="img" aria-label="{label}">']  # fmt: skip
