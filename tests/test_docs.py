@@ -48,11 +48,13 @@ def split_fences(path: Path) -> tuple[list[tuple[str, str, int]], str]:
     return blocks, "\n".join(prose)
 
 
-def params(kinds: set[str]) -> Iterator:
-    for path in DOCS:
-        for language, text, line in split_fences(path)[0]:
-            if language in kinds:
-                yield pytest.param(path, text, id=f"{rel(path)}:{line}")
+def params(kinds: set[str]) -> list:
+    return [
+        pytest.param(path, text, id=f"{rel(path)}:{line}")
+        for path in DOCS
+        for language, text, line in split_fences(path)[0]
+        if language in kinds
+    ]
 
 
 # -- storyboards ---------------------------------------------------------------------------
