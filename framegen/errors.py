@@ -1,4 +1,4 @@
-"""Errors that reach the user as one line and an exit code (see README, "Exit codes")."""
+"""Errors that reach the user as one line and an exit code (see docs/guides/ci.md, "Exit codes")."""
 
 from __future__ import annotations
 

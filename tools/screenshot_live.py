@@ -1,4 +1,4 @@
-"""The README's picture of the live page mid-render: `render --watch` on a copy of the demo
+"""The picture of the live page (docs/guides/output.md) mid-render: `render --watch` on a copy of the demo
 storyboard, its page open in headless Chromium (Debian's `chromium`), one save (a frame's
 skirt turns pink), and a screenshot while that frame renders.
 
