@@ -123,7 +123,7 @@ def test_every_schema_key_is_in_the_storyboard_reference():
             for name in names:
                 rows[name if "." in name or not prefix else prefix + name] = line
     schema = json.loads((ROOT / "storyboards" / "storyboard.schema.json").read_text())
-    rules = reference[reference.index("### Swap rules") :] + (ROOT / "docs/guides/automatic-masks.md").read_text()
+    rules = reference[reference.index("## Swap rules") :] + (ROOT / "docs/guides/automatic-masks.md").read_text()
     rows = {name.replace("[]", ""): row for name, row in rows.items()}
     missing = []
     for path in schema_paths(schema, schema.get("$defs", {}), ""):
@@ -281,8 +281,9 @@ def section(path: Path, anchor: str) -> str:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not anchor:
         return "\n".join(lines)
+    prose = split_fences(path)[1].splitlines()  # a comment line in a code block is no heading
     marks = [
-        (i, len(m[1]), slug(m[2])) for i, line in enumerate(lines) if (m := re.match(r"^(#{1,6})\s+(.+?)\s*$", line))
+        (i, len(m[1]), slug(m[2])) for i, line in enumerate(prose) if (m := re.match(r"^(#{1,6})\s+(.+?)\s*$", line))
     ]
     found = [k for k, (_, _, name) in enumerate(marks) if name == anchor]
     assert found, f"no #{anchor} in {path.name}"
