@@ -103,6 +103,13 @@ def test_every_storyboard_in_the_docs_validates(path, text, tmp_path):
         assert result.passed, f"copied as it is, it fails its checks at {[f['name'] for f in result.failing]}"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "sweeps").glob("*-best.yaml")), ids=rel)
+def test_the_sweeps_best_yaml_pastes_into_the_storyboard_it_was_swept_on(path):
+    """What `framegen sweep` wrote for the demo storyboard (docs/paper-protocol.md) still validates there."""
+    base = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text(encoding="utf-8"))
+    validate({**base, **yaml.safe_load(path.read_text(encoding="utf-8"))})
+
+
 def test_the_readmes_first_storyboard_is_the_shipped_one():
     shipped = (ROOT / "storyboards" / "first.yaml").read_text(encoding="utf-8")
     first = next(text for language, text, _ in split_fences(README)[0] if language == "yaml")
