@@ -224,6 +224,28 @@ def test_the_readmes_install_and_test_commands_are_the_ones_ci_runs():
     assert any(text.strip() == ci[-1] for text in shells), f"the README shows no block that is CI's `{ci[-1]}`"
 
 
+@pytest.mark.parametrize("path, text", params({"python"}))
+def test_every_import_in_a_python_block_resolves(path, text):
+    import ast
+
+    imports = [node for node in ast.parse(text).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(body=imports, type_ignores=[]), rel(path), "exec"), {})
+
+
+def test_the_readmes_engine_example_runs_on_a_tiny_pipeline(monkeypatch):
+    """The README's own-pipe example, with the hub download swapped for framegen's tiny pipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    from framegen.models.tiny import tiny_pipeline
+
+    example = next(text for language, text, _ in split_fences(README)[0] if "framegen.engine" in text)
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", lambda *args, **kwargs: tiny_pipeline())
+    scope: dict = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert len(scope["cache"]) == 2 * 12  # OUT3 and OUT4 at steps 1-12
+    assert scope["anchor"].size == scope["frame"].size
+
+
 # -- links ---------------------------------------------------------------------------------
 
 
