@@ -4,6 +4,7 @@ and every number the README quotes comes from a doc that says how it was measure
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+@functools.cache  # every test reads the same files
 def split_fences(path: Path) -> tuple[list[tuple[str, str, int]], str]:
     """The file's fenced blocks as (language, text, first line), and its prose with every
     block blanked out (line numbers kept)."""
@@ -68,13 +70,17 @@ def storyboard_of(text: str) -> tuple[dict | str, str]:
         return "", "other"
     fragment = re.match(r"# fragment of (storyboards/[\w./-]+\.yaml):", first)
     if fragment:
-        base = yaml.safe_load((ROOT / fragment[1]).read_text(encoding="utf-8"))
-        return {**base, **yaml.safe_load(text)}, "fragment"
+        return over(fragment[1], text), "fragment"
     assert "version" in (yaml.safe_load(text) or {}), (
         "a yaml block is a whole storyboard (with `version:`), or starts with "
         "`# fragment of storyboards/NAME.yaml: ...` or `# not a storyboard: ...`"
     )
     return text, "storyboard"
+
+
+def over(storyboard: str, text: str) -> dict:
+    """The shipped storyboard with the top-level keys of `text` in place of its own."""
+    return {**yaml.safe_load((ROOT / storyboard).read_text(encoding="utf-8")), **yaml.safe_load(text)}
 
 
 def validate(source):
@@ -106,8 +112,7 @@ def test_every_storyboard_in_the_docs_validates(path, text, tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "docs" / "sweeps").glob("*-best.yaml")), ids=rel)
 def test_the_sweeps_best_yaml_pastes_into_the_storyboard_it_was_swept_on(path):
     """What `framegen sweep` wrote for the demo storyboard (docs/paper-protocol.md) still validates there."""
-    base = yaml.safe_load((ROOT / "storyboards" / "demo.yaml").read_text(encoding="utf-8"))
-    validate({**base, **yaml.safe_load(path.read_text(encoding="utf-8"))})
+    validate(over("storyboards/demo.yaml", path.read_text(encoding="utf-8")))
 
 
 def test_the_readmes_first_storyboard_is_the_shipped_one():
@@ -128,10 +133,9 @@ def test_every_schema_key_is_in_the_storyboard_reference():
             names = re.findall(r"`([\w.\[\]]+)`", cells[0])
             prefix = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
             for name in names:
-                rows[name if "." in name or not prefix else prefix + name] = line
+                rows[(name if "." in name or not prefix else prefix + name).replace("[]", "")] = line
     schema = json.loads((ROOT / "storyboards" / "storyboard.schema.json").read_text())
     rules = reference[reference.index("## Swap rules") :] + (ROOT / "docs/guides/automatic-masks.md").read_text()
-    rows = {name.replace("[]", ""): row for name, row in rows.items()}
     missing = []
     for path in schema_paths(schema, schema.get("$defs", {}), ""):
         path = path.replace("[]", "")
@@ -255,6 +259,7 @@ def slug(heading: str) -> str:
     return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
 
 
+@functools.cache
 def headings(path: Path) -> set[str]:
     prose = split_fences(path)[1]
     return {slug(m[1]) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", prose, re.M)}

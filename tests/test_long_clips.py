@@ -13,6 +13,8 @@ from framegen.output.chart import MAX_BARS, Chart
 from framegen.output.files import json_chunks
 from framegen.output.review import SHEET_TILES, Sheet
 
+from .conftest import QUICK_BOARD
+
 
 def test_json_chunks_write_what_json_dumps_writes_with_lazy_lists_and_values():
     produced = []
@@ -78,13 +80,8 @@ def test_a_long_clips_chart_shows_each_bar_the_worst_of_its_run():
 
 def test_each_frame_is_decoded_once_after_it_is_written_and_resumes_decode_it_once(tmp_path, monkeypatch):
     board = {
-        "version": 1,
-        "model": {"id": "tiny-random"},
-        "render": {"width": 64, "height": 64, "steps": 2, "seed": 3},
-        "anchor": {"prompt": "girl, white hair, blue skirt, grass"},
-        "swap": [{"mode": "full", "layers": ["OUT3"], "steps": "1"}],
+        **QUICK_BOARD,
         "frames": [{"name": "a", "add": "smile"}, {"name": "b", "add": "hat", "tween": 1, "hold": 2}],
-        "report": {"background": {"segmenter": "none"}},
     }
     (tmp_path / "board.yaml").write_text(yaml.safe_dump(board))
     decoded = []

@@ -64,8 +64,9 @@ nav.pages { margin: .5rem 0; line-height: 1.8; }
 """
 
 
-def report_limits(report: dict) -> list[tuple[str, float]]:
-    return [(check["name"], check["limit"]) for check in report["checks"]]
+def report_limits(report: dict) -> dict[str, float]:
+    """Each check's limit by its name."""
+    return {check["name"]: check["limit"] for check in report["checks"]}
 
 
 def is_report_page(text: str) -> bool:
@@ -77,7 +78,7 @@ def page_head(report: dict, failing: set[str], seconds: float, chart: Chart, ref
     """The page down to its frames: settings, verdict, clip, chart, links to the further
     pages (`nav`), heat-map scale, anchor."""
     render = report["storyboard"]["resolved"]["render"]
-    limits = dict(report_limits(report))
+    limits = report_limits(report)
     name = Path(report["storyboard"]["path"]).stem
     settings = {
         "storyboard": report["storyboard"]["path"],

@@ -115,7 +115,7 @@ def further_page_head(report: dict, number: int, total: int) -> str:
 def write_review(report: dict, out: Path) -> None:
     """report.html (and its further pages) and sheet.png in the output folder `out`, for
     report.json's content (`framegen report`): images are read only where the sheet shows them."""
-    limit = dict(report_limits(report)).get("max_background_mse")
+    limit = report_limits(report).get("max_background_mse")
     failing = failing_frames(report)
     with Review(out, report, out / report["anchor"]["image"], len(report["frames"]), limit) as review:
         for frame in report["frames"]:

@@ -205,6 +205,7 @@ class Job:
             "cache_entries": len(cache or ()),
             "anchor_cache": anchor.how,
         }
-        prompt = {"prompt": self.board.spec.anchor.prompt, "image": "anchor.png", "seconds": round(anchor.seconds, 3)}
-        head = report_head(self.board, (settings.width, settings.height), model, segmenter.name, prompt, state)
+        spec = self.board.spec
+        anchor_entry = {"prompt": spec.anchor.prompt, "image": "anchor.png", "seconds": round(anchor.seconds, 3)}
+        head = report_head(self.board, (settings.width, settings.height), model, segmenter.name, anchor_entry, state)
         return finish(self.board, out, shots[1:], entry, anchor, reference, head, segmenter)
