@@ -260,7 +260,9 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path, capsys):
     seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert code == 2 and err.count("\n") == 1 and "aliases expand to more than 100,000 values" in err
-    assert seconds < 0.5 and peak < 20 << 20
+    # expanding 10^9 values would take hours and gigabytes; the bounds are far from both and far
+    # from a loaded CI machine's noise (0.6 s seen there against 0.1 s here)
+    assert seconds < 10 and peak < 20 << 20
     # aliases of a few values stay fine
     spec = BOARD.replace(
         'swap: [{mode: mask, layers: [OUT3], steps: "1-3", mask: {grid: ["10", "01"]}}]', "swap: &rules []"
