@@ -339,13 +339,12 @@ def readme_pieces() -> Iterator[str]:
 
 
 def test_every_number_the_readme_quotes_comes_from_a_doc_that_says_how_it_was_measured():
-    problems = []
+    problems, readme_links = [], [(target, anchor) for target, anchor in links(README) if target.suffix == ".md"]
     for piece in readme_pieces():
         numbers = MEASURED.findall(re.sub(r"\]\([^)]*\)", "]", piece))  # not in link targets
-        sources = [(target, anchor) for target, anchor in links(README) if f"]({rel(target)}" in piece]
-        sources = [s for s in sources if re.search(rf"\]\({re.escape(rel(s[0]))}(#{re.escape(s[1])})?\)", piece)]
+        sources = [s for s in readme_links if re.search(rf"\]\({re.escape(rel(s[0]))}(#{re.escape(s[1])})?\)", piece)]
+        texts = [section(target, anchor) for target, anchor in sources]
         for number in numbers:
-            texts = [section(target, anchor) for target, anchor in sources if target.suffix == ".md"]
             cited = [t for t in texts if squeeze(number) in squeeze(t)]
             if not cited:
                 problems.append(f"{number!r} is in no doc linked beside it: {piece.strip()[:80]}")

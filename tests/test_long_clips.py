@@ -130,14 +130,7 @@ def test_a_long_clip_gets_pages_of_frames_and_a_shorter_render_drops_them_but_no
     import framegen.output.pages as pages
 
     monkeypatch.setattr(pages, "PAGE_FRAMES", 2)
-    board = {
-        "version": 1,
-        "model": {"id": "tiny-random"},
-        "render": {"width": 64, "height": 64, "steps": 1, "seed": 3},
-        "anchor": {"prompt": "girl, white hair, blue skirt, grass"},
-        "frames": [{"name": f"n{i}", "add": f"pose {i}"} for i in range(5)],
-        "report": {"background": {"segmenter": "none"}},
-    }
+    board = {**QUICK_BOARD, "frames": [{"name": f"n{i}", "add": f"pose {i}"} for i in range(5)]}
     path, out = tmp_path / "board.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(board))
     assert main(["render", "-q", str(path), "-o", str(out)]) == 0

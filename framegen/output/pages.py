@@ -53,8 +53,7 @@ class Review:
     def add(self, frame: dict, state: str, image: Image.Image | Path) -> None:
         """The next frame's entry, its `state` (pass, fail or none) and its image (or file)."""
         if self.position and self.position % PAGE_FRAMES == 0:
-            if self.page is not self.entries:
-                self.page.write(PAGE_END)
+            self._end_further_page()
             number = self.position // PAGE_FRAMES + 1
             self.page = self.pages.enter_context(atomic_file(self.out / page_name(number)))
             self.page.write(further_page_head(self.report, number, self.total))
@@ -65,11 +64,14 @@ class Review:
         self.sheet.add(frame, image, state == "fail")
         self.seconds += 0 if frame.get("reused") else frame["seconds"]
 
+    def _end_further_page(self) -> None:
+        if self.page is not self.entries:  # the first page ends in `write`, below its head
+            self.page.write(PAGE_END)
+
     def write(self, report: dict) -> None:
         """Every page and sheet.png, for `report` (report.json's content but its frames, with
         its checks)."""
-        if self.page is not self.entries:
-            self.page.write(PAGE_END)
+        self._end_further_page()
         self.entries.seek(0)
         with atomic_file(self.out / "report.html") as page:
             nav = pages_nav(self.total, 1)

@@ -223,8 +223,10 @@ def report_head(board, size: tuple[int, int], model: dict, segmenter: str, ancho
     dumped one at a time as the report is written), the model, the anchor cache's state
     (`cache`: cache_bytes, cache_entries, anchor_cache) and the anchor's entry."""
     spec = board.spec
-    frames = lambda: (frame.model_dump(mode="json") for frame in spec.frames)  # noqa: E731 - one at a time
-    resolved = {**spec.model_dump(mode="json", exclude={"frames"}), "frames": frames}
+    resolved = {
+        **spec.model_dump(mode="json", exclude={"frames"}),
+        "frames": lambda: (frame.model_dump(mode="json") for frame in spec.frames),
+    }
     return {
         "framegen_version": __version__,
         "storyboard": {"path": str(board.path), "resolved": resolved, "width": size[0], "height": size[1]},

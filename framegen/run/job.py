@@ -148,13 +148,16 @@ class Job:
     def render_shots(self, prepared: Prepared, identity: Identity, shots: list[Shot], todo: list[Shot]):
         """The anchor (built or reused), then every shot of `todo` this process renders."""
         out, state, board = self.out, self.state, self.board
-        cache = None
-        if self.disk_cache:
-            cache = DiskCache(prepared.needed, out / "anchor-cache", write=atomic_write)  # recorded as framegen's
         fields = identity.cache_fields(shots[1:])
         keys = (identity.anchor, key(fields))
         kept = self.kept if self.kept is not None and self.kept.keys == keys else None
-        renderer = prepared.renderer(kept.cache if kept else cache)
+        if kept is not None:
+            cache = kept.cache
+        elif self.disk_cache:
+            cache = DiskCache(prepared.needed, out / "anchor-cache", write=atomic_write)  # recorded as framegen's
+        else:
+            cache = None
+        renderer = prepared.renderer(cache)
         anchor = obtain_anchor(prepared, renderer, out, keys, fields, self.progress, kept) if self.folder else None
         if self.kept is not None and anchor is not None and anchor.how == "built":
             self.kept.hold(keys, anchor.image, renderer.cache, prepared.anchor_state)
