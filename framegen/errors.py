@@ -59,6 +59,13 @@ def error_line(error: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
+def printable(line: str) -> str:
+    """`line` as the terminal should show it: control characters, line and paragraph
+    separators and bidirectional overrides (from a storyboard's value, a path, an option)
+    escaped, so one line stays one line and no value restyles the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in line)
+
+
 def warn(message: str) -> None:
     """One line on stderr: something the user may want to change, not a failure."""
-    print(f"framegen: warning: {message}", file=sys.stderr)
+    print(f"framegen: warning: {printable(message)}", file=sys.stderr)

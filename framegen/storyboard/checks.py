@@ -46,7 +46,7 @@ def resolve_files(board) -> list[str]:
         if getattr(spec.model, part) is not None:
             setattr(spec.model, part, located(getattr(spec.model, part), ("model", part), "part"))
     if not problems:
-        problems += parts_problems(board)
+        problems += parts_problems(board) + architecture_problems(board)
     names: dict[str, int] = {}
     for i, lora in enumerate(spec.model.lora):
         lora.path = located(lora.path, ("model", "lora", i, "path"), "lora")
@@ -172,6 +172,17 @@ def parts_problems(board) -> list[str]:
     return problems
 
 
+def architecture_problems(board) -> list[str]:
+    """A single file whose tensors do not fit the config it loads with (read from its header)."""
+    from ..models.checkpoints import Checkpoint
+
+    model = board.spec.model
+    if not model.id.endswith(".safetensors"):
+        return []
+    problem = Checkpoint.read(Path(model.id)).architecture_problem(model)
+    return [board.problem(("model", "id"), problem)] if problem else []
+
+
 PART_WITHOUT_FILE = "text encoder and VAE files go with a FLUX.1 or SD3.x transformer file as model.id"
 
 
@@ -187,8 +198,10 @@ def checkpoint_problem(path: Path) -> str | None:
 
 
 def image_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return f"'{path}' is a folder; give an image file"
     if not path.is_file():
-        return f"no such file '{path}'"
+        return f"'{path}' is not a file" if path.exists() else f"no such file '{path}'"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -201,7 +214,7 @@ def image_problem(path: Path) -> str | None:
             "PIL opens safely (a decompression bomb?); give a smaller image"
         )
     except (OSError, ValueError, SyntaxError) as error:
-        reason = str(error).split(" '")[0] or "unreadable"
+        reason = getattr(error, "strerror", None) or str(error).split(" '")[0] or "unreadable"
         return f"'{path}' is not an image PIL can read ({reason})"
     return _mode_problem(path, image.mode)
 

@@ -7,40 +7,29 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..engine.specs import MaskPlan
-
-SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp_2m", "pndm", "lms")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .values import MAX_SEED, MAX_SIDE, NAME_PATTERN, SCHEDULERS, Box, ControlScale, LoraScale, PathText, StrictModel
 
 
-# a LoRA's or a ControlNet's weight: finite, and within what anyone renders with (LoRAs are
-# used from about -2 to 2, ControlNets from 0 to 2); a typo like 50 is refused, not rendered
-LoraScale = Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]
-ControlScale = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
-
-
-class LoraSpec(_Strict):
-    path: str = Field(min_length=1)  # a .safetensors LoRA, diffusers or kohya/A1111 format, relative to the storyboard
+class LoraSpec(StrictModel):
+    path: PathText  # a .safetensors LoRA, diffusers or kohya/A1111 format, relative to the storyboard
     scale: LoraScale = 1.0
-    name: str | None = Field(None, min_length=1)  # how frames name it; default: the file's stem
+    name: str | None = Field(None, min_length=1, pattern=NAME_PATTERN)  # how frames name it; default: the file's stem
 
     @property
     def key(self) -> str:
         return self.name or Path(self.path).stem
 
 
-class ControlNetSpec(_Strict):
-    id: str = Field(min_length=1)  # a diffusers ControlNet folder, a .safetensors file or a hub id
+class ControlNetSpec(StrictModel):
+    id: PathText  # a diffusers ControlNet folder, a .safetensors file or a hub id
     scale: ControlScale = 1.0  # controlnet_conditioning_scale
 
 
-class ModelSpec(_Strict):
-    id: str = Field(min_length=1)
+class ModelSpec(StrictModel):
+    id: PathText
     scheduler: Literal[SCHEDULERS] | None = None  # None: the model's own
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = "auto"
@@ -48,13 +37,13 @@ class ModelSpec(_Strict):
     variant: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")  # weights saved as *.VARIANT.safetensors (fp16)
     lora: list[LoraSpec] = []
     controlnet: list[ControlNetSpec] = []  # one or more (diffusers' MultiControlNet); images: anchor/frames `control`
-    config: str | None = Field(None, min_length=1)  # a single file's architecture: a diffusers folder or hub id
+    config: PathText | None = None  # a single file's architecture: a diffusers folder or hub id
     prediction: Literal["epsilon", "v"] | None = None  # None: the model's own (a single file: see checkpoints.py)
     # a FLUX.1 / SD3.x transformer file's parts, as files of their own (models/dit_files.py)
-    clip_l: str | None = Field(None, min_length=1)
-    clip_g: str | None = Field(None, min_length=1)
-    t5xxl: str | None = Field(None, min_length=1)
-    vae: str | None = Field(None, min_length=1)
+    clip_l: PathText | None = None
+    clip_g: PathText | None = None
+    t5xxl: PathText | None = None
+    vae: PathText | None = None
     t5: bool = True  # false: SD3.x without its T5 encoder (diffusers puts zeros in its place)
 
     @property
@@ -70,15 +59,15 @@ class ModelSpec(_Strict):
         return value
 
 
-class RenderSpec(_Strict):
-    width: int | None = Field(None, gt=0)  # None: the model's native size
-    height: int | None = Field(None, gt=0)
+class RenderSpec(StrictModel):
+    width: int | None = Field(None, gt=0, le=MAX_SIDE)  # None: the model's native size
+    height: int | None = Field(None, gt=0, le=MAX_SIDE)
     steps: int = Field(50, ge=1, le=1000)
     guidance: float = Field(7.5, ge=0, allow_inf_nan=False)
-    seed: int = Field(1111, ge=0)
+    seed: int = Field(1111, ge=0, le=MAX_SEED)
     negative_prompt: str = ""
     cache: Literal["device", "cpu", "disk"] = "device"
-    batch: int = Field(1, ge=1)  # frames per denoiser batch
+    batch: int = Field(1, ge=1, le=1024)  # frames per denoiser batch
 
     @field_validator("width", "height")
     @classmethod
@@ -91,7 +80,7 @@ class RenderSpec(_Strict):
 Steps = Literal["all"] | int | str | list[int]
 
 
-class _RuleBase(_Strict):
+class _RuleBase(StrictModel):
     layers: list[str] = Field(min_length=1)
     steps: Steps = "all"
 
@@ -105,12 +94,12 @@ class FullRule(_RuleBase):
     mode: Literal["full"]
 
 
-class MaskSpec(_Strict):
+class MaskSpec(StrictModel):
     """1 = keep the anchor. Drawn (`grid`, `image`, `boxes`) or found by the model (`auto`)."""
 
     grid: list[str] | None = None
-    image: str | None = None
-    boxes: list[tuple[int, int, int, int]] | None = None
+    image: PathText | None = None
+    boxes: list[Box] | None = None
     auto: Literal["attention", "noise", "control"] | None = None
     # auto masks only: the delta's words unless given; attention layers (default: the
     # model's mid-resolution cross-attention layers); relative threshold; dilation in
@@ -118,7 +107,7 @@ class MaskSpec(_Strict):
     words: list[str] | None = None
     layers: list[str] | None = None
     threshold: float | None = Field(None, ge=0)
-    dilate: int | None = Field(None, ge=0)
+    dilate: int | None = Field(None, ge=0, le=MAX_SIDE)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MaskSpec:
@@ -205,7 +194,7 @@ class KvRule(_RuleBase):
 Rule = Annotated[FullRule | MaskRule | ThresholdRule | KvRule, Field(discriminator="mode")]
 
 
-class InversionSpec(_Strict):
+class InversionSpec(StrictModel):
     """How a real image becomes the noise every pass starts from (engine/inversion.py, flow_inversion.py)."""
 
     # negative-prompt: the reconstruction takes the anchor's prompt as its negative (so follows the inversion)
@@ -215,11 +204,11 @@ class InversionSpec(_Strict):
     nudge: float = Field(1.0, ge=1.0, le=2.0, allow_inf_nan=False)  # flow models: latents x this (Stable Flow: 1.15)
 
 
-class Anchor(_Strict):
+class Anchor(StrictModel):
     prompt: str
-    image: str | None = Field(None, min_length=1)  # a real image, relative to the storyboard: the anchor's scene
+    image: PathText | None = None  # a real image, relative to the storyboard: the anchor's scene
     inversion: InversionSpec = InversionSpec()
-    control: list[str] | None = None  # one control image per model.controlnet, relative to the storyboard
+    control: list[PathText] | None = None  # one control image per model.controlnet, relative to the storyboard
 
     @field_validator("prompt")
     @classmethod
@@ -229,16 +218,16 @@ class Anchor(_Strict):
         return value
 
 
-class Frame(_Strict):
-    name: str | None = None
+class Frame(StrictModel):
+    name: str | None = Field(None, pattern=NAME_PATTERN)
     prompt: str | None = None
     replace: dict[str, str] = {}
     add: str | list[str] = []
     remove: str | list[str] = []
     swap: list[Rule] | None = None  # None: the storyboard's default rules
-    hold: int = Field(1, ge=1)
+    hold: int = Field(1, ge=1, le=10_000)  # video frames this frame is shown for
     lora: dict[str, LoraScale] = {}  # LoRA name -> this frame's scale (0 turns it off); others keep model.lora's
-    control: list[str] | None = None  # this frame's control images; None: the anchor's
+    control: list[PathText] | None = None  # this frame's control images; None: the anchor's
     tween: int = Field(0, ge=0, le=100)  # in-between frames rendered before this one, from the previous frame
 
     @model_validator(mode="after")
@@ -248,32 +237,32 @@ class Frame(_Strict):
         return self
 
 
-class Video(_Strict):
+class Video(StrictModel):
     fps: float = Field(8, gt=0, le=1000, allow_inf_nan=False)
     crf: int = Field(18, ge=0, le=51)
 
 
-class Background(_Strict):
+class Background(StrictModel):
     segmenter: Literal["rembg", "none"] = "rembg"
     model: str | None = None  # None: `demo` for the demo models, else rembg's u2net
-    model_path: str | None = None
+    model_path: PathText | None = None
 
 
-class ReportSpec(_Strict):
+class ReportSpec(StrictModel):
     background: Background = Background()
 
 
-class Checks(_Strict):
+class Checks(StrictModel):
     max_background_mse: float | None = Field(None, ge=0, allow_inf_nan=False)  # a gate fails closed
     max_flicker: float | None = Field(None, ge=0, allow_inf_nan=False)  # background MSE from the video frame before
 
 
-class OutputSpec(_Strict):
-    path: str = Field(min_length=1)
+class OutputSpec(StrictModel):
+    path: PathText
     outside: bool = False  # consent to a folder outside the storyboard's folder tree
 
 
-class StoryboardSpec(_Strict):
+class StoryboardSpec(StrictModel):
     version: Literal[1]
     model: ModelSpec
     render: RenderSpec = RenderSpec()
@@ -283,7 +272,7 @@ class StoryboardSpec(_Strict):
     video: Video = Video()
     report: ReportSpec = ReportSpec()
     checks: Checks = Checks()
-    output: str | OutputSpec | None = None  # a path relative to the storyboard, or {path, outside}
+    output: PathText | OutputSpec | None = None  # a path relative to the storyboard, or {path, outside}
 
 
 def json_schema() -> dict:

@@ -9,6 +9,7 @@ says it in the user's words:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any, get_args
@@ -35,7 +36,10 @@ def dotted(path: tuple) -> str:
 def read_yaml(text: str, path: str) -> tuple[Any, Marks]:
     """Parse YAML safely; the marks give the 1-based (line, col) of every value by its
     path. `path` names the text in error lines."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow, found before parsing
+        raise InvalidInput(_reader_problem(text, error, path)) from None
     try:
         node = loader.get_single_node()  # aliases stay shared nodes here: composing costs what the text does
         if node is not None and expanded_size(node) > MAX_VALUES:
@@ -44,19 +48,29 @@ def read_yaml(text: str, path: str) -> tuple[Any, Marks]:
                 "a storyboard needs far fewer (write the repeated parts out, or alias smaller pieces)"
             )
         data = loader.construct_document(node) if node is not None else None
+        duplicates = list(_places(node, duplicates=True))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise InvalidInput(f"{place}: invalid YAML: {error.problem or error.context}") from None
+    except yaml.reader.ReaderError as error:
+        raise InvalidInput(_reader_problem(text, error, path)) from None
+    except RecursionError:
+        raise InvalidInput(f"{path}:1:1: storyboard: nested too deeply (thousands of levels)") from None
     finally:
         loader.dispose()
-    problems = [
-        f"{path}:{line}:{col}: {dotted(at[:-1])}: duplicate key '{at[-2]}'"
-        for at, (line, col) in _places(node, duplicates=True)
-    ]
+    problems = [f"{path}:{line}:{col}: {dotted(at[:-1])}: duplicate key '{at[-2]}'" for at, (line, col) in duplicates]
     if problems:
         raise InvalidInput(problems)
     return data, Marks(text)
+
+
+def _reader_problem(text: str, error, path: str) -> str:
+    """A character YAML refuses (a control character, say), placed at its line and column."""
+    before = text[: error.position]
+    line, col = before.count("\n") + 1, error.position - (before.rfind("\n") + 1) + 1
+    what = f"the character U+{error.character:04X}" if isinstance(error.character, int) else "a character"
+    return f"{path}:{line}:{col}: invalid YAML: {what} is not allowed in YAML text"
 
 
 class Marks(Mapping):
@@ -109,6 +123,9 @@ def _places(node, at: tuple = (), duplicates: bool = False) -> Iterator[tuple[tu
 # ------------------------------------------------------------------------- validation
 
 
+UNION_MEMBER = re.compile(r"^([A-Z]\w*|str|int|float|bool|list|dict|none|.*\[.*)$")  # no key of a storyboard's
+
+
 def _data_path(loc: tuple, data: Any) -> tuple:
     """Map a pydantic error location onto the data, dropping the union tag it inserts
     after a rule's index (`('swap', 0, 'mask', 'grid')` -> `('swap', 0, 'grid')`)."""
@@ -116,6 +133,8 @@ def _data_path(loc: tuple, data: Any) -> tuple:
     for part in loc:
         if isinstance(node, dict) and part == node.get("mode") and not tag_dropped:
             tag_dropped = True
+        elif isinstance(part, str) and UNION_MEMBER.match(part) and not (isinstance(node, dict) and part in node):
+            continue  # which member of a union (`str`, `OutputSpec`, `function-after[...]`) pydantic tried
         elif isinstance(node, dict) and part in node:
             node = node[part]
             path.append(part)
@@ -158,7 +177,7 @@ def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
         parent = path[:-1]
         model = _model_at(parent)
         mapping = data_at(data, parent)
-        if isinstance(mapping, dict) and "mode" in mapping:  # a rule: its mode's fields
+        if isinstance(mapping, dict) and isinstance(mapping.get("mode"), str):  # a rule: its mode's fields
             rules = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule, "kv": KvRule}
             model = rules.get(mapping["mode"], model)
         known = ", ".join(model.model_fields) if model else ""
@@ -173,6 +192,11 @@ def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
         return path, "a storyboard needs at least one frame"
     if kind == "literal_error":
         return path, f"'{error['input']}' is not one of {error['ctx']['expected']}"
+    if isinstance(error.get("input"), bool) and kind in ("int_type", "float_type", "string_type"):
+        noun = {"int_type": "a whole number", "float_type": "a number", "string_type": "text"}[kind]
+        return path, f"{str(error['input']).lower()} is a YAML boolean (yes, no, on, off read as one), not {noun}"
+    if kind == "int_type" and isinstance(error.get("input"), float):
+        return path, f"{error['input']} is not a whole number"
     return path, message.removeprefix("Value error, ")
 
 
