@@ -62,22 +62,35 @@ def test_a_limit_that_is_no_number_is_an_input_error(rendered, capsys, limit):
 
 
 @pytest.mark.parametrize(
-    "value, shown",
-    [(float("nan"), "background MSE nan"), (float("inf"), "background MSE inf"), ("12", 'background MSE "12" is not'),
-     (None, "no shared background"), ("missing", "no background MSE in the report")],
-)  # fmt: skip
-def test_a_measurement_that_is_no_finite_number_fails_the_gate_naming_the_frame(
-    rendered, tmp_path, capsys, value, shown
-):
+    "value, shown", [(None, "no shared background"), ("missing", "no background MSE in the report")]
+)
+def test_a_frame_without_a_measurement_fails_the_gate_naming_the_frame(rendered, tmp_path, capsys, value, shown):
     report = json.loads((rendered / "report.json").read_text())
     if value == "missing":
         del report["frames"][0]["background_mse"]
     else:
         report["frames"][0]["background_mse"] = value
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(report))  # json writes NaN and Infinity, as a careless script would
+    path.write_text(json.dumps(report))
     code, _, err = cli(capsys, "check", path, "--max-background-mse", 1e9)
     assert code == 1 and err.startswith(f"check failed: frame 'blue': {shown}")
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(float("nan"), "NaN: Input should be a finite number"), (float("inf"), "Infinity: Input should be a finite"),
+     ("12", '"12": Input should be a valid number'), (-1.0, "-1.0: Input should be greater than or equal to 0"),
+     (True, "true: Input should be a valid number")],
+)  # fmt: skip
+def test_a_measurement_render_never_writes_is_a_report_check_cannot_trust(rendered, tmp_path, capsys, value, shown):
+    """render writes a finite number >= 0 or null: anything else was edited, and the gate
+    says so in one line (exit 2) rather than judging a frame by it."""
+    report = json.loads((rendered / "report.json").read_text())
+    report["frames"][0]["background_mse"] = value
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))  # json writes NaN and Infinity, as a careless script would
+    code, _, err = cli(capsys, "check", path, "--max-background-mse", 1e9)
+    assert code == 2 and one_line(err).startswith(f"{path}: frames[0].background_mse: {shown}"), err
 
 
 def test_a_blank_frame_is_reported_as_blank_not_as_a_number(tmp_path):
@@ -127,7 +140,7 @@ REPORTS = {
     "truncated": (b'{"framegen_version": "0.3.0", "frames": [{"name": "a"', "cut short"),
     "not JSON": (b"frames: []\n", "not JSON at line 1"),
     "another tool's JSON": (b'{"results": []}', "no framegen_version"),
-    "hand-edited": (b'{"framegen_version": "0.3.0", "frames": [{"name": 3}]}', "frames[0].name is missing or not text"),
+    "hand-edited": (b'{"framegen_version": "0.3.0", "frames": [{"name": 3}]}', "frames[0].name: 3: Input should be"),
 }
 
 

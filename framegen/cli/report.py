@@ -3,7 +3,6 @@ sheet written again; GitHub annotations for both `check` and `render`."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -17,14 +16,12 @@ def cmd_check(args) -> int:
     from ..output.files import write_text
     from ..output.ledger import check_replaceable, recording, user_ledger
     from ..output.report import CHECKED, failure_lines, junit_xml, read_report, recheck
+    from ..output.report_schema import report_limits
 
     report = read_report(Path(args.report))
     limits = {"max_background_mse": args.max_background_mse, "max_flicker": args.max_flicker}
-    for name, limit in limits.items():
-        if limit is not None and (not math.isfinite(limit) or limit < 0):
-            raise InvalidInput(f"--{name.replace('_', '-')}: {limit} is no limit; give a finite number >= 0")
     if all(limit is None for limit in limits.values()):  # the storyboard's own `checks:`, as the render ran them
-        limits = {name: report["storyboard"]["resolved"].get("checks", {}).get(name) for name in limits}
+        limits = report_limits(report, Path(args.report))
         if all(limit is None for limit in limits.values()):
             raise InvalidInput(
                 f"{args.report}: its storyboard sets no checks; give --max-background-mse or --max-flicker"
@@ -68,7 +65,7 @@ def storyboard_lines(report: dict):
     path = report.get("storyboard", {}).get("path")
     try:
         _, marks = read_yaml(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, TypeError, FramegenError):
+    except (OSError, TypeError, ValueError, FramegenError):
         return lambda index: None
     return frame_lines(path, marks)
 

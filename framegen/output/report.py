@@ -16,12 +16,13 @@ from xml.sax.saxutils import quoteattr
 
 from .. import __version__
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, InvalidInput
+from .report_schema import CHECKED_FIELDS, report_problem
 
 CSV_COLUMNS = ["index", "name", "prompt", "image", "background_mse", "foreground_mse", "background_fraction", "flicker",
                "seconds"]  # fmt: skip
+LABELS = {"background_mse": "background MSE", "flicker": "flicker"}  # a frame's field -> how a line names it
 # check name -> (the frame's field it limits, how a line names it)
-CHECKED = {"max_background_mse": ("background_mse", "background MSE"), "max_flicker": ("flicker", "flicker")}
-LABELS = dict(CHECKED.values())  # a frame's field -> how a line names it
+CHECKED = {name: (field, LABELS[field]) for name, field in CHECKED_FIELDS.items()}
 
 
 def measurement(frame: dict, field: str = "background_mse") -> float | str:
@@ -183,33 +184,6 @@ def read_report(path: Path) -> dict:
     if problem:
         raise InvalidInput(f"{path}: {problem}")
     return report
-
-
-# what check and JUnit read of each frame, and what it must be
-REPORT_FIELDS = {
-    "name": (str, "text"),
-    "image": (str, "a path"),
-    "index": (int, "a number"),
-    "seconds": (int | float, "a number"),
-}
-
-
-def report_problem(report) -> str | None:
-    """What makes `report` unusable for `check` and `report`, or None."""
-    if not isinstance(report, dict) or "framegen_version" not in report:
-        return "not a framegen report (it has no framegen_version)"
-    version = report["framegen_version"]
-    frames = report.get("frames")
-    if not isinstance(frames, list) or not frames or not all(isinstance(frame, dict) for frame in frames):
-        return f"a report without its frames (written by framegen {version}, or edited); render again"
-    for i, frame in enumerate(frames):
-        for field, (kind, noun) in REPORT_FIELDS.items():
-            value = frame.get(field)
-            if not isinstance(value, kind) or isinstance(value, bool) or value != value:
-                return f"frames[{i}].{field} is missing or not {noun} (written by framegen {version}, or edited)"
-    if not isinstance(report.get("storyboard", {}), dict):
-        return "storyboard is not a mapping (edited?); render again"
-    return None
 
 
 def recheck(report: dict, max_background_mse: float | None, max_flicker: float | None = None) -> tuple[dict, int]:
