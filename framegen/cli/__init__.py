@@ -8,6 +8,7 @@ happen inside the commands, so `framegen --help` is instant.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from .. import __version__, errors
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUNTIME, FramegenError, InvalidInput, Terminated
 from ..models.fingerprints import cache_folder
+from .arguments import Parser, limit, path, port, side
 from .progress import RichProgress, quiet_libraries, show_progress
 from .report import cmd_check, cmd_report, frame_lines, print_annotations, wants_github
 from .sweep import add_arguments as add_sweep_arguments
@@ -76,9 +78,16 @@ def cmd_validate(args) -> int:
 
 def cmd_layers(args) -> int:
     from ..models.facts import configs_offline, configs_online
+    from ..models.locate import locate
     from ..storyboard import ModelSpec
+    from ..storyboard.checks import checkpoint_problem
 
-    config = configs_offline(ModelSpec(id=args.model)) or configs_online(args.model)
+    location = locate(args.model)
+    problem = location.problem or (checkpoint_problem(Path(location.path)) if location.kind == "file" else None)
+    if problem:
+        raise InvalidInput(f"framegen layers: {problem}")
+    spec = ModelSpec(id=location.path if location.kind in ("file", "folder") else args.model)
+    config = configs_offline(spec) or configs_online(args.model)
     layers, vae_scale = config.layers, config.vae_scale
     width, height = args.width or config.native, args.height or config.native
     grid = "tokens" if layers.transformer else "grid"
@@ -112,14 +121,14 @@ def cmd_schema(args) -> int:
 
 def add_render_and_check(commands) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     render = commands.add_parser("render", help="render a storyboard: frames, clip.mp4 and report.json")
-    render.add_argument("storyboard")
-    render.add_argument("-o", "--output", help="output folder (default: the storyboard's `output`)")
+    render.add_argument("storyboard", type=path)
+    render.add_argument("-o", "--output", type=path, help="output folder (default: the storyboard's `output`)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
     render.add_argument(
         "--watch", action="store_true", help="render again on every save of the storyboard or a file it names"
     )
     render.add_argument(
-        "--port", type=int, default=8765, help="with --watch: the live page's port on 127.0.0.1 (default 8765)"
+        "--port", type=port, default=8765, help="with --watch: the live page's port on 127.0.0.1 (default 8765)"
     )
     render.add_argument(
         "--progress", action="store_true", help="progress bars on stderr even when it is not a terminal"
@@ -129,17 +138,17 @@ def add_render_and_check(commands) -> tuple[argparse.ArgumentParser, argparse.Ar
     check = commands.add_parser(
         "check", help="re-check a report.json against limits (for CI); none given: the storyboard's own checks"
     )
-    check.add_argument("report")
-    check.add_argument("--max-background-mse", type=float, metavar="X")
-    check.add_argument("--max-flicker", type=float, metavar="X", help="background MSE from the video frame before")
-    check.add_argument("--junit", metavar="FILE", help="also write JUnit XML here")
+    check.add_argument("report", type=path)
+    check.add_argument("--max-background-mse", type=limit, metavar="X")
+    check.add_argument("--max-flicker", type=limit, metavar="X", help="background MSE from the video frame before")
+    check.add_argument("--junit", type=path, metavar="FILE", help="also write JUnit XML here")
     check.add_argument("--force", action="store_true", help="let --junit replace a file framegen did not write")
     check.set_defaults(run=cmd_check)
     return render, check
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framegen", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="framegen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"framegen {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -147,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     render, check = add_render_and_check(commands)
 
     report = commands.add_parser("report", help="write report.html and sheet.png again from an output folder")
-    report.add_argument("output_dir", help="a render's output folder (with its report.json)")
+    report.add_argument("output_dir", type=path, help="a render's output folder (with its report.json)")
     report.add_argument(
         "--force", action="store_true", help="replace report.html and sheet.png even when framegen did not write them"
     )
@@ -166,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(run=cmd_sweep)
 
     validate = commands.add_parser("validate", help="check a storyboard without rendering")
-    validate.add_argument("storyboard")
+    validate.add_argument("storyboard", type=path)
     validate.set_defaults(run=cmd_validate)
 
     schema = commands.add_parser(
@@ -185,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_layers_command(commands) -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", help="list a model's layers: aliases, module paths, channels, grid")
-    layers.add_argument("model", help="tiny-random, demo, a diffusers folder or a hub id")
-    layers.add_argument("--width", type=int)
-    layers.add_argument("--height", type=int)
+    layers.add_argument("model", type=path, help="tiny-random, demo, a diffusers folder or a hub id")
+    layers.add_argument("--width", type=side)
+    layers.add_argument("--height", type=side)
     layers.add_argument("--cross-attention", action="store_true", help="only the layers that take text")
     layers.add_argument(
         "--controlnet", action="store_true", help="say which layers carry a ControlNet's conditioning when swapped"
@@ -196,14 +205,22 @@ def add_layers_command(commands) -> argparse.ArgumentParser:
     return layers
 
 
-def main(argv: list[str] | None = None) -> int:
-    # transformers/diffusers chatter (torchvision absent, dtype notes) is not ours to show
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+def prepare_process() -> None:
+    """What the libraries under framegen print and write, set before they import."""
+    # their log lines (dtype notes, size mismatches before an exception) are not the user's:
+    # framegen says what failed in a line of its own
+    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_VERBOSITY"):
+        os.environ.setdefault(name, "critical")
     # torch makes its compile cache folder when diffusers imports it, by default in the temp
     # folder; a command leaves nothing there, so it goes with framegen's own cache
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_folder() / "torchinductor"))
+    # a path given as bytes that are not UTF-8 is echoed back as it came, not as a crash
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
+def main(argv: list[str] | None = None) -> int:
+    prepare_process()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -218,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = one_line_warning
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a write error (a full disk, a closed pipe) is said here, not at exit
+        return code
     except Terminated:
         if args.debug:
             raise
@@ -230,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except FramegenError as error:
         if args.debug:
             raise
-        for line in error.lines:
+        for line in map(errors.printable, error.lines):
             print(f"framegen: {line}" if not isinstance(error, InvalidInput) else line, file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
@@ -238,11 +257,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("framegen: interrupted; files already written are complete", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
-    except Exception as error:  # anything else is our bug or the environment's
+    except OSError as error:  # the environment's: a full disk, a folder that went away, a device error
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"framegen: {type(error).__name__}: {message} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"framegen: {errors.printable(os_error_line(error))}", file=sys.stderr)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what could not be written is not tried again at exit
+        return EXIT_RUNTIME
+    except Exception as error:  # anything else is framegen's bug: said in one line, never as a class name
+        if args.debug:
+            raise
+        message = errors.printable(errors.error_line(error) if str(error).strip() else "no message")
+        print(f"framegen: internal error: {message} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
     finally:
         warnings.showwarning = shown
@@ -250,11 +275,17 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def os_error_line(error: OSError) -> str:
+    """An OSError as the user needs it: what failed, on which file."""
+    what = error.strerror or errors.error_line(error)
+    return f"{error.filename}: {what}" if error.filename else f"cannot write its output: {what}"
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A library's warning (PIL, the hub, peft) as one framegen line: its first line, no
     source path; with --debug Python's own form is kept."""
     text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-    print(f"framegen: warning: {text}", file=sys.stderr)
+    errors.warn(text)
 
 
 def _terminate(signum, frame):

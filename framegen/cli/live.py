@@ -6,11 +6,14 @@ a static file with no script."""
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from ..errors import InvalidInput
 
 SCRIPT = """<div id="framegen-live" style="position:fixed;top:0;left:0;right:0;z-index:10;padding:.5em 1em;
 font:14px system-ui;background:#fff3cd;border-bottom:1px solid #e0c060;display:none"></div><script>
@@ -40,6 +43,7 @@ class Status:
     def __init__(self):
         self.lock = threading.Lock()
         self.value = {"renders": 0, "state": "rendering", "shot": None, "error": None}
+        self.folder: Path | None = None  # the output folder the page serves
 
     def update(self, **changes) -> None:
         with self.lock:
@@ -58,14 +62,19 @@ class Status:
 
 
 class Handler(SimpleHTTPRequestHandler):
+    """The status, the page with its script, and the files of the output folder: the one
+    `status.folder` names now (None until a storyboard has loaded: then the page alone)."""
+
     def __init__(self, *args, status: Status, **kwargs):
         self.status = status
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, directory=str(status.folder or EMPTY), **kwargs)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?")[0]
         if path == "/framegen-status.json":
             return self.send(self.status.json(), "application/json")
+        if self.status.folder is None and path not in ("/", "/report.html"):
+            return self.send_error(404)
         if path in ("/", "/report.html"):
             page = Path(self.directory) / "report.html"
             text = (
@@ -86,9 +95,18 @@ class Handler(SimpleHTTPRequestHandler):
         pass
 
 
-def serve(folder: Path, port: int, status: Status) -> ThreadingHTTPServer:
-    """Serve `folder` on 127.0.0.1:`port` (0: any free port) in a thread; `.shutdown()` ends it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    server = ThreadingHTTPServer(("127.0.0.1", port), partial(Handler, directory=str(folder), status=status))
+EMPTY = "/nonexistent-framegen-folder"  # what the handler is given before a folder is known: serves nothing
+
+
+def serve(port: int, status: Status) -> ThreadingHTTPServer:
+    """Serve `status.folder` on 127.0.0.1:`port` (0: any free port) in a thread, the port
+    taken before anything renders; `.shutdown()` ends it. A port that cannot be had is one line."""
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), partial(Handler, status=status))
+    except OSError as error:
+        reason = "in use" if error.errno == errno.EADDRINUSE else (error.strerror or "unavailable").lower()
+        raise InvalidInput(
+            f"--port {port}: 127.0.0.1:{port} is {reason}; give another port, or --port 0 for any free one"
+        ) from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

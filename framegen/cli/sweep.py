@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import time
 from pathlib import Path
 
-from ..engine.layers import LayerMap, canonical
+from ..engine.layers import LayerMap, UnknownLayer, canonical
 from ..errors import EXIT_OK, InvalidInput
 from ..models.facts import configs_before_loading, facts_of
 from ..models.load import load_pipeline
 from ..storyboard import FramePlan, Storyboard, load_storyboard, mask_as_written, step_ranges
+from .arguments import batch, limit, path
 from .progress import RichProgress, quiet_libraries, show_progress
 
 MAX_SUBSET_LAYERS = 10  # 1,023 subsets
+MAX_THRESHOLDS = 1000
 
 
 def add_arguments(sweep) -> None:
@@ -27,19 +30,19 @@ def add_arguments(sweep) -> None:
     )
     sweep.add_argument(
         "--batch",
-        type=int,
+        type=batch,
         default=1,
         metavar="N",
         help="runs per U-Net batch: faster; numbers then match a render within one 8-bit level, not exactly",
     )
-    sweep.add_argument("-o", "--output", help="output folder")
+    sweep.add_argument("-o", "--output", type=path, help="output folder")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary lines")
     sweep.add_argument("--progress", action="store_true", help="progress bars on stderr, also off a terminal")
 
 
 def add_phase_arguments(sweep) -> None:
     """What the sweep searches: the frame, the probe or the phases, and how best.yaml is chosen."""
-    sweep.add_argument("storyboard")
+    sweep.add_argument("storyboard", type=path)
     sweep.add_argument("--frame", metavar="NAME", help="the frame whose prompt is the edit (default: the first)")
     sweep.add_argument(
         "--probe",
@@ -77,13 +80,14 @@ def add_phase_arguments(sweep) -> None:
     )
     sweep.add_argument(
         "--mask",
+        type=path,
         metavar="FILE",
         help="region for --then mask: an image (white = keep the anchor), auto:attention or auto:noise "
         "(default: the frame's mask rule)",
     )
     sweep.add_argument(
         "--min-foreground-mse",
-        type=float,
+        type=limit,
         metavar="X",
         help="best.yaml only considers runs whose foreground MSE is at least X (default: half the no-swap frame's)",
     )
@@ -155,13 +159,17 @@ def parse_thresholds(text: str) -> list[float]:
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop < start:
+            if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
             count = int(round((stop - start) / step)) + 1
+            if count > MAX_THRESHOLDS:
+                raise InvalidInput(f"--thresholds: '{text}' makes {count:,} runs; give at most {MAX_THRESHOLDS}")
             values = [round(start + i * step, 10) for i in range(count)]
         else:
             values = [float(v) for v in text.split(",")]
-    except ValueError:
+            if not all(map(math.isfinite, values)) or len(values) > MAX_THRESHOLDS:
+                raise ValueError
+    except (ValueError, OverflowError):
         raise InvalidInput(
             f"--thresholds: cannot read '{text}' (use start:stop:step like 0.01:0.20:0.01, or 0.05,0.13)"
         ) from None
@@ -170,13 +178,19 @@ def parse_thresholds(text: str) -> list[float]:
     return values
 
 
-def parse_layers(text: str, layers: LayerMap, option: str) -> list[str]:
+def parse_layers(text: str, layers: LayerMap, option: str, kv: bool = False) -> list[str]:
+    """Layer names as a storyboard's rules take them; with `kv`, each one with an attention."""
     names = [canonical(n) for n in text.split(",") if n.strip()]
     if not names:
         raise InvalidInput(f"{option}: no layers given")
     for name in names:
-        if name not in layers:
+        if name not in layers and not layers.may_hold(name):
             raise InvalidInput(f"{option}: unknown layer '{name}' (known: {layers.listing()})")
+        if kv and name in layers:  # a path inside a block is checked once the model loads
+            try:
+                layers.kv_paths(name)
+            except UnknownLayer as error:
+                raise InvalidInput(f"{option}: {error}") from None
     return list(dict.fromkeys(names))
 
 
@@ -236,7 +250,7 @@ def plan_from_args(args, board: Storyboard, frame: FramePlan, layers: LayerMap) 
         if args.then or args.subsets or len(ranges) > 1:
             raise InvalidInput("--probe swaps each layer alone over one step range: drop --subsets and --then")
         names = (
-            parse_layers(args.layers, layers, "--layers")
+            parse_layers(args.layers, layers, "--layers", kv=args.kv)
             if args.layers
             else [layer.name for layer in layers.cross_attention_layers()]
         )

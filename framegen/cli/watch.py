@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import Cancelled, FramegenError, InvalidInput
+from ..errors import Cancelled, FramegenError, InvalidInput, printable
 
 
 def named_files(board) -> set[Path]:
@@ -77,7 +77,10 @@ def watch(
     from .live import Status, serve
 
     stop = stop or threading.Event()
-    watcher, pipes, status, server, kept = Watcher(), {}, Status(), None, KeptAnchor()
+    watcher, pipes, status, kept = Watcher(), {}, Status(), KeptAnchor()
+    server = serve(port, status) if port is not None else None  # the port is ours before anything loads
+    if server is not None:
+        print(f"live page: http://127.0.0.1:{server.server_address[1]}/", flush=True)
     token = CANCEL.set(lambda: watcher.changed.is_set() or stop.is_set())
     try:
         while not stop.is_set():
@@ -86,9 +89,9 @@ def watch(
                 board = load_storyboard(path)
                 watcher.follow(named_files(board))
                 target = output or board.output_dir
-                if port is not None and server is None:
-                    server = serve(target, port, status)
-                    print(f"live page: http://127.0.0.1:{server.server_address[1]}/", flush=True)
+                if server is not None and status.folder != target:
+                    target.mkdir(parents=True, exist_ok=True)
+                    status.folder = target
                 status.update(state="rendering", shot=None, error=None)
                 model = json.dumps(board.spec.model.model_dump(mode="json", exclude={"lora"}), sort_keys=True)
                 if model not in pipes:  # a new model block: the earlier pipe goes, and its anchor
@@ -101,11 +104,11 @@ def watch(
             except Cancelled:
                 continue  # a save came in: start over at once
             except InvalidInput as error:  # the last good output stays as it is
-                print("\n".join(error.lines), file=sys.stderr)
+                print("\n".join(map(printable, error.lines)), file=sys.stderr)
                 status.update(state="error", error=error.lines[0])
                 watcher.follow(watcher.files | {Path(path).resolve()})
             except FramegenError as error:
-                print("\n".join(f"framegen: {line}" for line in error.lines), file=sys.stderr)
+                print("\n".join(f"framegen: {printable(line)}" for line in error.lines), file=sys.stderr)
                 status.update(state="error", error=f"framegen: {error.lines[0]}")
             while not (watcher.changed.wait(0.2) or stop.is_set()):
                 pass
