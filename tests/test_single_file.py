@@ -201,15 +201,18 @@ def test_a_truncated_file_and_a_misplaced_config_are_one_line(tmp_path, capsys, 
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_its_family_fails_in_one_line(tmp_path, capsys, tiny_files):
-    """tiny-random's keys say SD1.x, but its shapes are not SD1.5's: loading says so, exit 3."""
+    """tiny-random's keys say SD1.x, but its shapes are not SD1.5's: its header says so
+    before anything loads (validate too), exit 2."""
     _, file = tiny_files["sd1"]
     path = tmp_path / "board.yaml"
     path.write_text(yaml.safe_dump(board({"id": str(file)})))
-    assert main(["render", "-q", str(path)]) == 3
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"framegen: model '{file}' could not be loaded: '{file}' does not have the published sd15")
-    assert "position_embedding.weight is torch.Size([77, 32]), not torch.Size([77, 768])" in line
-    assert line.endswith("give `model.config`: a diffusers folder or hub id that describes it"), line
+    for command in ("validate", "render"):
+        assert main([command, str(path)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        place = rf"{re.escape(str(path))}:\d+:\d+: model.id: '{re.escape(str(file))}'"
+        assert re.match(place + " does not fit the published sd15 config", line), line
+        assert "input_blocks.0.0.weight is [32, 4, 3, 3], not [320, 4, 3, 3]" in line
+        assert line.endswith("give `model.config`: a diffusers folder or hub id that describes it"), line
 
 
 def test_framegen_layers_reads_a_single_files_layers_from_its_family(tmp_path, capsys):

@@ -29,6 +29,10 @@ class Family:
     transformer: bool = False  # a DiT (pipe.transformer, image tokens) rather than a U-Net
     # classifier-free guidance runs the denoiser on [uncond, cond]; FLUX.1 embeds its guidance
     true_cfg: bool = True
+    # trained by flow matching: it renders with its own FlowMatchEulerDiscreteScheduler, and none
+    # of the noise-prediction schedulers (ddim, euler, ...) applies
+    flow: bool = False
+    denoiser_class: str = "UNet2DConditionModel"  # diffusers' class, for a model built from the config alone
 
 
 FAMILIES = {
@@ -38,8 +42,31 @@ FAMILIES = {
         Family("sd2", "SD2.x", False, True, True, True, "cross-attention"),
         # its resnets take the pooled text through the time embedding: only the last block is a bound
         Family("sdxl", "SDXL", True, False, False, True, "last"),
-        Family("flux", "FLUX.1", True, True, True, False, "final", transformer=True, true_cfg=False),
-        Family("sd3", "SD3.x", True, True, True, False, "final", transformer=True),
+        Family(
+            "flux",
+            "FLUX.1",
+            True,
+            True,
+            True,
+            False,
+            "final",
+            transformer=True,
+            true_cfg=False,
+            flow=True,
+            denoiser_class="FluxTransformer2DModel",
+        ),
+        Family(
+            "sd3",
+            "SD3.x",
+            True,
+            True,
+            True,
+            False,
+            "final",
+            transformer=True,
+            flow=True,
+            denoiser_class="SD3Transformer2DModel",
+        ),
     )
 }
 

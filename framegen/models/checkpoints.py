@@ -17,10 +17,12 @@ epsilon for SD1.x and SDXL, v for SD2.x (SD2.1 at 768; SD2.x-base is epsilon at 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidInput
 from . import dit_files
 
 UNET = "model.diffusion_model."
@@ -33,7 +35,7 @@ SDXL_REFINER = "conditioner.embedders.0.model."
 V_PREDICTION_KEY = "v_pred"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidInput, ValueError):
     """The file is not a checkpoint framegen can load; the message says why in one line."""
 
 
@@ -79,6 +81,50 @@ class Checkpoint:
     def is_sd2_base(self, spec) -> bool:
         """An SD2.x checkpoint told to predict noise: SD2.x-base, trained at 512 pixels."""
         return self.family == "sd21-v" and self.prediction(spec) == "epsilon" and not spec.config
+
+    def architecture_problem(self, spec) -> str | None:
+        """None when the file's telling tensors have the shapes its config gives (`model.config`
+        when a local folder, else the family's published one), else the first that does not,
+        in one line: read from the header, before any weight loads."""
+        from .locate import safetensors_header
+
+        folder = Path(self.config_folder(spec)) / ("transformer" if self.transformer else "unet")
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return None  # a hub id's config: loading tells
+        header = safetensors_header(self.path)
+        prefix = dit_files.TRANSFORMER if self.transformer else UNET
+        shapes = {name.removeprefix(prefix): tuple(entry.get("shape", ())) for name, entry in header.items()}
+        expected = dit_files.expected_shapes(config) if self.transformer else ldm_shapes(config)
+        counts = dit_files.block_counts(config) if self.transformer else {}
+        where = "model.config's" if spec.config else f"the published {self.family}"
+        for name, count in counts.items():
+            found = len({key.split(".")[1] for key in shapes if key.startswith(name + ".")})
+            if found != count:
+                return f"'{self.path}' has {found} {name}; {where} config has {count}{MISFIT}"
+        for name, shape in expected.items():
+            if name in shapes and shapes[name] != shape:
+                return (
+                    f"'{self.path}' does not fit {where} config: {name} is {list(shapes[name])}, "
+                    f"not {list(shape)}{MISFIT}"
+                )
+        return None
+
+
+MISFIT = "; give `model.config`: a diffusers folder or hub id that describes it"
+
+
+def ldm_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """An original-layout U-Net's telling tensors and the shapes a diffusers U-Net config gives them."""
+    channels, inputs = config["block_out_channels"], config.get("in_channels", 4)
+    cross = config["cross_attention_dim"]
+    cross = cross[-1] if isinstance(cross, list) else cross
+    return {
+        "input_blocks.0.0.weight": (channels[0], inputs, 3, 3),
+        "time_embed.0.weight": (config.get("time_embedding_dim") or 4 * channels[0], channels[0]),
+        "middle_block.1.transformer_blocks.0.attn2.to_k.weight": (channels[-1], cross),
+    }
 
 
 def _family(path, keys: set[str], in_channels: int | None) -> str:

@@ -19,7 +19,7 @@ from ..engine.layers import LayerMap
 from ..errors import RenderFailure, error_line
 from ..storyboard.schema import ModelSpec
 from .builtins import TINY, tiny_config
-from .locate import built_in, locate
+from .locate import built_in, hub_json, locate
 
 DENOISERS = ("unet", "transformer")  # the subfolders a diffusers pipeline keeps its denoiser in
 
@@ -141,18 +141,16 @@ def folder_configs(folder: Path) -> ModelConfig | None:
 
 def configs_online(model_id: str, revision: str | None = None) -> ModelConfig:
     """The same from the hub (config files only, no weights)."""
-    from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
-
     try:
-        index = DiffusionPipeline.load_config(model_id, revision=revision)
+        index = hub_json(model_id, "model_index.json", revision)
         name = next((name for name in DENOISERS if name in index), None)
         if name is None:
             raise ValueError("its model_index.json names no U-Net or transformer")
-        config = UNet2DConditionModel.load_config(model_id, subfolder=name, revision=revision)  # any denoiser's
-        vae = AutoencoderKL.load_config(model_id, subfolder="vae", revision=revision)
+        config = hub_json(model_id, f"{name}/config.json", revision)
+        vae = hub_json(model_id, "vae/config.json", revision)
     except (OSError, ValueError) as error:
         reason = error_line(error)
         raise RenderFailure(
             f"cannot read the configs of '{model_id}' (no network or no such repo?): {reason}"
         ) from None
-    return ModelConfig(dict(config), 2 ** (len(vae["block_out_channels"]) - 1), vae_size=vae.get("sample_size"))
+    return ModelConfig(config, 2 ** (len(vae["block_out_channels"]) - 1), vae_size=vae.get("sample_size"))

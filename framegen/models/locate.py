@@ -120,8 +120,30 @@ def safetensors_header(path: Path) -> dict[str, dict]:
     if not isinstance(header, dict):
         raise ValueError("its header is not a table of tensors")
     tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
-    ends = [entry.get("data_offsets", [0, 0])[1] for entry in tensors.values() if isinstance(entry, dict)]
+    if not all(_tensor_entry(entry) for entry in tensors.values()):
+        raise ValueError("its header is not a table of tensors (each with a dtype, a shape and offsets)")
+    ends = [entry["data_offsets"][1] for entry in tensors.values()]
     end = max(ends, default=0)
     if 8 + length + end > size:
         raise ValueError(f"cut short: {size:,} bytes of {8 + length + end:,}")
     return tensors
+
+
+def _tensor_entry(entry) -> bool:
+    """Whether a header's entry describes a tensor as safetensors writes one."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        return False
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    whole = [isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*(shape or []), *(offsets or [])]]
+    return isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2 and all(whole)
+
+
+def hub_json(model_id: str, filename: str, revision: str | None = None) -> dict:
+    """A JSON file of a hub repo (from the hub's cache when it has it); OSError or ValueError
+    say why not (no network, no such repo or file, not JSON)."""
+    from huggingface_hub import hf_hub_download
+
+    value = json.loads(Path(hf_hub_download(model_id, filename, revision=revision)).read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"its {filename} is not a JSON object")
+    return value

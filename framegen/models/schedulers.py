@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..storyboard.schema import ModelSpec
 from .builtins import TINY, tiny_scheduler_of
-from .locate import built_in, locate
+from .locate import built_in, hub_json, locate
 
 SCHEDULER_CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -79,8 +79,7 @@ def from_folder(where, revision: str | None = None, online: bool = True):
             )
             config = diffusers.DDIMScheduler.load_config(str(local), subfolder="scheduler")
         elif online:
-            index = {}
-            config = diffusers.DDIMScheduler.load_config(str(where), subfolder="scheduler", revision=revision)
+            index, config = {}, hub_json(str(where), "scheduler/scheduler_config.json", revision)
         else:
             return None
     except (OSError, ValueError):

@@ -8,13 +8,11 @@ from pathlib import Path
 
 from .checks import box_problem
 
-_BLOCKS = ("down_blocks.", "up_blocks.", "mid_block.", "conv_in.")
-
 
 def layer_problems(board, layers) -> list[str]:
     """Every layer name the model (a LayerMap) lacks. A layer map read from a config alone
-    (no modules) lets raw paths below a block through: those are checked when the rules
-    are compiled for the loaded U-Net."""
+    (no modules) lets raw paths inside one of its own blocks through: those are checked
+    when the rules are compiled for the loaded denoiser."""
     from .source import dotted
 
     known, problems = layers.known_names(), []
@@ -24,7 +22,7 @@ def layer_problems(board, layers) -> list[str]:
             named.append((path + ("mask", "layers"), rule.mask.layers))
         for at, names in named:
             for i, name in enumerate(names):
-                if name not in known and not (layers.config_only and name.startswith(_BLOCKS)):
+                if name not in known and not layers.may_hold(name):
                     message = f"unknown layer '{name}' (known: {layers.listing()})"
                     problems.append(f"{board.where(at + (i,))}: {dotted(at)}: {message}")
                 elif rule.mode == "kv" and at[-1] == "layers" and name in known:
@@ -77,6 +75,12 @@ def family_problems(board, family, scheduler: str | None = None) -> list[str]:
     from ..engine.inversion import FLOW_SCHEDULERS, INVERSE_SCHEDULERS
 
     spec, problems = board.spec, []
+    if spec.model.scheduler is not None and family.flow:
+        message = (
+            f"{family.label} is a flow-matching model: it renders with its own FlowMatchEulerDiscreteScheduler, "
+            f"and '{spec.model.scheduler}' predicts noise; leave scheduler out"
+        )
+        problems.append(board.problem(("model", "scheduler"), message))
     for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
         if getattr(getattr(rule, "mask", None), "auto", None) == "noise":
             problem = unsupported(family, "noise_masks", "noise masks support", "use auto: attention")
