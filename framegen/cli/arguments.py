@@ -28,25 +28,16 @@ class Parser(argparse.ArgumentParser):
 
 def port(text: str) -> int:
     """A TCP port, or 0 for any free one."""
-    value = _integer(text)
-    if not 0 <= value <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"{value} is not a port (give 1-{MAX_PORT}, or 0 for any free port)")
-    return value
+    return _within(text, 0, MAX_PORT, f"{{}} is not a port (give 1-{MAX_PORT}, or 0 for any free port)")
 
 
 def batch(text: str) -> int:
-    value = _integer(text)
-    if not 1 <= value <= MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"{value} images per batch: give 1-{MAX_BATCH}")
-    return value
+    return _within(text, 1, MAX_BATCH, f"{{}} images per batch: give 1-{MAX_BATCH}")
 
 
 def side(text: str) -> int:
     """An image's width or height in pixels."""
-    value = _integer(text)
-    if not 1 <= value <= MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"{value} pixels: give 1-{MAX_SIDE}")
-    return value
+    return _within(text, 1, MAX_SIDE, f"{{}} pixels: give 1-{MAX_SIDE}")
 
 
 def limit(text: str) -> float:
@@ -68,8 +59,12 @@ def path(text: str) -> str:
     return text
 
 
-def _integer(text: str) -> int:
+def _within(text: str, low: int, high: int, message: str) -> int:
+    """`text` as a whole number from `low` to `high`; else `message` with the value in it."""
     try:
-        return int(text, 10)
+        value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(message.format(value))
+    return value

@@ -42,31 +42,9 @@ FAMILIES = {
         Family("sd2", "SD2.x", False, True, True, True, "cross-attention"),
         # its resnets take the pooled text through the time embedding: only the last block is a bound
         Family("sdxl", "SDXL", True, False, False, True, "last"),
-        Family(
-            "flux",
-            "FLUX.1",
-            True,
-            True,
-            True,
-            False,
-            "final",
-            transformer=True,
-            true_cfg=False,
-            flow=True,
-            denoiser_class="FluxTransformer2DModel",
-        ),
-        Family(
-            "sd3",
-            "SD3.x",
-            True,
-            True,
-            True,
-            False,
-            "final",
-            transformer=True,
-            flow=True,
-            denoiser_class="SD3Transformer2DModel",
-        ),
+        # transformer, true_cfg (FLUX.1 embeds its guidance), flow, its diffusers class
+        Family("flux", "FLUX.1", True, True, True, False, "final", True, False, True, "FluxTransformer2DModel"),
+        Family("sd3", "SD3.x", True, True, True, False, "final", True, True, True, "SD3Transformer2DModel"),
     )
 }
 
