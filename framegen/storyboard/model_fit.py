@@ -13,7 +13,7 @@ def layer_problems(board, layers) -> list[str]:
     """Every layer name the model (a LayerMap) lacks. A layer map read from a config alone
     (no modules) lets raw paths inside one of its own blocks through: those are checked
     when the rules are compiled for the loaded denoiser."""
-    from .source import dotted
+    from .source import dotted, shown
 
     known, problems = layers.known_names(), []
     for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):
@@ -23,7 +23,7 @@ def layer_problems(board, layers) -> list[str]:
         for at, names in named:
             for i, name in enumerate(names):
                 if name not in known and not layers.may_hold(name):
-                    message = f"unknown layer '{name}' (known: {layers.listing()})"
+                    message = f"unknown layer '{shown(name)}' (known: {layers.listing()})"
                     problems.append(f"{board.where(at + (i,))}: {dotted(at)}: {message}")
                 elif rule.mode == "kv" and at[-1] == "layers" and name in known:
                     problems += kv_problem(board, layers, name, at + (i,))

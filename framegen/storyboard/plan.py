@@ -22,7 +22,7 @@ from .checks import anchor_image_problems, box_problem, controlnet_problems, ima
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .model_fit import box_problems, family_problems, layer_problems, size_problems, weights_problems
 from .schema import OutputSpec, StoryboardSpec
-from .source import dotted, mark
+from .source import dotted, mark, shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def resolve(board: Storyboard) -> Storyboard:
         name = frame.name or f"frame{i + 1}"
         if name in names:
             problems.append(
-                board.problem(at + ("name",), f"duplicate frame name '{name}' (also frames[{names[name]}])")
+                board.problem(at + ("name",), f"duplicate frame name '{shown(name)}' (also frames[{names[name]}])")
             )
         names.setdefault(name, i)
         rules = default_rules if frame.swap is None else rules_for(frame.swap, at + ("swap",))
@@ -140,7 +140,7 @@ def resolve(board: Storyboard) -> Storyboard:
         except KeyError as missing:
             word = missing.args[0]
             kind = "replace" if word in frame.replace else "remove"
-            problems.append(board.problem(at + (kind,), f"'{word}' is not in the anchor prompt"))
+            problems.append(board.problem(at + (kind,), f"'{shown(word)}' is not in the anchor prompt"))
             continue
         board.frames.append(
             FramePlan(
@@ -159,7 +159,7 @@ def lora_problems(board: Storyboard, frame, at: tuple) -> list[str]:
     """A frame's `lora:` scales name LoRAs of `model.lora` (under their own names)."""
     known = ", ".join(dict(board.lora)) or "none: model.lora is empty"
     return [
-        board.problem(at + ("lora", lora_name), f"no LoRA named '{lora_name}' (known: {known})")
+        board.problem(at + ("lora", lora_name), f"no LoRA named '{shown(lora_name)}' (known: {known})")
         for lora_name in frame.lora
         if lora_name not in dict(board.lora)
     ]

@@ -181,23 +181,29 @@ def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
             rules = {"full": FullRule, "mask": MaskRule, "threshold": ThresholdRule, "kv": KvRule}
             model = rules.get(mapping["mode"], model)
         known = ", ".join(model.model_fields) if model else ""
-        return path + ("<key>",), f"unknown key '{path[-1]}'" + (f" (known: {known})" if known else "")
+        return path + ("<key>",), f"unknown key '{shown(path[-1])}'" + (f" (known: {known})" if known else "")
     if kind == "missing":
         return path, "required"
     if kind == "union_tag_invalid":
-        return path + ("mode",), f"unknown mode '{error['ctx']['tag']}' (known: full, mask, threshold, kv)"
+        return path + ("mode",), f"unknown mode '{shown(error['ctx']['tag'])}' (known: full, mask, threshold, kv)"
     if kind == "union_tag_not_found":
         return path, "a rule needs 'mode' (full, mask, threshold or kv)"
     if kind == "too_short" and path == ("frames",):
         return path, "a storyboard needs at least one frame"
     if kind == "literal_error":
-        return path, f"'{error['input']}' is not one of {error['ctx']['expected']}"
+        return path, f"'{shown(error['input'])}' is not one of {error['ctx']['expected']}"
     if isinstance(error.get("input"), bool) and kind in ("int_type", "float_type", "string_type"):
         noun = {"int_type": "a whole number", "float_type": "a number", "string_type": "text"}[kind]
         return path, f"{str(error['input']).lower()} is a YAML boolean (yes, no, on, off read as one), not {noun}"
     if kind == "int_type" and isinstance(error.get("input"), float):
         return path, f"{error['input']} is not a whole number"
     return path, message.removeprefix("Value error, ")
+
+
+def shown(value, limit: int = 60) -> str:
+    """A value echoed back in a problem line: at most `limit` characters of it."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def data_at(data: Any, path: tuple) -> Any:
