@@ -298,3 +298,17 @@ def test_a_write_error_on_standard_output_is_one_line():
         result = subprocess.run([sys.executable, "-m", "framegen", "schema"], stdout=full, stderr=subprocess.PIPE,
                                 text=True, timeout=60)  # fmt: skip
     assert result.returncode == 3 and result.stderr == "framegen: cannot write its output: No space left on device\n"
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe", "folder"])
+def test_a_storyboard_that_is_no_file_is_one_line_not_an_endless_read(tmp_path, capsys, kind):
+    """Before: `validate /dev/zero` read without end, its memory growing."""
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "pipe":
+        path = tmp_path / "pipe.yaml"
+        os.mkfifo(path)
+    else:
+        path = tmp_path
+    code, line = answer(capsys, "validate", path)
+    assert code == 2 and line.startswith(f"{path}: cannot read storyboard: it is "), line

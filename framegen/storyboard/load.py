@@ -17,6 +17,7 @@ from .plan import Storyboard, resolve
 from .schema import StoryboardSpec
 from .source import dotted, mark, pydantic_problem, read_yaml
 
+MAX_BYTES = 64 << 20  # a storyboard's text
 # pydantic's "not a mapping / text / list": what each member of a union says of a value another member reads
 TYPE_ONLY = {"model_type", "dict_type", "model_attributes_type", "string_type", "list_type"}
 
@@ -95,9 +96,15 @@ def text_problems(data):
 def read_text(path: Path) -> str:
     """The storyboard file as text: UTF-8 (a byte-order mark is allowed), else one line that says why not."""
     try:
-        raw = path.read_bytes()
+        if not path.is_file():  # a device (/dev/zero) or a pipe would be read without end
+            what = "is a folder" if path.is_dir() else "is not a file" if path.exists() else "does not exist"
+            raise InvalidInput(f"{path}: cannot read storyboard: it {what}")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except OSError as error:
         raise InvalidInput(f"{path}: cannot read storyboard: {error.strerror or error}") from None
+    if len(raw) > MAX_BYTES:
+        raise InvalidInput(f"{path}: cannot read storyboard: it is over {MAX_BYTES >> 20} MB, too large for one")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InvalidInput(f"{path}: the storyboard is UTF-16 text; save it as UTF-8")
     try:
