@@ -207,8 +207,29 @@ def test_a_storyboard_the_schema_allows_is_valid_or_one_line_per_problem(folder,
     assert_clean(*validate(folder, spec))
 
 
+# texts that take a parser's limits: nesting past the recursion limit, integers past Python's 4,300 digits
+PATHOLOGICAL = [
+    "a: " + "[" * 5000 + "]" * 5000, "[" * 100000 + "]" * 100000, "{" * 3000, "version: 1" + "0" * 5000,
+    '{"framegen_version": "0.3.0", "frames": [{"name": "a", "index": 1' + "0" * 5000 + "}]}", "1e99999",
+    "a: &a [*a]", "- &a [*a, *a]\n- *a", "\ufeff" * 3, "\x00" * 10, "a: !!binary AAAA",
+    "a: !!python/object:os.system {}",
+]  # fmt: skip
+TEXTS = st.one_of(
+    st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")), st.sampled_from(PATHOLOGICAL)
+)
+
+
+@pytest.mark.parametrize("text", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_a_text_at_a_parsers_limits_is_an_answer_as_storyboard_and_report(tmp_path, text):
+    """Each of them every time, whatever the generators draw."""
+    (tmp_path / "board.yaml").write_text(text, encoding="utf-8", errors="surrogateescape")
+    (tmp_path / "report.json").write_text(text, encoding="utf-8", errors="surrogateescape")
+    assert_clean(*run(["validate", str(tmp_path / "board.yaml")])[::2])
+    assert_clean(*run(["check", str(tmp_path / "report.json"), "--max-flicker", "1"])[::2], (0, 1, 2))
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+@given(text=TEXTS)
 def test_any_text_as_a_storyboard_is_an_answer(folder, text):
     path = folder / "garbage.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
@@ -233,6 +254,16 @@ def test_a_report_render_wrote_is_one_check_trusts(report):
     from framegen.output.report import report_problem
 
     assert report_problem(report) is None
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS)
+def test_any_text_as_a_report_is_an_answer(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("text") / "report.json"
+    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    for option in ([], ["--max-background-mse", "1"]):
+        code, _, err = run(["check", str(path), *option])
+        assert_clean(code, err, (0, 1, 2))
 
 
 def fair_verdict(report, limits: dict) -> bool:

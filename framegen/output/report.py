@@ -180,6 +180,8 @@ def read_report(path: Path) -> dict:
         cut = error.pos >= len(text.rstrip())
         where = "it ends early: cut short?" if cut else f"not JSON at line {error.lineno}, column {error.colno}"
         raise InvalidInput(f"{path}: not a framegen report ({where})") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, or thousands of levels
+        raise InvalidInput(f"{path}: not a framegen report (a number or a nesting too large to read)") from None
     problem = report_problem(report)
     if problem:
         raise InvalidInput(f"{path}: {problem}")

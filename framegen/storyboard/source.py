@@ -57,12 +57,29 @@ def read_yaml(text: str, path: str) -> tuple[Any, Marks]:
         raise InvalidInput(_reader_problem(text, error, path)) from None
     except RecursionError:
         raise InvalidInput(f"{path}:1:1: storyboard: nested too deeply (thousands of levels)") from None
+    except ValueError:  # an integer past Python's 4,300 digits (sys.get_int_max_str_digits)
+        line, col = next(_long_integers(node))
+        raise InvalidInput(f"{path}:{line}:{col}: invalid YAML: an integer of thousands of digits") from None
     finally:
         loader.dispose()
     problems = [f"{path}:{line}:{col}: {dotted(at[:-1])}: duplicate key '{at[-2]}'" for at, (line, col) in duplicates]
     if problems:
         raise InvalidInput(problems)
     return data, Marks(text)
+
+
+def _long_integers(node):
+    """(line, col) of each integer scalar too long for Python to read, in document order."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":int") and len(node.value) > 4000:
+            yield node.start_mark.line + 1, node.start_mark.column + 1
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in reversed(node.value) for n in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    yield 1, 1
 
 
 def _reader_problem(text: str, error, path: str) -> str:
