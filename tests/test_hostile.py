@@ -312,3 +312,11 @@ def test_a_storyboard_that_is_no_file_is_one_line_not_an_endless_read(tmp_path, 
         path = tmp_path
     code, line = answer(capsys, "validate", path)
     assert code == 2 and line.startswith(f"{path}: cannot read storyboard: it is "), line
+
+
+def test_a_storyboard_larger_than_any_is_refused_before_it_is_read(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"version: 1\n")
+    os.truncate(path, 65 << 20)  # sparse: no disk is written
+    code, line = answer(capsys, "validate", path)
+    assert code == 2 and line == f"{path}: cannot read storyboard: it is over 64 MB, too large for one"

@@ -100,11 +100,13 @@ def read_text(path: Path) -> str:
             what = "is a folder" if path.is_dir() else "is not a file" if path.exists() else "does not exist"
             raise InvalidInput(f"{path}: cannot read storyboard: it {what}")
         with open(path, "rb") as file:
-            raw = file.read(MAX_BYTES + 1)
+            if os.fstat(file.fileno()).st_size > MAX_BYTES:
+                raise InvalidInput(
+                    f"{path}: cannot read storyboard: it is over {MAX_BYTES >> 20} MB, too large for one"
+                )
+            raw = file.read()
     except OSError as error:
         raise InvalidInput(f"{path}: cannot read storyboard: {error.strerror or error}") from None
-    if len(raw) > MAX_BYTES:
-        raise InvalidInput(f"{path}: cannot read storyboard: it is over {MAX_BYTES >> 20} MB, too large for one")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InvalidInput(f"{path}: the storyboard is UTF-16 text; save it as UTF-8")
     try:
