@@ -66,6 +66,12 @@ def printable(line: str) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in line)
 
 
+def shown(value, limit: int = 60) -> str:
+    """A value echoed back in a problem line: at most `limit` characters of it."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def warn(message: str) -> None:
     """One line on stderr: something the user may want to change, not a failure."""
     print(f"framegen: warning: {printable(message)}", file=sys.stderr)

@@ -78,14 +78,12 @@ def cmd_validate(args) -> int:
 
 def cmd_layers(args) -> int:
     from ..models.facts import configs_offline, configs_online
-    from ..models.locate import locate
     from ..storyboard import ModelSpec
-    from ..storyboard.checks import checkpoint_problem
+    from ..storyboard.checks import locate_checked
 
-    location = locate(args.model)
-    problem = location.problem or (checkpoint_problem(Path(location.path)) if location.kind == "file" else None)
-    if problem:
-        raise InvalidInput(f"framegen layers: {problem}")
+    location = locate_checked(args.model)
+    if location.problem:
+        raise InvalidInput(f"framegen layers: {location.problem}")
     spec = ModelSpec(id=location.path if location.kind in ("file", "folder") else args.model)
     config = configs_offline(spec) or configs_online(args.model)
     layers, vae_scale = config.layers, config.vae_scale

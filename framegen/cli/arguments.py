@@ -8,12 +8,10 @@ import argparse
 import math
 import sys
 
-from ..errors import printable
-from ..storyboard.values import path_problem
+from ..errors import printable, shown
+from ..storyboard.values import MAX_BATCH, MAX_SIDE, path_problem
 
 MAX_PORT = 65535
-MAX_BATCH = 1024  # images in one denoiser batch: far past what any accelerator holds
-MAX_SIDE = 16384  # pixels; no published model renders larger
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,7 +53,7 @@ def path(text: str) -> str:
     """A file or folder the file system can look up (a name it would refuse is said here, not on first use)."""
     problem = path_problem(text)
     if problem:
-        raise argparse.ArgumentTypeError(f"'{text[:60]}{'...' if len(text) > 60 else ''}' {problem}")
+        raise argparse.ArgumentTypeError(f"'{shown(text)}' {problem}")
     return text
 
 

@@ -160,6 +160,8 @@ class LayerMap:
         self.by_alias = {layer.name: layer for layer in self.layers}
         self.by_module = {layer.module: layer for layer in self.layers}
         self.modules = set(modules) if modules is not None else set(self.by_module)
+        # the top containers of the table's modules: `down_blocks.0`, `transformer_blocks.3`, `proj_out`
+        self.roots = {".".join(layer.module.split(".")[:2]) for layer in self.layers if layer.module != LATENTS}
 
     @classmethod
     def of(cls, denoiser) -> LayerMap:
@@ -173,17 +175,10 @@ class LayerMap:
         return canonical(name) in self.by_alias or name in self.modules
 
     def may_hold(self, name: str) -> bool:
-        """Whether `name` can be a module path inside one of this denoiser's blocks while only
-        its config is known (`up_blocks.1.attentions.0.transformer_blocks.0` on a U-Net;
-        never a path of another family's layout). With the modules known: whether it is one."""
-        if not self.config_only:
-            return name in self.modules
-        return any(name == root or name.startswith(root + ".") for root in self.roots)
-
-    @property
-    def roots(self) -> set[str]:
-        """The top containers of the table's modules: `down_blocks.0`, `transformer_blocks.3`, `proj_out`."""
-        return {".".join(layer.module.split(".")[:2]) for layer in self.layers if layer.module != LATENTS}
+        """Whether `name` may be a module path inside one of this denoiser's own blocks, which
+        only loading can tell (`up_blocks.1.attentions.0.transformer_blocks.0` on a U-Net's
+        config; never a path of another family's layout). With the modules known, `in` says."""
+        return self.config_only and any(name == root or name.startswith(root + ".") for root in self.roots)
 
     def module_path(self, name: str) -> str:
         alias = canonical(name)

@@ -17,6 +17,7 @@ epsilon for SD1.x and SDXL, v for SD2.x (SD2.1 at 768; SD2.x-base is epsilon at 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -42,26 +43,26 @@ class CheckpointError(InvalidInput, ValueError):
 @dataclass(frozen=True)
 class Checkpoint:
     """What a single file's header tells: its family, whether it carries a `v_pred` key,
-    and its tensors' names (a transformer file's parts may be inside it)."""
+    and its tensors' names and shapes (a transformer file's parts may be inside it)."""
 
     path: Path
     family: str
     v_pred_key: bool
-    keys: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def read(cls, path: Path) -> Checkpoint:
-        from safetensors import SafetensorError, safe_open
-
+        """The file's checkpoint, read once per file as it is now (validate, the keys and the
+        loader all ask: the header is parsed again only when the file changed)."""
         try:
-            with safe_open(str(path), framework="pt") as checkpoint:
-                keys = set(checkpoint.keys())
-                first = f"{UNET}input_blocks.0.0.weight"
-                in_channels = checkpoint.get_slice(first).get_shape()[1] if first in keys else None
-        except (OSError, SafetensorError) as error:
-            raise CheckpointError(f"'{path}' cannot be read as safetensors: {error}") from None
-        family = dit_files.dit_family(keys) or _family(path, keys, in_channels)
-        return cls(Path(path), family, V_PREDICTION_KEY in keys, frozenset(keys))
+            stat = Path(path).stat()
+        except OSError as error:
+            raise CheckpointError(f"'{path}' cannot be read as safetensors: {error.strerror}") from None
+        return _read(Path(path), stat.st_size, stat.st_mtime_ns)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(self.shapes)
 
     @property
     def transformer(self) -> bool:
@@ -86,18 +87,14 @@ class Checkpoint:
         """None when the file's telling tensors have the shapes its config gives (`model.config`
         when a local folder, else the family's published one), else the first that does not,
         in one line: read from the header, before any weight loads."""
-        from .locate import safetensors_header
-
         folder = Path(self.config_folder(spec)) / ("transformer" if self.transformer else "unet")
         try:
             config = json.loads((folder / "config.json").read_text())
         except (OSError, ValueError):
             return None  # a hub id's config: loading tells
-        header = safetensors_header(self.path)
         prefix = dit_files.TRANSFORMER if self.transformer else UNET
-        shapes = {name.removeprefix(prefix): tuple(entry.get("shape", ())) for name, entry in header.items()}
-        expected = dit_files.expected_shapes(config) if self.transformer else ldm_shapes(config)
-        counts = dit_files.block_counts(config) if self.transformer else {}
+        shapes = {name.removeprefix(prefix): shape for name, shape in self.shapes.items()}
+        counts, expected = dit_files.telling_tensors(config) if self.transformer else ({}, ldm_shapes(config))
         where = "model.config's" if spec.config else f"the published {self.family}"
         for name, count in counts.items():
             found = len({key.split(".")[1] for key in shapes if key.startswith(name + ".")})
@@ -125,6 +122,22 @@ def ldm_shapes(config: dict) -> dict[str, tuple[int, ...]]:
         "time_embed.0.weight": (config.get("time_embedding_dim") or 4 * channels[0], channels[0]),
         "middle_block.1.transformer_blocks.0.attn2.to_k.weight": (channels[-1], cross),
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: Path, size: int, mtime_ns: int) -> Checkpoint:
+    """Checkpoint.read for the file at `path` of this size and modification time."""
+    from .locate import safetensors_header
+
+    try:
+        header = safetensors_header(path)
+    except ValueError as error:
+        raise CheckpointError(f"'{path}' cannot be read as safetensors: {error}") from None
+    shapes = {name: tuple(entry["shape"]) for name, entry in header.items()}
+    first = shapes.get(f"{UNET}input_blocks.0.0.weight")
+    keys = set(shapes)
+    family = dit_files.dit_family(keys) or _family(path, keys, first[1] if first and len(first) > 1 else None)
+    return Checkpoint(path, family, V_PREDICTION_KEY in keys, shapes)
 
 
 def _family(path, keys: set[str], in_channels: int | None) -> str:

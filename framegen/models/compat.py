@@ -4,6 +4,7 @@ file made for another family or size is one line naming it and what was expected
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -124,12 +125,18 @@ def ldm_module(name: str, config, underscored: dict[str, str]) -> tuple[str | No
 
 def denoiser_shapes(config) -> dict[str, tuple[int, int]]:
     """Every weighted layer of the denoiser `config` describes: module path -> (input width,
-    output width), from the model built on the meta device (no memory, no weights)."""
+    output width), from the model built on the meta device (no memory, no weights); built
+    once for every LoRA of a storyboard and every check of it."""
+    return _built_shapes(config.family.denoiser_class, json.dumps(config.denoiser, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _built_shapes(denoiser_class: str, config: str) -> dict[str, tuple[int, int]]:
     import diffusers
     import torch
 
     with torch.device("meta"):
-        model = getattr(diffusers, config.family.denoiser_class).from_config(config.denoiser)
+        model = getattr(diffusers, denoiser_class).from_config(json.loads(config))
     return {
         name: (module.weight.shape[1], module.weight.shape[0])
         for name, module in model.named_modules()

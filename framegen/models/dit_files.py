@@ -42,31 +42,25 @@ def dit_family(keys: set[str]) -> str | None:
     return None
 
 
-def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    """A transformer file's telling tensors (BFL's or Stability's names) and the shapes a
-    diffusers transformer config gives them: width, inputs, text widths, block counts."""
+def telling_tensors(config: dict) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """A transformer file's block counts by their names in the file, and its telling tensors
+    (BFL's or Stability's names) with the shapes a diffusers transformer config gives them."""
     width = config["num_attention_heads"] * config["attention_head_dim"]
     text, pooled, channels = config["joint_attention_dim"], config["pooled_projection_dim"], config["in_channels"]
-    if "num_single_layers" in config:  # FLUX.1: single blocks fuse qkv and the 4x MLP
-        last = (f"double_blocks.{config['num_layers'] - 1}", f"single_blocks.{config['num_single_layers'] - 1}")
-        return {
+    doubles, singles = config["num_layers"], config.get("num_single_layers")
+    if singles is not None:  # FLUX.1: single blocks fuse qkv and the 4x MLP
+        return {"double_blocks": doubles, "single_blocks": singles}, {
             "img_in.weight": (width, channels), "txt_in.weight": (width, text),
-            "vector_in.in_layer.weight": (width, pooled), f"{last[0]}.img_attn.qkv.weight": (3 * width, width),
-            f"{last[1]}.linear1.weight": (7 * width, width),
+            "vector_in.in_layer.weight": (width, pooled),
+            f"double_blocks.{doubles - 1}.img_attn.qkv.weight": (3 * width, width),
+            f"single_blocks.{singles - 1}.linear1.weight": (7 * width, width),
         }  # fmt: skip
     patch = config.get("patch_size", 2)
-    return {
+    return {"joint_blocks": doubles}, {
         "x_embedder.proj.weight": (width, channels, patch, patch), "context_embedder.weight": (width, text),
         "y_embedder.mlp.0.weight": (width, pooled),
-        f"joint_blocks.{config['num_layers'] - 1}.x_block.attn.qkv.weight": (3 * width, width),
+        f"joint_blocks.{doubles - 1}.x_block.attn.qkv.weight": (3 * width, width),
     }  # fmt: skip
-
-
-def block_counts(config: dict) -> dict[str, int]:
-    """How many blocks of each kind the config gives, by their names in the file."""
-    if "num_single_layers" in config:
-        return {"double_blocks": config["num_layers"], "single_blocks": config["num_single_layers"]}
-    return {"joint_blocks": config["num_layers"]}
 
 
 def kind(family: str) -> str | None:

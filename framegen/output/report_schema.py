@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from ..storyboard.source import dotted
 from ..storyboard.values import NAME_PATTERN
 
@@ -65,13 +65,16 @@ def report_problem(report) -> str | None:
     try:
         Report.model_validate(report)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = dotted(tuple(first["loc"])) or "report"
-        value = json.dumps(first.get("input"), default=str)[:40] if first["type"] != "missing" else "missing"
-        what = first["msg"].removeprefix("Value error, ")
-        written = f"written by framegen {str(report['framegen_version'])[:20]}, or edited"
-        return f"{where}: {value}: {what} ({written}); render again"
+        version = shown(report["framegen_version"], 20)
+        return f"{first_problem(error)} (written by framegen {version}, or edited); render again"
     return None
+
+
+def first_problem(error: ValidationError, at: tuple = ()) -> str:
+    """`where: value: what` of a validation's first error, the value as JSON (NaN shows as NaN)."""
+    first = error.errors()[0]
+    value = shown(json.dumps(first.get("input"), default=str), 40) if first["type"] != "missing" else "missing"
+    return f"{dotted((*at, *first['loc'])) or 'report'}: {value}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def report_limits(report: dict, path: Path) -> dict[str, float | None]:
@@ -88,9 +91,8 @@ def report_limits(report: dict, path: Path) -> dict[str, float | None]:
     try:
         checks = Checks.model_validate(resolved.get("checks", {}))
     except ValidationError as error:
-        first = error.errors()[0]
-        where = dotted(("storyboard", "resolved", "checks", *first["loc"]))
-        value = json.dumps(first.get("input"), default=str)[:40]
-        what = first["msg"].removeprefix("Value error, ")
-        raise InvalidInput(f"{path}: {where}: {value}: {what} (edited?); a limit is a finite number >= 0") from None
+        where = ("storyboard", "resolved", "checks")
+        raise InvalidInput(
+            f"{path}: {first_problem(error, where)} (edited?); a limit is a finite number >= 0"
+        ) from None
     return {name: getattr(checks, name) for name in CHECKED_FIELDS}

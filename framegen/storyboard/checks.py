@@ -6,6 +6,7 @@ resolve against the storyboard's folder, like every other path in it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -23,12 +24,9 @@ def resolve_files(board) -> list[str]:
     spec, problems = board.spec, []
 
     def located(name: str, at: tuple, what: str) -> str:
-        location = locate(name, board.folder, what)
-        problem = location.problem
-        if problem is None and what == "model" and location.kind == "file":
-            problem = checkpoint_problem(Path(location.path))
-        if problem:
-            problems.append(board.problem(at, problem))
+        location = locate_checked(name, board.folder, what)
+        if location.problem:
+            problems.append(board.problem(at, location.problem))
         return location.path
 
     spec.model.id = located(spec.model.id, ("model", "id"), "model")
@@ -184,6 +182,14 @@ def architecture_problems(board) -> list[str]:
 
 
 PART_WITHOUT_FILE = "text encoder and VAE files go with a FLUX.1 or SD3.x transformer file as model.id"
+
+
+def locate_checked(name: str, folder: Path = Path("."), what: str = "model"):
+    """`locate`'s answer, with a model file's problem as a checkpoint (its keys) among its own."""
+    location = locate(name, folder, what)
+    if location.problem is None and what == "model" and location.kind == "file":
+        return dataclasses.replace(location, problem=checkpoint_problem(Path(location.path)))
+    return location
 
 
 def checkpoint_problem(path: Path) -> str | None:

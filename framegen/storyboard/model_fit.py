@@ -13,7 +13,8 @@ def layer_problems(board, layers) -> list[str]:
     """Every layer name the model (a LayerMap) lacks. A layer map read from a config alone
     (no modules) lets raw paths inside one of its own blocks through: those are checked
     when the rules are compiled for the loaded denoiser."""
-    from .source import dotted, shown
+    from ..errors import shown
+    from .source import dotted
 
     known, problems = layers.known_names(), []
     for path, rule in (pair for frame_rules in board.rule_paths() for pair in frame_rules):

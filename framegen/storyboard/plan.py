@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ..engine.layers import LayerMap
 from ..engine.specs import MaskPlan, RuleSpec
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from .checks import anchor_image_problems, box_problem, controlnet_problems, image_problem, resolve_files
 from .deltas import apply_delta, as_list, parse_steps, split_tags
 from .model_fit import box_problems, family_problems, layer_problems, size_problems, weights_problems
 from .schema import OutputSpec, StoryboardSpec
-from .source import dotted, mark, shown
+from .source import dotted, mark
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,18 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..engine.specs import MaskPlan
-from .values import MAX_SEED, MAX_SIDE, NAME_PATTERN, SCHEDULERS, Box, ControlScale, LoraScale, PathText, StrictModel
+from .values import (
+    MAX_BATCH,
+    MAX_SEED,
+    MAX_SIDE,
+    NAME_PATTERN,
+    SCHEDULERS,
+    Box,
+    ControlScale,
+    LoraScale,
+    PathText,
+    StrictModel,
+)
 
 
 class LoraSpec(StrictModel):
@@ -67,7 +78,7 @@ class RenderSpec(StrictModel):
     seed: int = Field(1111, ge=0, le=MAX_SEED)
     negative_prompt: str = ""
     cache: Literal["device", "cpu", "disk"] = "device"
-    batch: int = Field(1, ge=1, le=1024)  # frames per denoiser batch
+    batch: int = Field(1, ge=1, le=MAX_BATCH)  # frames per denoiser batch
 
     @field_validator("width", "height")
     @classmethod

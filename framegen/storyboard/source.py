@@ -17,7 +17,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from .schema import FullRule, KvRule, MaskRule, StoryboardSpec, ThresholdRule
 
 MAX_VALUES = 100_000  # values of a storyboard once its aliases are expanded (a 1,000-frame one holds ~20,000)
@@ -215,12 +215,6 @@ def pydantic_problem(error: dict, data: Any) -> tuple[tuple, str]:
     if kind == "int_type" and isinstance(error.get("input"), float):
         return path, f"{error['input']} is not a whole number"
     return path, message.removeprefix("Value error, ")
-
-
-def shown(value, limit: int = 60) -> str:
-    """A value echoed back in a problem line: at most `limit` characters of it."""
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def data_at(data: Any, path: tuple) -> Any:

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp_2m", "pndm", "lms")
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2^64 - 1
 MAX_SIDE = 16384  # pixels: past any published model's size
+MAX_BATCH = 1024  # images in one denoiser batch: far past what any accelerator holds
 # names land in one-line messages, JUnit XML and annotations: no control characters or line separators
 NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
