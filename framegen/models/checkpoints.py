@@ -52,13 +52,16 @@ class Checkpoint:
 
     @classmethod
     def read(cls, path: Path) -> Checkpoint:
-        """The file's checkpoint, read once per file as it is now (validate, the keys and the
-        loader all ask: the header is parsed again only when the file changed)."""
+        """The file's checkpoint, read once per state of the file (validate, the keys and the
+        loader all ask: the header is parsed again only when the file changed, as its weight
+        fingerprint tells)."""
+        from .fingerprints import file_identity
+
         try:
-            stat = Path(path).stat()
+            identity = tuple(file_identity(path))
         except OSError as error:
             raise CheckpointError(f"'{path}' cannot be read as safetensors: {error.strerror}") from None
-        return _read(Path(path), stat.st_size, stat.st_mtime_ns)
+        return _read(Path(path), identity)
 
     @property
     def keys(self) -> frozenset[str]:
@@ -125,8 +128,8 @@ def ldm_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
 
 @functools.lru_cache(maxsize=8)
-def _read(path: Path, size: int, mtime_ns: int) -> Checkpoint:
-    """Checkpoint.read for the file at `path` of this size and modification time."""
+def _read(path: Path, identity: tuple[int, ...]) -> Checkpoint:
+    """Checkpoint.read for the file at `path` in this state (`file_identity`)."""
     from .locate import safetensors_header
 
     try:

@@ -34,8 +34,7 @@ def cache_folder() -> Path:
 def file_sha256(path: Path) -> str:
     """The file's SHA-256, from the remembered fingerprints when its identity is unchanged."""
     path = Path(path).resolve()
-    status = path.stat()
-    identity = [status.st_size, status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns]
+    identity = file_identity(path)
     rehash = os.environ.get("FRAMEGEN_REHASH") == "1"
     if not rehash and _known.get(str(path), (None,))[0] == identity:
         return _known[str(path)][1]
@@ -49,6 +48,12 @@ def file_sha256(path: Path) -> str:
         _save(remembered)
     _known[str(path)] = (identity, digest)
     return digest
+
+
+def file_identity(path: Path) -> list[int]:
+    """What tells one state of a file from another without reading it (see the module's note)."""
+    status = Path(path).stat()
+    return [status.st_size, status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns]
 
 
 def _load() -> dict:
